@@ -1,0 +1,1 @@
+"""euicc-sim: a software GSMA eUICC (SGP.22 / SGP.32)."""

@@ -1,0 +1,1 @@
+"""The IoT Profile Assistant (IPAd): ES10 client, card transports and flows."""

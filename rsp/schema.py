@@ -1,0 +1,190 @@
+"""The project's ASN.1 schema: SGP.22 v2.5, SGP.32 v1.2, PKIX and the TCA PE definitions.
+
+The modules in ``rsp/asn1/`` are compiled once with asn1tools (DER codec) and the compiled
+specification is pickled to a cache directory, so later processes load it in tens of
+milliseconds instead of re-parsing the grammar (over a second).
+
+Values use asn1tools' Python form: SEQUENCE -> dict keyed by the ASN.1 field names, CHOICE ->
+``(alternative_name, value)``, BIT STRING -> ``(bytes, number_of_bits)``, OCTET STRING ->
+``bytes``, INTEGER/ENUMERATED -> ``int``/``str``, NULL -> ``None``.
+
+Two asn1tools defects are handled here:
+
+* OBJECT IDENTIFIERs whose first arc is 2 and second arc >= 40 (``2.999.10``, the SGP.26
+  SM-DP+ OID) are decoded wrongly by asn1tools 0.169.0; the decoder is replaced at import.
+* Named BIT STRINGs are encoded with the bit length given; :func:`bits` builds the minimal
+  (DER) form from bit positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import asn1tools
+from asn1tools.codecs import ber as _ber
+
+log = logging.getLogger(__name__)
+
+ASN1_DIR = Path(__file__).with_name("asn1")
+
+#: Compiled in this order; SGP32Definitions imports from all of the others.
+MODULE_FILES = (
+    "PKIX1Explicit88.asn",
+    "PKIX1Implicit88.asn",
+    "PEDefinitions.asn",
+    "RSPDefinitions.asn",
+    "SGP32Definitions.asn",
+)
+
+_CACHE_FORMAT = 1
+
+
+class Asn1Error(ValueError):
+    """Base class for schema encode/decode failures."""
+
+
+class EncodeError(Asn1Error):
+    """A value does not fit the ASN.1 type it was encoded as."""
+
+
+class DecodeError(Asn1Error):
+    """Bytes are not a valid DER encoding of the expected ASN.1 type."""
+
+
+def _decode_object_identifier(data: bytes, offset: int, end_offset: int) -> str:
+    # X.690 8.19.4: the first subidentifier packs two arcs; arc 2 takes every value >= 80.
+    first, offset = _ber.decode_object_identifier_subidentifier(data, offset)
+    if first < 40:
+        arcs = [0, first]
+    elif first < 80:
+        arcs = [1, first - 40]
+    else:
+        arcs = [2, first - 80]
+    while offset < end_offset:
+        sub, offset = _ber.decode_object_identifier_subidentifier(data, offset)
+        arcs.append(sub)
+    return ".".join(str(a) for a in arcs)
+
+
+_ber.decode_object_identifier = _decode_object_identifier
+
+
+def _source_digest() -> str:
+    h = hashlib.sha256()
+    h.update(f"{_CACHE_FORMAT}|{asn1tools.__version__}|{sys.version_info[:2]}".encode())
+    for name in MODULE_FILES:
+        h.update(name.encode())
+        h.update((ASN1_DIR / name).read_bytes())
+    return h.hexdigest()[:24]
+
+
+def cache_dir() -> Path:
+    """Where the compiled schema is cached (``$EUICC_SIM_CACHE`` or the user cache dir)."""
+    env = os.environ.get("EUICC_SIM_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "euicc-sim"
+
+
+def _compile() -> Any:
+    return asn1tools.compile_files([str(ASN1_DIR / n) for n in MODULE_FILES], "der")
+
+
+@cache
+def spec() -> Any:
+    """The compiled asn1tools specification (loaded from the disk cache when possible)."""
+    path = cache_dir() / f"schema-{_source_digest()}.pickle"
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # a corrupt or foreign cache file is rebuilt, never trusted
+        log.warning("ignoring unreadable schema cache %s: %s", path, exc)
+    compiled = _compile()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".schema-")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(compiled, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write schema cache %s: %s", path, exc)
+    return compiled
+
+
+def has_type(type_name: str) -> bool:
+    """Whether the schema defines ``type_name``."""
+    return type_name in spec().types
+
+
+def encode(type_name: str, value: Any) -> bytes:
+    """DER-encode ``value`` as ``type_name``."""
+    try:
+        return bytes(spec().encode(type_name, value))
+    except KeyError:
+        if not has_type(type_name):
+            raise
+        raise EncodeError(f"{type_name}: missing field in {value!r}") from None
+    except Exception as exc:
+        raise EncodeError(f"{type_name}: {exc}") from exc
+
+
+def decode(type_name: str, data: bytes, *, allow_trailing: bool = False) -> Any:
+    """Decode one ``type_name`` from ``data``.
+
+    Unless ``allow_trailing`` is set, bytes after the first complete TLV are an error.
+    """
+    try:
+        value, length = spec().decode_with_length(type_name, bytes(data))
+    except KeyError:
+        if not has_type(type_name):
+            raise
+        raise DecodeError(f"{type_name}: malformed encoding") from None
+    except Exception as exc:
+        raise DecodeError(f"{type_name}: {exc}") from exc
+    if not allow_trailing and length != len(data):
+        raise DecodeError(f"{type_name}: {len(data) - length} unexpected trailing bytes")
+    return value
+
+
+@cache
+def tag_of(type_name: str) -> bytes:
+    """The encoded outermost tag of ``type_name`` (``b'\\xbf\\x3e'`` for GetEuiccDataRequest)."""
+    compiled = spec().types[type_name].type
+    tag = getattr(compiled, "tag", None)
+    if tag is None:
+        raise Asn1Error(f"{type_name} has no single outer tag (untagged CHOICE?)")
+    return bytes(tag)
+
+
+def bits(positions: Iterable[int]) -> tuple[bytes, int]:
+    """A named BIT STRING value with the given bit positions set, in minimal DER form."""
+    pos = sorted(set(positions))
+    if not pos:
+        return b"", 0
+    if pos[0] < 0:
+        raise ValueError("bit positions are non-negative")
+    nbits = pos[-1] + 1
+    buf = bytearray((nbits + 7) // 8)
+    for p in pos:
+        buf[p // 8] |= 0x80 >> (p % 8)
+    return bytes(buf), nbits
+
+
+def bit_positions(value: tuple[bytes, int]) -> frozenset[int]:
+    """The set bit positions of a decoded BIT STRING (the unused-bits count is ignored)."""
+    data, nbits = value
+    return frozenset(
+        i for i in range(min(nbits, len(data) * 8)) if data[i // 8] & (0x80 >> (i % 8))
+    )

@@ -1,0 +1,1 @@
+"""Reference SM-DP+ and eIM servers (to come)."""
