@@ -72,6 +72,7 @@ class Profile:
     ppr2: bool = False  # deletion not allowed
     package_digest: str | None = None  # SHA-256 hex of the stored SAIP package blob
     preloaded: bool = False  # installed by the factory rather than downloaded in the field
+    package_size: int = 0  # bytes of the SAIP package, counted against the card's capacity
 
 
 @dataclass(frozen=True)

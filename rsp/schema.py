@@ -14,6 +14,12 @@ Two asn1tools defects are handled here:
   SM-DP+ OID) are decoded wrongly by asn1tools 0.169.0; the decoder is replaced at import.
 * Named BIT STRINGs are encoded with the bit length given; :func:`bits` builds the minimal
   (DER) form from bit positions.
+* The DER decoder loops forever on a SEQUENCE OF whose element has an unexpected tag (it never
+  advances); the element loop is replaced at import so that such input is a DecodeError.
+* A named-number DEFAULT of an INTEGER (``profileClass DEFAULT operational``, PKIX
+  ``version DEFAULT v1``) is kept as the *name*: an absent field decodes as the string
+  ``'operational'`` and an explicit ``2`` is not recognised as the default, so DER's "omit the
+  default" rule is broken. The defaults are resolved to numbers before compiling.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 
 import asn1tools
 from asn1tools.codecs import ber as _ber
+from asn1tools.codecs import der as _der
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +52,7 @@ MODULE_FILES = (
     "SGP32Definitions.asn",
 )
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 class Asn1Error(ValueError):
@@ -78,6 +85,57 @@ def _decode_object_identifier(data: bytes, offset: int, end_offset: int) -> str:
 _ber.decode_object_identifier = _decode_object_identifier
 
 
+def _decode_array_content(self: Any, data: bytearray, offset: int, length: int) -> Any:
+    # asn1tools 0.169.0 appends its TAG_MISMATCH marker without advancing, looping forever.
+    end = offset + length
+    decoded = []
+    while offset < end:
+        element, offset = self.element_type.decode(data, offset)
+        _ber.check_decode_error(self.element_type, element, data, offset)
+        decoded.append(element)
+    if offset != end:
+        raise _ber.DecodeError(f"element runs {offset - end} bytes past its SEQUENCE OF", offset)
+    return decoded, offset
+
+
+_der.ArrayType.decode_content = _decode_array_content
+
+
+def _named_numbers(descriptor: dict[str, Any], types: dict[str, Any]) -> dict[str, int] | None:
+    # Follow type references (Version -> INTEGER {v1(0), ...}) to the named numbers, if any.
+    for _ in range(16):
+        if "named-numbers" in descriptor:
+            return dict(descriptor["named-numbers"])
+        ref = types.get(str(descriptor.get("type")))
+        if ref is None:
+            return None
+        descriptor = ref
+    return None
+
+
+def _resolve_integer_defaults(parsed: dict[str, Any]) -> None:
+    types = {name: d for module in parsed.values() for name, d in module["types"].items()}
+
+    def visit(descriptor: dict[str, Any]) -> None:
+        for entry in descriptor.get("members", ()):
+            for member in entry if isinstance(entry, list) else [entry]:
+                if not isinstance(member, dict):
+                    continue  # extension marker
+                default = member.get("default")
+                if isinstance(default, str):
+                    numbers = _named_numbers(member, types)
+                    if numbers and default in numbers:
+                        member["default"] = numbers[default]
+                visit(member)
+        element = descriptor.get("element")
+        if isinstance(element, dict):
+            visit(element)
+
+    for module in parsed.values():
+        for descriptor in module["types"].values():
+            visit(descriptor)
+
+
 def _source_digest() -> str:
     h = hashlib.sha256()
     h.update(f"{_CACHE_FORMAT}|{asn1tools.__version__}|{sys.version_info[:2]}".encode())
@@ -97,7 +155,9 @@ def cache_dir() -> Path:
 
 
 def _compile() -> Any:
-    return asn1tools.compile_files([str(ASN1_DIR / n) for n in MODULE_FILES], "der")
+    parsed = asn1tools.parse_files([str(ASN1_DIR / n) for n in MODULE_FILES])
+    _resolve_integer_defaults(parsed)
+    return asn1tools.compile_dict(parsed, "der")
 
 
 @cache

@@ -1,0 +1,255 @@
+"""The card object: one software eUICC with its directory, keys, applications and card OS.
+
+``Euicc.create(directory)`` makes a new card (as a factory would: keys, certificates,
+configuration, an empty profile store), ``Euicc.open(directory)`` powers an existing one up.
+Everything talks to it through ``transmit(apdu) -> response`` and ``reset() -> ATR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from rsp import saip
+from rsp.crypto import Curve
+from rsp.iccid import iccid_to_ef
+
+from . import credentials as make
+from . import es10a, es10b, es10c, profiles
+from .cardos import CardOS
+from .config import CardConfig
+from .ecasd import Ecasd, load_credentials, store_credentials
+from .filesystem import FileSystem
+from .isdr import IsdR, IsdrContext
+from .registry import HandlerTable
+from .state import CardState, NotificationConfig, NotificationEvent, Profile, ProfileClass
+from .storage import DirectoryStorage, MemoryStorage
+
+log = logging.getLogger(__name__)
+
+_CONFIG_FILE = "config.json"
+
+
+class CardError(Exception):
+    """A card cannot be created, opened or changed as asked."""
+
+
+class ProfileInstallError(CardError):
+    """A profile package could not be installed (result code and reason in the message)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_INSTALL_ERRORS = {
+    profiles.INSTALL_FAILED_ICCID_ALREADY_EXISTS: "a profile with this ICCID is already installed",
+    profiles.INSTALL_FAILED_INSUFFICIENT_MEMORY: "the card has no room for this profile",
+}
+
+
+def _all_handlers() -> HandlerTable:
+    table = HandlerTable()
+    for module in (es10a, es10b, es10c):
+        for name, handler in module.HANDLERS.items():
+            table.handles(name)(handler)
+    return table
+
+
+class Euicc:
+    """A software eUICC.
+
+    Not thread-safe: like a real card it processes one APDU at a time. Time and randomness
+    are injected (``random_bytes``) so tests can make a card deterministic.
+    """
+
+    def __init__(
+        self,
+        storage: DirectoryStorage | MemoryStorage,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        raw_config = storage.read_file(_CONFIG_FILE)
+        if raw_config is None:
+            raise CardError("no card here: config.json is missing")
+        self.config = CardConfig.from_json(raw_config)
+        state = storage.load()
+        if state is None:
+            raise CardError("card was never completely created (no committed state)")
+        self.storage = storage
+        self.credentials = load_credentials(storage)
+        self.context = IsdrContext(
+            config=self.config,
+            credentials=self.credentials,
+            storage=storage,
+            state=state,
+            random_bytes=random_bytes,
+        )
+        self.isdr = IsdR(self.context, _all_handlers())
+        self.ecasd = Ecasd(self.context.eid)
+        self.filesystem = FileSystem(iccid=lambda: es10c.enabled_iccid(self.context.state))
+        self._os = CardOS([self.isdr, self.ecasd], self.filesystem)
+        # Bound once: transmit sits on every hot path.
+        self.transmit: Callable[[bytes], bytes] = self._os.transmit
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        directory: str | os.PathLike[str] | None,
+        *,
+        eid: str | None = None,
+        curves: Sequence[Curve] = (Curve.NIST_P256, Curve.BRAINPOOL_P256R1),
+        pki: str | os.PathLike[str] | None = None,
+        euicc_key: bytes | None = None,
+        euicc_certificate: bytes | None = None,
+        eum_certificate: bytes | None = None,
+        ci_certificates: Iterable[bytes] = (),
+        config: CardConfig | None = None,
+        fsync: bool = True,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> Euicc:
+        """Make a new card in ``directory`` (``None``: in memory only) and power it up.
+
+        Key material, in order of preference: explicit ``euicc_key`` + certificates (PEM or
+        DER; the EID is read from the eUICC certificate); a test PKI directory ``pki`` (the
+        card's eUICC certificate is issued under its EUM); otherwise the published GSMA
+        SGP.26 test EUM of each curve in ``curves`` issues certificates for ``eid`` (a random
+        valid EID with the SGP.26 EIN prefix when not given).
+        """
+        storage: DirectoryStorage | MemoryStorage
+        if directory is None:
+            storage = MemoryStorage()
+        else:
+            path = Path(directory)
+            if (path / _CONFIG_FILE).exists():
+                raise CardError(f"{path} already holds a card")
+            storage = DirectoryStorage(path, fsync=fsync)
+        storage.load()  # a new directory: nothing to load, but it readies the storage
+        material = make.credentials(
+            eid=eid,
+            curves=curves,
+            pki_dir=pki,
+            euicc_key=euicc_key,
+            euicc_certificate=euicc_certificate,
+            eum_certificate=eum_certificate,
+            ci_certificates=list(ci_certificates),
+        )
+        base = config or CardConfig(eid=material.eid)
+        if base.eid != material.eid:
+            base = replace(base, eid=material.eid)
+        storage.write_file(_CONFIG_FILE, base.to_json())
+        store_credentials(storage, material.chains, material.ci_certificates)
+        # The first committed state is what makes the directory a card.
+        storage.commit(CardState(root_ds_address=base.root_ds_address))
+        return cls(storage, random_bytes=random_bytes)
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> Euicc:
+        """Power up the card kept in ``directory``."""
+        path = Path(directory)
+        if not path.is_dir():
+            raise CardError(f"{path} holds no card (run 'euicc-sim init {path}' first)")
+        storage = DirectoryStorage(path, fsync=fsync)
+        if storage.load() is None:
+            raise CardError(f"{path} holds no card (run 'euicc-sim init {path}' first)")
+        return cls(storage, random_bytes=random_bytes)
+
+    def reset(self) -> bytes:
+        """Cold reset: close channels, abort sessions, return the ATR."""
+        return self._os.reset()
+
+    # -- factory operations (not ES10) --------------------------------------------------
+
+    @property
+    def eid(self) -> str:
+        """The card's EID (32 digits)."""
+        return self.config.eid
+
+    @property
+    def state(self) -> CardState:
+        """The committed card state (profiles, notifications, addresses)."""
+        return self.context.state
+
+    def preload(
+        self,
+        package: bytes,
+        *,
+        iccid: str | None = None,
+        profile_name: str | None = None,
+        service_provider_name: str | None = None,
+        profile_class: ProfileClass | None = None,
+        nickname: str | None = None,
+        notification_address: str | None = None,
+        ppr1: bool = False,
+        ppr2: bool = False,
+        enable: bool = False,
+    ) -> Profile:
+        """Install a SAIP package the way a factory does: no download, no notification.
+
+        ICCID, profile name, service provider and class come from the package (header
+        ICCID, profileType, EF.SPN; class *test* when the profile type says so) unless given.
+        ``notification_address`` makes the profile ask for enable/disable/delete
+        notifications to that address.
+        """
+        try:
+            pkg = saip.read_package(package)
+        except saip.SaipError as exc:
+            raise ProfileInstallError(f"not a valid profile package: {exc}") from exc
+        if profile_class is None:
+            is_test = "test" in (pkg.profile_type or "").lower()
+            profile_class = ProfileClass.TEST if is_test else ProfileClass.OPERATIONAL
+        config: tuple[NotificationConfig, ...] = ()
+        if notification_address:
+            events = frozenset(
+                {NotificationEvent.ENABLE, NotificationEvent.DISABLE, NotificationEvent.DELETE}
+            )
+            config = (NotificationConfig(events, notification_address),)
+        digest = self.storage.put_blob(package)
+        profile = Profile(
+            iccid=iccid_to_ef(iccid) if iccid else pkg.iccid_ef,
+            isdp_aid=b"",
+            profile_class=profile_class,
+            nickname=nickname,
+            service_provider_name=service_provider_name or pkg.service_provider_name,
+            profile_name=profile_name or pkg.profile_type,
+            notification_config=config,
+            ppr1=ppr1,
+            ppr2=ppr2,
+            package_digest=digest,
+            package_size=len(package),
+            preloaded=True,
+        )
+        t = profiles.install(
+            self.state,
+            profile,
+            max_profiles=self.config.max_profiles,
+            max_package_bytes=self.config.profile_memory,
+        )
+        if t.result != 0:
+            raise ProfileInstallError(_INSTALL_ERRORS.get(t.result, f"code {t.result}"), t.result)
+        state = t.state
+        installed = state.profiles[-1]
+        if enable:
+            e = profiles.enable(state, iccid=installed.iccid)
+            if e.result != 0:
+                raise ProfileInstallError(f"installed but cannot enable (code {e.result})")
+            state = e.state
+        self.context.commit(state)
+        return next(p for p in self.state.profiles if p.iccid == installed.iccid)
+
+    def profile_package(self, profile: Profile) -> bytes | None:
+        """The SAIP package bytes a profile was installed from."""
+        if profile.package_digest is None:
+            return None
+        return self.storage.get_blob(profile.package_digest)

@@ -1,0 +1,67 @@
+"""Fixed, per-card configuration chosen when the card is made (what a factory burns in)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class RatRule:
+    """One ProfilePolicyAuthorisationRule: which PPRs which operators may set."""
+
+    ppr_ids: tuple[int, ...]  # PprIds bit positions: ppr1 = 1, ppr2 = 2
+    operators: tuple[str, ...]  # mccMnc as 6 hex digits; 'E' nibbles are wildcards
+    flags: tuple[int, ...] = ()  # pprFlags bit positions: consentRequired = 0
+
+
+#: Any operator may set PPR1 and PPR2, with end-user consent.
+DEFAULT_RAT = (RatRule((1, 2), ("EEEEEE",), (0,)),)
+
+
+@dataclass(frozen=True)
+class CardConfig:
+    """Card identity, versions and capacities; stored as ``config.json`` in the card directory.
+
+    Versions are ``(major, minor, revision)`` as VersionType encodes them.
+    """
+
+    eid: str
+    svn: tuple[int, int, int] = (2, 5, 0)
+    profile_version: tuple[int, int, int] = (2, 3, 1)
+    firmware_version: tuple[int, int, int] = (0, 1, 0)
+    ts102241_version: tuple[int, int, int] = (15, 1, 0)
+    globalplatform_version: tuple[int, int, int] = (2, 3, 0)
+    pp_version: tuple[int, int, int] = (1, 0, 0)
+    iot_versions: tuple[tuple[int, int, int], ...] = ((1, 2, 0),)
+    sas_accreditation_number: str = "EUICC-SIM-TEST"
+    max_profiles: int = 16
+    #: Free non-volatile memory for profile packages, in bytes (reported in extCardResource).
+    profile_memory: int = 1_000_000
+    root_ds_address: str = "testrootsmds.example.com"
+    #: Whether GetProfilesInfo without a tag list includes the icon.
+    icon_in_default_profile_info: bool = True
+    rat: tuple[RatRule, ...] = DEFAULT_RAT
+
+    def to_json(self) -> bytes:
+        """Serialise for the card directory."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> CardConfig:
+        """Parse ``config.json``; unknown keys are ignored so newer files still open."""
+        raw = json.loads(data)
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: _tuples(v) for k, v in raw.items() if k in known}
+        if "rat" in kwargs:
+            kwargs["rat"] = tuple(
+                RatRule(**{k: tuple(v) for k, v in rule.items()}) for rule in raw["rat"]
+            )
+        return cls(**kwargs)
+
+
+def _tuples(value: object) -> object:
+    """JSON arrays back to (nested) tuples, as the frozen dataclass declares them."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value

@@ -1,0 +1,130 @@
+"""ISD-R: receives whole ES10 requests from the card OS and dispatches them by BER tag.
+
+Which tag means which function comes from the ES10 catalogue (:mod:`rsp.es10`), which
+derives the tags from the ASN.1 schema. Handlers live in :mod:`es10a`, :mod:`es10b` and
+:mod:`es10c`, keyed by the ASN.1 name of their request type. A handler takes the
+:class:`IsdrContext` and the decoded request and returns either the response value (encoded
+here with the function's response type) or ``bytes`` it encoded itself (hot paths that
+cache encodings).
+
+ES10 functional errors are answered inside the response (result codes), never with status
+words. Status words are reserved for transport-level problems: an unknown tag (``6A88``) or
+a request that does not decode (``6A80``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from rsp import es10 as catalogue
+from rsp import schema, tlv
+
+from .apdu import StatusWordError
+from .config import CardConfig
+from .ecasd import Credentials, fci
+from .state import CardState
+
+log = logging.getLogger(__name__)
+
+ISDR_AID = bytes.fromhex("A0000005591010FFFFFFFF8900000100")
+
+Handler = Callable[["IsdrContext", Any], Any]
+
+
+class IsdrContext:
+    """What handlers may use: the committed state, the keys, the config and a session."""
+
+    def __init__(
+        self,
+        *,
+        config: CardConfig,
+        credentials: Credentials,
+        storage: Any,
+        state: CardState,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.config = config
+        self.credentials = credentials
+        self.storage = storage
+        self.random_bytes = random_bytes
+        self.eid = bytes.fromhex(config.eid)
+        self._state = state
+        #: Volatile session data (challenge, download session); cleared on reset.
+        self.session: dict[str, Any] = {}
+        #: Per-card caches of encodings that only depend on the state they were made from.
+        self.cache: dict[Any, Any] = {}
+
+    @property
+    def state(self) -> CardState:
+        """The last committed state."""
+        return self._state
+
+    def commit(self, new_state: CardState) -> None:
+        """Persist ``new_state`` atomically; only then does it become the card's state."""
+        if new_state is self._state:
+            return
+        self.storage.commit(new_state)
+        self._state = new_state
+
+    def reset(self) -> None:
+        self.session.clear()
+
+
+class IsdR:
+    """The ISD-R application (an :class:`euicc_sim.application.Application`)."""
+
+    aid = ISDR_AID
+
+    def __init__(self, context: IsdrContext, handlers: dict[str, Handler]) -> None:
+        self.context = context
+        # An SGP.32 card that still answers the SGP.22 forms SGP.32 moved elsewhere (e.g.
+        # eUICCMemoryReset BF34, now BF64); where a tag means two things, SGP.32 wins.
+        self._functions = {**catalogue.catalogue_for("sgp22"), **catalogue.catalogue_for("sgp32")}
+        self._handlers = handlers
+        svn = bytes(context.config.svn)
+        # ISDRProprietaryApplicationTemplate E0 { 82 svn } inside the FCI (placement per GP).
+        self._fci = fci(ISDR_AID, bytes([0xE0, 5, 0x82, 3]) + svn)
+        self._dispatch: dict[bytes, tuple[str, Handler]] = {}
+        for tag, function in self._functions.items():
+            handler = handlers.get(function.request_type)
+            if handler is not None:
+                self._dispatch[bytes(tag)] = (function.response_type, handler)
+        self._request_types = {
+            bytes(tag): f.request_type for tag, f in self._functions.items()
+        }
+
+    def select_response(self) -> bytes:
+        return self._fci
+
+    def store_data(self, channel: int, request: bytes) -> bytes:
+        try:
+            tag = tlv.first_tag(request)
+        except tlv.TlvError:
+            raise StatusWordError(0x6A80) from None
+        entry = self._dispatch.get(tag)
+        if entry is None:
+            log.info("ES10 request with unsupported tag %s", tag.hex().upper())
+            raise StatusWordError(0x6A88)
+        response_type, handler = entry
+        try:
+            value = schema.decode(self._request_types[tag], request)
+        except schema.DecodeError as exc:
+            log.info("undecodable ES10 request: %s", exc)
+            raise StatusWordError(0x6A80) from None
+        result = handler(self.context, value)
+        if isinstance(result, bytes | bytearray):
+            return bytes(result)
+        return schema.encode(response_type, result)
+
+    def reset(self) -> None:
+        self.context.reset()
+
+    def channel_closed(self, channel: int) -> None:
+        pass
+
+    def supported_tags(self) -> list[bytes]:
+        """Request tags this ISD-R answers (for tests and documentation)."""
+        return sorted(self._dispatch)
