@@ -494,6 +494,7 @@ class DirectoryStorage:
         self._sync_dir(directory)
 
     def load(self) -> CardState | None:
+        """Read the committed state (``None``: never committed), then collect garbage."""
         raw = self._io.read(os.path.join(self.path, STATE_FILE))
         state = None if raw is None else state_from_json(raw)
         wanted = referenced_blobs(state)
@@ -518,6 +519,7 @@ class DirectoryStorage:
             raise StorageError("load() must be called before changing the storage")
 
     def commit(self, state: CardState) -> None:
+        """Atomically and durably replace the state; its blobs must already be stored."""
         self._require_loaded()
         for digest in sorted(referenced_blobs(state)):
             _check_digest(digest)
@@ -526,6 +528,7 @@ class DirectoryStorage:
         self._write_atomic(self.path, STATE_FILE, state_to_json(state).encode())
 
     def put_blob(self, data: bytes) -> str:
+        """Store ``data`` durably under its SHA-256 hex digest and return the digest."""
         self._require_loaded()
         digest = hashlib.sha256(data).hexdigest()
         if not self._io.exists(os.path.join(self._blobs, digest)):
@@ -533,6 +536,7 @@ class DirectoryStorage:
         return digest
 
     def get_blob(self, digest: str) -> bytes:
+        """A stored blob, checked against its digest."""
         _check_digest(digest)
         data = self._io.read(os.path.join(self._blobs, digest))
         if data is None:
@@ -542,10 +546,12 @@ class DirectoryStorage:
         return data
 
     def read_file(self, name: str) -> bytes | None:
+        """A fixed file, or ``None`` if it was never written."""
         _check_name(name)
         return self._io.read(os.path.join(self._files, name))
 
     def write_file(self, name: str, data: bytes) -> None:
+        """Write a fixed file atomically and durably."""
         _check_name(name)
         self._write_atomic(self._files, name, bytes(data))
 

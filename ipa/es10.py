@@ -16,7 +16,6 @@ of thousands of times per second), so:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from functools import cache, lru_cache
 from types import TracebackType
@@ -60,8 +59,6 @@ from rsp.iccid import iccid_to_ef
 
 __all__ = ["Es10Client", "profile_info_tags"]
 
-log = logging.getLogger(__name__)
-
 # Function names as the standard writes them; they label errors.
 F_GET_ADDRESSES = "ES10a.GetEuiccConfiguredAddresses"
 F_SET_DEFAULT_DP = "ES10a.SetDefaultDpAddress"
@@ -86,6 +83,7 @@ _GET_EID_REQUEST = bytes.fromhex("BF3E035C015A")
 _GET_EID_PREFIX = bytes.fromhex("BF3E125A10")
 _TAG_PROFILE_INFO = 0xE3
 _SGP22_RESET_OPTIONS = frozenset({0, 1, 2})
+
 
 @cache
 def _constant_request(type_name: str) -> bytes:
@@ -417,18 +415,17 @@ class Es10Client:
         or those of one operation. Each result keeps its exact signed bytes in ``raw``."""
         if seq_number is not None and event is not None:
             raise ValueError("give at most one of seq_number and event")
+        criteria: Any = None
         if seq_number is not None:
-            criteria: Any = ("seqNumber", _seq_number(seq_number))
-            request = schema.encode(
-                "SGP32-RetrieveNotificationsListRequest", {"searchCriteria": criteria}
-            )
+            criteria = ("seqNumber", _seq_number(seq_number))
         elif event is not None:
             criteria = ("profileManagementOperation", events_to_bits([event]))
+        if criteria is None:
+            request = _constant_request("SGP32-RetrieveNotificationsListRequest")
+        else:
             request = schema.encode(
                 "SGP32-RetrieveNotificationsListRequest", {"searchCriteria": criteria}
             )
-        else:
-            request = _constant_request("SGP32-RetrieveNotificationsListRequest")
         items = self._notification_list_items(self._exchange(request), 0xA0)
         try:
             return [_pending_notification(raw) for raw in items]
@@ -442,7 +439,10 @@ class Es10Client:
             "SGP32-RetrieveNotificationsListRequest",
             {"searchCriteria": ("euiccPackageResults", None)},
         )
-        return self._notification_list_items(self._exchange(request), 0xA2)
+        items = self._notification_list_items(self._exchange(request), 0xA2)
+        if any(not item.startswith(b"\xbf\x51") for item in items):
+            raise ResponseFormatError(f"{F_RETRIEVE_NOTIFICATIONS}: list item is not a BF51")
+        return items
 
     def _notification_list_items(self, response: bytes, list_tag: int) -> list[bytes]:
         fn = F_RETRIEVE_NOTIFICATIONS

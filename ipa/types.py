@@ -16,7 +16,6 @@ Rules that hold for every type here:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from enum import IntEnum
@@ -24,8 +23,6 @@ from typing import Any, ClassVar, Self
 
 from rsp.iccid import InvalidIccid, iccid_from_ef
 from rsp.schema import bit_positions, bits
-
-log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------------
 # Enums

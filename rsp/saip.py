@@ -73,8 +73,8 @@ class SaipPackage:
         return tuple(pe.pe_type for pe in self.pes)
 
 
-def _tlv_length(data: bytes, offset: int) -> int:
-    """Total length (header + value) of the DER TLV starting at ``offset``."""
+def _tlv_extent(data: bytes, offset: int) -> tuple[bytes, int]:
+    """The tag and the total length (header + value) of the DER TLV starting at ``offset``."""
     pos = offset
     end = len(data)
 
@@ -90,6 +90,7 @@ def _tlv_length(data: bytes, offset: int) -> int:
             pos += 1
             need(1, "tag")
     pos += 1
+    tag = data[offset:pos]
     need(1, "length")
     first = data[pos]
     pos += 1
@@ -106,7 +107,7 @@ def _tlv_length(data: bytes, offset: int) -> int:
         raise SaipError(
             f"TLV declares {length} value bytes, only {end - pos} remain", offset=offset
         )
-    return pos + length - offset
+    return tag, pos + length - offset
 
 
 def _file_content(file: Any) -> bytes | None:
@@ -197,7 +198,7 @@ def read_package(data: bytes) -> SaipPackage:
         index = len(pes)
         if pes and pes[-1].pe_type == "end":
             raise SaipError("data after the end PE", offset=offset, pe_index=index)
-        length = _tlv_length(data, offset)
+        tag, length = _tlv_extent(data, offset)
         raw = data[offset : offset + length]
         try:
             (pe_type, value), used = spec.decode_with_length(_PE_TYPE, raw)

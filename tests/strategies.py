@@ -22,6 +22,7 @@ is built: a round-trip test over it fails loudly instead of testing nothing.
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -79,6 +80,10 @@ def _member_constraint(c: Any, name: str) -> Any:
     return None
 
 
+def _tagged_with(name: str) -> Callable[[Any], tuple[str, Any]]:
+    return lambda value: (name, value)
+
+
 def _flat(members: Any) -> list[Any]:
     out: list[Any] = []
     for m in members or ():
@@ -99,9 +104,7 @@ def _build(t: Any, c: Any, depth: int, path: str) -> Strategy:
         return _members(t, c, depth, here)
     if isinstance(t, ber.Choice):
         alternatives = [
-            _build(m, _member_constraint(c, m.name), depth + 1, here).map(
-                lambda v, name=m.name: (name, v)
-            )
+            _build(m, _member_constraint(c, m.name), depth + 1, here).map(_tagged_with(m.name))
             for m in t.members
         ]
         return st.one_of(alternatives)
@@ -112,6 +115,10 @@ def _build(t: Any, c: Any, depth: int, path: str) -> Strategy:
             hi = lo
         return st.lists(_build(t.element_type, element, depth + 1, here), min_size=lo, max_size=hi)
     return _primitive(t, c, here)
+
+
+def _differs_from(default: Any) -> Callable[[Any], bool]:
+    return lambda value: bool(value != default)
 
 
 def _members(t: Any, c: Any, depth: int, here: str) -> Strategy:
@@ -126,7 +133,7 @@ def _members(t: Any, c: Any, depth: int, here: str) -> Strategy:
                     # sets an EXPLICIT member's default on the referenced type, e.g. PKIX
                     # Version): the encoder drops a default value, the decoder does not
                     # fill it back in.
-                    s = s.filter(lambda v, d=m.get_default(): v != d)
+                    s = s.filter(_differs_from(m.get_default()))
                 optional[m.name] = s
         elif m.has_default():
             # Present and equal to the default = absent on the wire (DER), decoded back the same.

@@ -178,7 +178,7 @@ def test_constant_requests() -> None:
         "profileManagementOperation": ["notificationInstall"],
         "notificationAddress": "a.b",
     }
-    assert card.requests == list(responses)
+    assert card.requests == [h("BF3C00"), *responses]
 
 
 def test_list_notification_filtered_by_events() -> None:
@@ -267,8 +267,8 @@ def test_profile_info_is_memoised_per_exact_bytes() -> None:
 
 
 def test_unknown_enum_values_still_decode() -> None:
-    e3 = h("E3069F700107950109")
-    c, _ = one(h("BF2D0A A008") + e3)
+    e3 = h("E3079F700107950109")
+    c, _ = one(h("BF2D0B A009") + e3)
     (info,) = c.get_profiles_info()
     assert info.profile_state == 7 and not info.profile_state.is_known  # type: ignore[union-attr]
     assert info.profile_state.asn1_name == "unknown(7)"  # type: ignore[union-attr]
@@ -609,7 +609,7 @@ def test_error_codes_raise_es10_error(
 
 @pytest.mark.parametrize(
     "response",
-    ["", "BF3E00", "BF2D03A00100", "BF2D04A002E300", "BF2D02A1", "BF2D05A0024F00", "9000"],
+    ["", "BF3E00", "BF2D03A00100", "BF2D04A005E300", "BF2D02A1", "BF2D05A0024F00", "9000"],
 )
 def test_malformed_responses_raise_response_format_error(response: str) -> None:
     c, _ = one(h(response))

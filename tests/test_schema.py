@@ -25,7 +25,7 @@ ICCID = bytes.fromhex("98001032547698103214")
 AID = bytes.fromhex("A0000005591010FFFFFFFF8900001000")
 EID = bytes.fromhex("89049032123451234512345678901235")
 C16 = bytes(range(16))
-CERTIFICATE_OK_SIMA = bytes.fromhex("3007A00530038001" "00")
+CERTIFICATE_OK_SIMA = bytes.fromhex("3007A0053003800100")
 
 
 def h(text: str) -> bytes:
@@ -88,7 +88,11 @@ SGP22_EXAMPLES: list[tuple[str, Any, str]] = [
         ),
         "BF2811 A00F BF2F0C 800101 81020780 0C03612E62",
     ),
-    ("RetrieveNotificationsListRequest", {"searchCriteria": ("seqNumber", 3)}, "BF2B05 A003 800103"),
+    (
+        "RetrieveNotificationsListRequest",
+        {"searchCriteria": ("seqNumber", 3)},
+        "BF2B05 A003 800103",
+    ),
     ("RetrieveNotificationsListRequest", {}, "BF2B00"),
     ("NotificationSentRequest", {"seqNumber": 3}, "BF3003 800103"),
     ("NotificationSentResponse", {"deleteNotificationStatus": 0}, "BF3003 800100"),
@@ -144,7 +148,11 @@ SGP22_EXAMPLES: list[tuple[str, Any, str]] = [
         },
         "3034 8008" + T.hex() + "8110" + C16.hex() + "8304 64702E78 8410" + C16[::-1].hex(),
     ),
-    ("SmdpSigned2", {"transactionId": T, "ccRequiredFlag": False}, "300D 8008" + T.hex() + "010100"),
+    (
+        "SmdpSigned2",
+        {"transactionId": T, "ccRequiredFlag": False},
+        "300D 8008" + T.hex() + "010100",
+    ),
     (
         "EuiccCancelSessionSigned",
         {"transactionId": T, "smdpOid": "2.999.10", "reason": 0},
@@ -152,8 +160,16 @@ SGP22_EXAMPLES: list[tuple[str, Any, str]] = [
     ),
     (
         "ReplaceSessionKeysRequest",
-        {"initialMacChainingValue": C16, "ppkEnc": C16[1:] + b"\x01", "ppkCmac": C16[2:] + b"\x02\x02"},
-        "BF2636 8010" + C16.hex() + "8110" + (C16[1:] + b"\x01").hex() + "8210"
+        {
+            "initialMacChainingValue": C16,
+            "ppkEnc": C16[1:] + b"\x01",
+            "ppkCmac": C16[2:] + b"\x02\x02",
+        },
+        "BF2636 8010"
+        + C16.hex()
+        + "8110"
+        + (C16[1:] + b"\x01").hex()
+        + "8210"
         + (C16[2:] + b"\x02\x02").hex(),
     ),
     ("ConfigureISDPRequest", {}, "BF2400"),
@@ -203,7 +219,11 @@ SGP32_EXAMPLES: list[tuple[str, Any, str]] = [
         ("ipaEuiccDataResponseError", {"ipaEuiccDataErrorCode": 1}),
         "BF5205 A103 020101",
     ),
-    ("ProvideEimPackageResultResponse", ("eimAcknowledgements", [1, 2]), "BF5009 BF5306 800101 800102"),
+    (
+        "ProvideEimPackageResultResponse",
+        ("eimAcknowledgements", [1, 2]),
+        "BF5009 BF5306 800101 800102",
+    ),
     ("ProvideEimPackageResultResponse", ("emptyResponse", {}), "BF5002 3000"),
     # Single tags where a tagged CHOICE is referenced with a tag (the asn1tools patches).
     (
@@ -225,7 +245,12 @@ SGP32_EXAMPLES: list[tuple[str, Any, str]] = [
         "EsipaMessageFromIpaToEim",
         (
             "provideEimPackageResult",
-            {"eimPackageResult": ("euiccPackageResult", ("euiccPackageErrorUnsigned", {"eimId": "eim1"}))},
+            {
+                "eimPackageResult": (
+                    "euiccPackageResult",
+                    ("euiccPackageErrorUnsigned", {"eimId": "eim1"}),
+                )
+            },
         ),
         "BF500B BF5108 A206 8004 65696D31",
     ),
@@ -247,10 +272,7 @@ def test_example_encodings_are_pinned(type_name: str, value: Any, encoded: str) 
 
 
 def test_store_metadata_request_default_profile_class() -> None:
-    der = h(
-        "BF2521 5A0A98001032547698103214 9102 5350 9201 50"
-        " B60C 300A 80020470 8104 64702E78"
-    )
+    der = h("BF2521 5A0A98001032547698103214 9102 5350 9201 50 B60C 300A 80020470 8104 64702E78")
     value = {
         "iccid": ICCID,
         "serviceProviderName": "SP",

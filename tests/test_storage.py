@@ -7,8 +7,10 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -149,7 +151,9 @@ def _document(state_obj: object) -> str:
         (lambda s: s["profiles"][0].update(notification_config=[5]), "expected an object"),
     ],
 )
-def test_well_formed_but_invalid_state_is_rejected(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_well_formed_but_invalid_state_is_rejected(
+    mutate: Callable[[dict[str, Any]], object], message: str
+) -> None:
     state = CardState(profiles=(Profile(iccid=bytes(10), isdp_aid=bytes(16)),))
     obj = json.loads(state_to_json(state))["state"]
     mutate(obj)
