@@ -126,10 +126,10 @@ class Euicc:
             storage = MemoryStorage()
         else:
             path = Path(directory)
-            if (path / _CONFIG_FILE).exists():
-                raise CardError(f"{path} already holds a card")
             storage = DirectoryStorage(path, fsync=fsync)
-        storage.load()  # a new directory: nothing to load, but it readies the storage
+        # Files left by an interrupted create (no committed state) are simply overwritten.
+        if storage.load() is not None:
+            raise CardError(f"{directory} already holds a card")
         material = make.credentials(
             eid=eid,
             curves=curves,

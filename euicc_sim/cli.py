@@ -70,8 +70,10 @@ def _print_summary(summary: dict) -> None:
         )
     print(f"pending notifications ({len(summary['notificationList'])}):")
     for n in summary["notificationList"]:
-        print(f"  #{n['seqNumber']} {n['profileManagementOperation']} {n['iccid']} -> "
-              f"{n['notificationAddress']}")
+        print(
+            f"  #{n['seqNumber']} {n['profileManagementOperation']} {n['iccid']} -> "
+            f"{n['notificationAddress']}"
+        )
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -145,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", help="service provider name")
     p.add_argument("--class", dest="profile_class", choices=["test", "provisioning", "operational"])
     p.add_argument("--nickname")
-    p.add_argument("--notify", metavar="ADDRESS", help="ask for enable/disable/delete notifications")
+    p.add_argument(
+        "--notify", metavar="ADDRESS", help="ask for enable/disable/delete notifications"
+    )
     p.add_argument("--ppr1", action="store_true", help="disabling not allowed")
     p.add_argument("--ppr2", action="store_true", help="deletion not allowed")
     p.set_defaults(run=_preload)

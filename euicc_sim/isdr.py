@@ -92,9 +92,7 @@ class IsdR:
             handler = handlers.get(function.request_type)
             if handler is not None:
                 self._dispatch[bytes(tag)] = (function.response_type, handler)
-        self._request_types = {
-            bytes(tag): f.request_type for tag, f in self._functions.items()
-        }
+        self._request_types = {bytes(tag): f.request_type for tag, f in self._functions.items()}
 
     def select_response(self) -> bytes:
         return self._fci

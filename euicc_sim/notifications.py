@@ -69,9 +69,7 @@ def add_events(
         seq += 1
     if not added:
         return state
-    return replace(
-        state, notifications=state.notifications + tuple(added), next_seq_number=seq
-    )
+    return replace(state, notifications=state.notifications + tuple(added), next_seq_number=seq)
 
 
 def select(

@@ -76,8 +76,10 @@ def demo(directory: Path) -> None:
 
     step("pending notifications (signed by the eUICC, waiting for delivery)")
     for n in client.list_notification():
-        print(f"      #{n.seq_number} {n.profile_management_operation} {n.iccid} -> "
-              f"{n.notification_address}")
+        print(
+            f"      #{n.seq_number} {n.profile_management_operation} {n.iccid} -> "
+            f"{n.notification_address}"
+        )
     for n in client.retrieve_notifications_list():
         client.remove_notification_from_list(n.seq_number)
     print(f"      delivered and removed; {len(client.list_notification())} left")

@@ -1,0 +1,201 @@
+"""``ipa``: drive an eUICC through the IPAd's ES10 client from the command line.
+
+The card is chosen with ``--card DIR`` (an emulated card kept in a directory, run in this
+process). The emulator is loaded only for ``--card``: the IPAd itself never depends on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .channel import ChannelConfig
+from .errors import IpaError
+from .es10 import Es10Client
+from .transport import InProcessTransport, Transport
+from .types import ProfileInfo
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done."""
+
+
+def open_transport(args: argparse.Namespace) -> Transport:
+    """The card transport named on the command line."""
+    if args.card:
+        try:
+            card_module = importlib.import_module("euicc_sim.card")
+        except ImportError as exc:
+            raise UsageError("--card needs the euicc_sim emulator installed") from exc
+        return InProcessTransport(card_module.Euicc.open(args.card))
+    raise UsageError("say which card to use: --card DIR")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _profile_line(p: ProfileInfo) -> str:
+    state = p.profile_state.asn1_name if p.profile_state is not None else "?"
+    klass = p.profile_class.asn1_name if p.profile_class is not None else "?"
+    nickname = f" '{p.profile_nickname}'" if p.profile_nickname else ""
+    aid = p.isdp_aid.hex().upper() if p.isdp_aid else "-"
+    return f"{p.iccid or '-':<20} {state:<9} {klass:<12} {aid} {p.profile_name or ''}{nickname}"
+
+
+def cmd_eid(client: Es10Client, args: argparse.Namespace) -> None:
+    eid = client.get_eid()
+    _print_json({"eidValue": eid}) if args.json else print(eid)
+
+
+def cmd_info(client: Es10Client, args: argparse.Namespace) -> None:
+    info = {
+        "eidValue": client.get_eid(),
+        "euiccInfo1": client.get_euicc_info1().to_json(),
+        "euiccInfo2": client.get_euicc_info2().to_json(),
+        "euiccConfiguredAddresses": client.get_euicc_configured_addresses().to_json(),
+    }
+    if args.json:
+        _print_json(info)
+        return
+    info2 = info["euiccInfo2"]
+    info1 = info["euiccInfo1"]
+    addresses = info["euiccConfiguredAddresses"]
+    rows = [("EID", info["eidValue"])]
+    rows += [(k, info2.get(k)) for k in ("svn", "profileVersion", "euiccFirmwareVer", "ppVersion")]
+    rows += [
+        ("sasAcreditationNumber", info2.get("sasAcreditationNumber")),
+        ("CI for verification", ", ".join(info1["euiccCiPKIdListForVerification"])),
+        ("CI for signing", ", ".join(info1["euiccCiPKIdListForSigning"])),
+        ("default SM-DP+", addresses.get("defaultDpAddress") or "-"),
+        ("root SM-DS", addresses.get("rootDsAddress")),
+    ]
+    for key, value in rows:
+        print(f"{key:<22} {value}")
+
+
+def cmd_profiles(client: Es10Client, args: argparse.Namespace) -> None:
+    profiles = client.get_profiles_info()
+    if args.json:
+        _print_json({"profileInfoListOk": [p.to_json() for p in profiles]})
+        return
+    for p in profiles:
+        print(_profile_line(p))
+    if not profiles:
+        print("no profiles")
+
+
+def _done(args: argparse.Namespace, function: str, result: str = "ok") -> None:
+    if args.json:
+        _print_json({function: result})
+    else:
+        print(f"{function}: {result}")
+
+
+def cmd_enable(client: Es10Client, args: argparse.Namespace) -> None:
+    client.enable_profile(iccid=args.iccid, refresh=args.refresh)
+    _done(args, "enableResult")
+
+
+def cmd_disable(client: Es10Client, args: argparse.Namespace) -> None:
+    client.disable_profile(iccid=args.iccid, refresh=args.refresh)
+    _done(args, "disableResult")
+
+
+def cmd_delete(client: Es10Client, args: argparse.Namespace) -> None:
+    client.delete_profile(iccid=args.iccid)
+    _done(args, "deleteResult")
+
+
+def cmd_nickname(client: Es10Client, args: argparse.Namespace) -> None:
+    client.set_nickname(args.iccid, args.nickname)
+    _done(args, "setNicknameResult")
+
+
+def cmd_notifications(client: Es10Client, args: argparse.Namespace) -> None:
+    if args.remove is not None:
+        client.remove_notification_from_list(args.remove)
+        _done(args, "deleteNotificationStatus")
+        return
+    pending = client.retrieve_notifications_list()
+    if args.json:
+        _print_json({"notificationList": [n.to_json() for n in pending]})
+        return
+    for n in pending:
+        meta = n.notification_metadata
+        if meta is None:
+            print(f"#{n.seq_number} {n.kind}")
+            continue
+        events = ",".join(e.asn1_name for e in meta.profile_management_operation)
+        print(
+            f"#{n.seq_number} {events:<20} {meta.iccid or '-':<20} -> {meta.notification_address}"
+        )
+    if not pending:
+        print("no pending notifications")
+
+
+Command = Callable[[Es10Client, argparse.Namespace], None]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ipa`` argument parser."""
+    parser = argparse.ArgumentParser(prog="ipa", description=__doc__.splitlines()[0])
+    parser.add_argument("--card", metavar="DIR", help="an emulated card kept in DIR")
+    parser.add_argument(
+        "--channel", type=int, help="logical channel to use (default: card assigns)"
+    )
+    parser.add_argument("--block-size", type=int, default=255, help="STORE DATA block size")
+    parser.add_argument("--json", action="store_true", help="JSON output with ASN.1 field names")
+    parser.add_argument("-v", "--verbose", action="store_true", help="trace APDUs")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, run: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        p.set_defaults(run=run)
+        return p
+
+    add("eid", cmd_eid, "GetEID")
+    add("info", cmd_info, "EUICCInfo1, EUICCInfo2 and configured addresses")
+    add("profiles", cmd_profiles, "GetProfilesInfo")
+    for name, run in (("enable", cmd_enable), ("disable", cmd_disable)):
+        p = add(name, run, f"{name.capitalize()}Profile by ICCID")
+        p.add_argument("iccid")
+        p.add_argument("--refresh", action="store_true", help="set refreshFlag")
+    add("delete", cmd_delete, "DeleteProfile by ICCID").add_argument("iccid")
+    p = add("nickname", cmd_nickname, "SetNickname")
+    p.add_argument("iccid")
+    p.add_argument("nickname")
+    p = add("notifications", cmd_notifications, "RetrieveNotificationsList")
+    p.add_argument("--remove", type=int, metavar="SEQ", help="RemoveNotificationFromList")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ipa`` command."""
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    try:
+        transport = open_transport(args)
+        config = ChannelConfig(channel=args.channel, block_size=args.block_size)
+        with Es10Client.open(transport, config) as client:
+            args.run(client, args)
+    except (UsageError, IpaError, ValueError, OSError) as exc:
+        print(f"ipa: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    except Exception as exc:  # the emulator's CardError and friends, without importing them
+        if type(exc).__module__.startswith("euicc_sim"):
+            print(f"ipa: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

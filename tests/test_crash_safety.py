@@ -1,0 +1,693 @@
+"""Crash safety: every state-changing card command commits atomically.
+
+For each state-changing command (every ES10 handler that can change the card, and the factory
+``preload``) the card first runs it once under a counting :class:`CrashingIO`, which gives the
+number ``n`` of filesystem effects and the state after the command. Then, for every ``k`` in
+``range(n)``, a fresh copy of the card directory is opened with ``CrashingIO(k)`` (the power
+is cut right before effect ``k``, with and without a torn write), the command is sent, and the
+card is powered up again with :meth:`Euicc.open`. The state found must be exactly the state
+before the command or exactly the state after it, and once a crash point yields "after" every
+later one must too (a single commit point). The reopened card must be complete (no temporary
+files, no stray blobs, every notification decodes and its signature verifies) and usable.
+
+Notifications are signed with random ECDSA nonces, so two runs of one command sign their new
+notifications differently: states are compared with the signed bytes of the notifications the
+command created blanked out, and those bytes are checked on their own instead.
+
+A refused command must not touch the filesystem at all: it runs under ``CrashingIO(0)``, which
+cuts the power at the first effect.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+import euicc_sim.card as card_module
+from euicc_sim import es10a
+from euicc_sim.card import CardError, Euicc, ProfileInstallError
+from euicc_sim.state import CardState, NotificationEvent, ProfileClass, ProfileState
+from euicc_sim.storage import (
+    STATE_FILE,
+    TMP_PREFIX,
+    CrashingIO,
+    DirectoryStorage,
+    FileIO,
+    SimulatedCrash,
+    referenced_blobs,
+)
+from ipa.es10 import Es10Client
+from ipa.transport import InProcessTransport
+from rsp import crypto, saip, schema, tlv
+from rsp import es10 as catalogue
+
+TS48 = Path(__file__).resolve().parents[1] / "profiles" / "ts48"
+
+
+def _package(name: str) -> tuple[bytes, bytes]:
+    """A TS.48 package and its ICCID in EF.ICCID coding."""
+    data = (TS48 / name).read_bytes()
+    return data, saip.read_package(data).iccid_ef
+
+
+PKG_A, ICCID_A = _package("TS48V1-A-UNIQUE.der")  # test profile, enabled, notifications
+PKG_B, ICCID_B = _package("TS48V1-B-UNIQUE.der")  # test profile, disabled, notifications
+PKG_C, ICCID_C = _package("TS48V3-SAIP2-1-NOBERTLV-UNIQUE.der")  # operational, PPR1 + PPR2
+PKG_D, ICCID_D = _package("TS48V4-SAIP2-3-BERTLV-UNIQUE.der")  # test profile, no notifications
+PKG_E, ICCID_E = _package("TS48V3-SAIP2-1-BERTLV-UNIQUE.der")  # preloaded by the tests
+UNKNOWN_ICCID = bytes.fromhex("98001032547698103214")
+
+NOTIFY = "smdp.crash.example"
+DEFAULT_DP = "smdp.default.example"
+FOLLOW_UP_DP = "follow-up.example"
+
+_DISABLE, _ENABLE, _DELETE = NotificationEvent.DISABLE, NotificationEvent.ENABLE, NotificationEvent.DELETE
+
+# --- talking to the card --------------------------------------------------------------------
+
+Op = Callable[[Euicc], None]
+Value = Callable[[Euicc], Any]
+
+
+def es10(card: Euicc, request_type: str, value: Any, response_type: str) -> Any:
+    """One ES10 request through the IPAd's client (logical channel, SELECT, STORE DATA)."""
+    with Es10Client.open(InProcessTransport(card)) as client:
+        return client.transmit_es10(request_type, value, response_type)
+
+
+def _request(request_type: str, response_type: str, value: Value, expected: dict) -> Op:
+    def run(card: Euicc) -> None:
+        answer = es10(card, request_type, value(card), response_type)
+        assert answer == expected, f"{request_type}: expected {expected}, got {answer}"
+
+    return run
+
+
+def _ident(iccid: bytes, by_aid: bool) -> Value:
+    """A ProfileIdentifier value: the ICCID, or the ISD-P AID the card gave that profile."""
+    if not by_aid:
+        return lambda card: ("iccid", iccid)
+
+    def aid(card: Euicc) -> tuple[str, bytes]:
+        profile = card.state.profile_by_iccid(iccid)
+        assert profile is not None
+        return ("isdpAid", profile.isdp_aid)
+
+    return aid
+
+
+def _switch(iccid: bytes, by_aid: bool, refresh: bool) -> Value:
+    ident = _ident(iccid, by_aid)
+    return lambda card: {"profileIdentifier": ident(card), "refreshFlag": refresh}
+
+
+def enable_profile(iccid: bytes, result: int = 0, *, by_aid: bool = False) -> Op:
+    return _request(
+        "EnableProfileRequest",
+        "EnableProfileResponse",
+        _switch(iccid, by_aid, refresh=False),
+        {"enableResult": result},
+    )
+
+
+def disable_profile(iccid: bytes, result: int = 0, *, by_aid: bool = False) -> Op:
+    return _request(
+        "DisableProfileRequest",
+        "DisableProfileResponse",
+        _switch(iccid, by_aid, refresh=True),
+        {"disableResult": result},
+    )
+
+
+def delete_profile(iccid: bytes, result: int = 0, *, by_aid: bool = False) -> Op:
+    return _request(
+        "DeleteProfileRequest",
+        "DeleteProfileResponse",
+        _ident(iccid, by_aid),
+        {"deleteResult": result},
+    )
+
+
+def set_nickname(iccid: bytes, nickname: str, result: int = 0) -> Op:
+    return _request(
+        "SetNicknameRequest",
+        "SetNicknameResponse",
+        lambda card: {"iccid": iccid, "profileNickname": nickname},
+        {"setNicknameResult": result},
+    )
+
+
+def set_default_dp_address(address: str) -> Op:
+    return _request(
+        "SetDefaultDpAddressRequest",
+        "SetDefaultDpAddressResponse",
+        lambda card: {"defaultDpAddress": address},
+        {"setDefaultDpAddressResult": 0},
+    )
+
+
+def remove_notification(seq_number: int, status: int = 0) -> Op:
+    return _request(
+        "NotificationSentRequest",
+        "NotificationSentResponse",
+        lambda card: {"seqNumber": seq_number},
+        {"deleteNotificationStatus": status},
+    )
+
+
+def memory_reset_sgp22(options: set[int], result: int = 0) -> Op:
+    """ES10c.eUICCMemoryReset in its SGP.22 form (``BF34``)."""
+    return _request(
+        "EuiccMemoryResetRequest",
+        "EuiccMemoryResetResponse",
+        lambda card: {"resetOptions": schema.bits(sorted(options))},
+        {"resetResult": result},
+    )
+
+
+def memory_reset_sgp32(options: set[int], expected: dict) -> Op:
+    """ES10b.eUICCMemoryReset in its SGP.32 v1.2 form (``BF64``)."""
+    return _request(
+        "SGP32-EuiccMemoryResetRequest",
+        "SGP32-EuiccMemoryResetResponse",
+        lambda card: {"resetOptions": schema.bits(sorted(options))},
+        expected,
+    )
+
+
+def preload(package: bytes, *, enable: bool) -> Op:
+    def run(card: Euicc) -> None:
+        profile = card.preload(package, notification_address=NOTIFY, enable=enable)
+        assert profile.state is (ProfileState.ENABLED if enable else ProfileState.DISABLED)
+
+    return run
+
+
+def steps(*ops: Op) -> Op:
+    def run(card: Euicc) -> None:
+        for op in ops:
+            op(card)
+
+    return run
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A card operation: ``run`` performs it and checks the card's answer.
+
+    ``setup`` runs once, without crashes, on a copy of the base card to reach the state the
+    command starts from. ``notifications`` are the (event, ICCID) pairs it must add and
+    ``blobs`` the number of profile packages it must store.
+    """
+
+    name: str
+    run: Op
+    setup: Op | None = None
+    notifications: tuple[tuple[NotificationEvent, bytes], ...] = ()
+    blobs: int = 0
+
+    def __str__(self) -> str:
+        return self.name
+
+
+STATE_CHANGING = [
+    Command(
+        "enable-switch",  # A is enabled: enabling B disables A first, two notifications
+        enable_profile(ICCID_B),
+        notifications=((_DISABLE, ICCID_A), (_ENABLE, ICCID_B)),
+    ),
+    Command(
+        "enable-by-aid-nothing-enabled",
+        enable_profile(ICCID_B, by_aid=True),
+        setup=disable_profile(ICCID_A),
+        notifications=((_ENABLE, ICCID_B),),
+    ),
+    Command(
+        "enable-switch-to-profile-without-notifications",
+        enable_profile(ICCID_D),
+        notifications=((_DISABLE, ICCID_A),),
+    ),
+    Command("disable", disable_profile(ICCID_A), notifications=((_DISABLE, ICCID_A),)),
+    Command("delete", delete_profile(ICCID_B), notifications=((_DELETE, ICCID_B),)),
+    Command("delete-by-aid-without-notifications", delete_profile(ICCID_D, by_aid=True)),
+    Command("set-nickname", set_nickname(ICCID_B, "crash test \u2713")),
+    Command(
+        "clear-nickname", set_nickname(ICCID_B, ""), setup=set_nickname(ICCID_B, "old nickname")
+    ),
+    Command("set-default-dp-address", set_default_dp_address("smdp.new.example")),
+    Command("clear-default-dp-address", set_default_dp_address("")),
+    Command("remove-notification", remove_notification(3)),
+    Command("memory-reset-sgp22-operational-and-default-dp", memory_reset_sgp22({0, 1, 2})),
+    Command("memory-reset-sgp22-default-dp-only", memory_reset_sgp22({2})),
+    Command(
+        "memory-reset-sgp32-preloaded-test-profiles",  # A, B and D, the enabled A among them
+        memory_reset_sgp32({3}, {"resetResult": 0}),
+    ),
+    Command(
+        "memory-reset-sgp32-all-options",
+        memory_reset_sgp32(
+            {0, 1, 2, 3, 4, 5, 6},
+            {"resetResult": 0, "resetEimResult": 1, "resetImmediateEnableConfigResult": 0},
+        ),
+    ),
+    Command("preload-and-enable", preload(PKG_E, enable=True), blobs=1),
+    Command("preload-disabled", preload(PKG_E, enable=False), blobs=1),
+]
+
+#: ES10 request types whose handlers may change the card; each has commands above.
+STATE_CHANGING_REQUESTS = {
+    "EnableProfileRequest",
+    "DisableProfileRequest",
+    "DeleteProfileRequest",
+    "SetNicknameRequest",
+    "SetDefaultDpAddressRequest",
+    "NotificationSentRequest",
+    "EuiccMemoryResetRequest",
+    "SGP32-EuiccMemoryResetRequest",
+}
+
+#: ES10 request types that must never change the card, with a request value for each.
+READ_ONLY_REQUESTS: dict[str, Any] = {
+    "EuiccConfiguredAddressesRequest": {},
+    "GetEuiccInfo1Request": {},
+    "GetEuiccInfo2Request": {},
+    "GetEuiccChallengeRequest": {},
+    "GetRatRequest": {},
+    "ListNotificationRequest": {},
+    "SGP32-RetrieveNotificationsListRequest": {},
+    "GetCertsRequest": {},
+    "ProfileInfoListRequest": {},
+    "GetEuiccDataRequest": {"tagList": b"\x5a"},
+}
+
+REFUSED = [
+    Command("enable-enabled-profile", enable_profile(ICCID_A, 2)),
+    Command("enable-unknown-profile", enable_profile(UNKNOWN_ICCID, 1)),
+    Command("disable-disabled-profile", disable_profile(ICCID_B, 2)),
+    Command("disable-unknown-profile", disable_profile(UNKNOWN_ICCID, 1)),
+    Command("delete-enabled-profile", delete_profile(ICCID_A, 2)),
+    Command("delete-ppr2-profile", delete_profile(ICCID_C, 3)),
+    Command("delete-unknown-profile", delete_profile(UNKNOWN_ICCID, 1)),
+    Command("disable-ppr1-profile", disable_profile(ICCID_C, 3), setup=enable_profile(ICCID_C)),
+    Command(
+        "switch-away-from-ppr1-profile", enable_profile(ICCID_B, 3), setup=enable_profile(ICCID_C)
+    ),
+    Command("set-nickname-unknown-profile", set_nickname(UNKNOWN_ICCID, "x", 1)),
+    Command("set-nickname-too-long", set_nickname(ICCID_B, "x" * 65, 127)),
+    Command("remove-unknown-notification", remove_notification(99, 1)),
+    Command("remove-removed-notification", remove_notification(2, 1)),
+    Command("memory-reset-sgp22-nothing-to-delete", memory_reset_sgp22({1}, 1)),
+    Command(
+        "memory-reset-sgp32-nothing-to-delete",
+        memory_reset_sgp32({1, 4, 5}, {"resetResult": 1, "resetEimResult": 1}),
+    ),
+    Command("preload-same-package-again", lambda card: _refused_preload(card, PKG_A)),
+]
+
+
+def _refused_preload(card: Euicc, package: bytes) -> None:
+    with pytest.raises(ProfileInstallError, match="already installed"):
+        card.preload(package)
+
+
+# --- the cards ------------------------------------------------------------------------------
+
+
+def _build_base(path: Path) -> None:
+    """Four preloaded TS.48 profiles (A enabled), three pending notifications, a default DP.
+
+    Enabling B and then A again, then removing notification 2, leaves notifications 1
+    (disable A), 3 (disable B) and 4 (enable A): sequence numbers have a gap and go on at 5.
+    """
+    card = Euicc.create(path)
+    card.preload(PKG_A, notification_address=NOTIFY, enable=True)
+    card.preload(PKG_B, notification_address=NOTIFY)
+    card.preload(
+        PKG_C,
+        notification_address=NOTIFY,
+        profile_class=ProfileClass.OPERATIONAL,
+        ppr1=True,
+        ppr2=True,
+    )
+    card.preload(PKG_D)
+    steps(
+        enable_profile(ICCID_B),
+        enable_profile(ICCID_A),
+        remove_notification(2),
+        set_default_dp_address(DEFAULT_DP),
+    )(card)
+    state = card.state
+    assert [n.seq_number for n in state.notifications] == [1, 3, 4]
+    assert state.next_seq_number == 5
+    assert state.enabled_profile is not None and state.enabled_profile.iccid == ICCID_A
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """Copy a card directory (plain byte copies; faster than shutil.copytree's metadata)."""
+    target.mkdir()
+    for entry in os.scandir(source):
+        if entry.is_dir():
+            _copy_tree(Path(entry.path), target / entry.name)
+        else:
+            (target / entry.name).write_bytes(Path(entry.path).read_bytes())
+
+
+class Cards:
+    """The base card, built once per module, and the starting card of each command."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.base = root / "base"
+        _build_base(self.base)
+        self._starts: dict[str, Path] = {}
+        self._copies = 0
+
+    def start(self, command: Command) -> Path:
+        """The directory of the card ``command`` starts from (never changed by the tests)."""
+        if command.setup is None:
+            return self.base
+        path = self._starts.get(command.name)
+        if path is None:
+            path = self.root / f"start-{len(self._starts)}"
+            _copy_tree(self.base, path)
+            command.setup(Euicc.open(path))
+            self._starts[command.name] = path
+        return path
+
+    def copy(self, source: Path, tmp: Path, label: str) -> Path:
+        """A fresh copy of the card in ``source``."""
+        self._copies += 1
+        path = tmp / f"{label}-{self._copies}"
+        _copy_tree(source, path)
+        return path
+
+
+@pytest.fixture(scope="module")
+def cards(tmp_path_factory: pytest.TempPathFactory) -> Cards:
+    return Cards(tmp_path_factory.mktemp("crash-cards"))
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def normalised(state: CardState, first_new_seq: int) -> CardState:
+    """``state`` with the signed bytes of notifications from ``first_new_seq`` on blanked."""
+    return replace(
+        state,
+        notifications=tuple(
+            replace(n, encoded=b"") if n.seq_number >= first_new_seq else n
+            for n in state.notifications
+        ),
+    )
+
+
+def _children(data: bytes) -> list[bytes]:
+    """The complete TLVs inside the single constructed TLV ``data``."""
+    outer = tlv.read_tlv(data)
+    assert outer.end == len(data), "bytes after the notification"
+    out, pos = [], outer.value_start
+    for child in tlv.iter_tlvs(data, outer.value_start, outer.value_end):
+        out.append(data[pos : child.end])
+        pos = child.end
+    return out
+
+
+def check_notifications(card: Euicc) -> None:
+    """Every pending notification is a complete OtherSignedNotification the card signed."""
+    chain = card.credentials.chain_for(None)
+    assert chain is not None
+    key = x509.load_der_x509_certificate(chain.euicc_certificate).public_key()
+    assert isinstance(key, crypto.ec.EllipticCurvePublicKey)
+    for n in card.state.notifications:
+        kind, value = schema.decode("SGP32-PendingNotification", n.encoded)
+        assert kind == "otherSignedNotification"
+        meta = schema.decode("OtherSignedNotification", n.encoded)["tbsOtherNotification"]
+        assert value["tbsOtherNotification"] == meta
+        assert meta["seqNumber"] == n.seq_number
+        assert schema.bit_positions(meta["profileManagementOperation"]) == {int(n.event)}
+        assert meta["notificationAddress"] == n.address
+        assert meta.get("iccid") == n.iccid
+        tbs, signature, euicc_certificate, eum_certificate = _children(n.encoded)
+        assert tbs[:2] == b"\xbf\x2f"
+        assert (euicc_certificate, eum_certificate) == (
+            chain.euicc_certificate,
+            chain.eum_certificate,
+        )
+        sig = tlv.read_tlv(signature)
+        assert signature[:2] == b"\x5f\x37"
+        crypto.verify_raw(key, sig.value(signature), tbs)
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (path / "files").iterdir()}
+
+
+def check_complete(card: Euicc, path: Path, files: dict[str, bytes]) -> None:
+    """Nothing half-done is left in the directory; every referenced blob is intact."""
+    state = card.state
+    assert sorted(os.listdir(path)) == sorted([STATE_FILE, "blobs", "files"])
+    assert set(os.listdir(path / "blobs")) == referenced_blobs(state)
+    assert _files(path) == files  # keys, certificates and config are never touched
+    for profile in state.profiles:
+        assert card.profile_package(profile) is not None
+    check_notifications(card)
+
+
+def check_usable(card: Euicc, path: Path) -> None:
+    """The card answers ES10 and commits a further command that survives a power cycle."""
+    with Es10Client.open(InProcessTransport(card)) as client:
+        infos = client.get_profiles_info()
+        assert [(i.iccid_raw, int(i.profile_state or 0)) for i in infos] == [
+            (p.iccid, int(p.state)) for p in card.state.profiles
+        ]
+    set_default_dp_address(FOLLOW_UP_DP)(card)
+    assert card.state.default_dp_address == FOLLOW_UP_DP
+    assert Euicc.open(path).state == card.state
+
+
+def check_single_commit(log: list[str], path: Path, command: Command) -> None:
+    """One rename onto state.json, nothing but the directory fsync after it, blobs before."""
+    state_file = os.path.join(path, STATE_FILE)
+    commits = [i for i, e in enumerate(log) if e.startswith("replace ") and e.endswith(state_file)]
+    assert len(commits) == 1, f"{command}: {len(commits)} commits, expected exactly one: {log}"
+    tail = log[commits[0] + 1 :]
+    assert tail == [f"fsync_dir {path}"], f"{command}: effects after the commit point: {tail}"
+    blobs = os.path.join(path, "blobs", "")
+    stored = [e for e in log if e.startswith("replace ") and e.endswith(tuple("0123456789abcdef"))]
+    assert all(blobs in e for e in stored)
+    assert len(stored) == command.blobs, f"{command}: stored {len(stored)} blobs: {log}"
+
+
+@dataclass
+class CrashRun:
+    """What :func:`crash_everywhere` saw: effect log of the command and outcome per crash."""
+
+    log: list[str]
+    outcomes: list[str]
+
+
+def crash_everywhere(cards: Cards, tmp: Path, command: Command, *, torn: bool) -> CrashRun:
+    """Crash ``command`` before each of its effects; check the card after every power-up."""
+    start = cards.start(command)
+    files = _files(start)
+    state_bytes = (start / STATE_FILE).read_bytes()
+
+    path = cards.copy(start, tmp, "count")
+    counter = CrashingIO()
+    card = Euicc(DirectoryStorage(path, io=counter))
+    assert counter.log == [], f"opening a clean card has effects: {counter.log}"
+    before = card.state
+    command.run(card)
+    after = card.state
+    log = list(counter.log)
+    assert after != before, f"{command} changed nothing"
+    assert Euicc.open(path).state == after  # what the command committed is what comes back
+    first_new = before.next_seq_number
+    added = [(n.event, n.iccid) for n in after.notifications if n.seq_number >= first_new]
+    assert added == list(command.notifications)
+    expected_after = normalised(after, first_new)
+
+    outcomes = []
+    for k in range(len(log)):
+        path = cards.copy(start, tmp, f"crash{k}")
+        io = CrashingIO(k, torn_writes=torn)
+        card = Euicc(DirectoryStorage(path, io=io))
+        with pytest.raises(SimulatedCrash):
+            command.run(card)
+        reopened = Euicc.open(path)
+        state = reopened.state
+        if state == before:
+            outcomes.append("before")
+            assert (path / STATE_FILE).read_bytes() == state_bytes
+        else:
+            assert normalised(state, first_new) == expected_after, (
+                f"{command}: a crash before effect {k} ({log[k]}) left a state that is neither "
+                f"the state before nor the state after the command"
+            )
+            outcomes.append("after")
+        check_complete(reopened, path, files)
+        if state == before:  # the command can simply be sent again
+            command.run(reopened)
+            assert normalised(reopened.state, first_new) == expected_after
+        check_usable(reopened, path)
+
+    switch = outcomes.count("before")
+    assert outcomes == ["before"] * switch + ["after"] * (len(log) - switch), (
+        f"{command}: more than one commit point: {list(zip(outcomes, log, strict=True))}"
+    )
+    assert switch >= 1
+    check_single_commit(counter.log, Path(counter.log[-1].split(" ", 1)[1]), command)
+    return CrashRun(log, outcomes)
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("torn", [False, True], ids=["clean-cut", "torn-write"])
+@pytest.mark.parametrize("command", STATE_CHANGING, ids=str)
+def test_command_survives_crash_at_every_write(
+    cards: Cards, tmp_path: Path, command: Command, torn: bool
+) -> None:
+    crash_everywhere(cards, tmp_path, command, torn=torn)
+
+
+def test_enable_switch_is_before_until_the_rename_and_after_from_then_on(
+    cards: Cards, tmp_path: Path
+) -> None:
+    """The A->B switch: both notifications and both profile states appear in one step."""
+    run = crash_everywhere(cards, tmp_path, STATE_CHANGING[0], torn=False)
+    rename = next(i for i, e in enumerate(run.log) if e.startswith("replace "))
+    assert run.outcomes == ["before"] * (rename + 1) + ["after"] * (len(run.log) - rename - 1)
+
+
+@pytest.mark.parametrize("command", REFUSED, ids=str)
+def test_refused_command_performs_no_effects(
+    cards: Cards, tmp_path: Path, command: Command
+) -> None:
+    """The power is cut at the first effect: a refused command must get its answer out."""
+    path = cards.copy(cards.start(command), tmp_path, "refused")
+    state_bytes = (path / STATE_FILE).read_bytes()
+    io = CrashingIO(0)
+    card = Euicc(DirectoryStorage(path, io=io))
+    before = card.state
+    command.run(card)
+    assert (io.count, io.crashed) == (0, False)
+    assert card.state is before
+    assert (path / STATE_FILE).read_bytes() == state_bytes
+    assert Euicc.open(path).state == before
+
+
+def test_refused_preload_of_new_package_leaves_state_and_no_stray_blob(
+    cards: Cards, tmp_path: Path
+) -> None:
+    """A package whose ICCID is taken is refused; its blob is gone after the next power-up."""
+    path = cards.copy(cards.base, tmp_path, "refused-preload")
+    card = Euicc.open(path)
+    before = card.state
+    with pytest.raises(ProfileInstallError, match="already installed"):
+        card.preload(PKG_E, iccid="89" + ICCID_A.hex()[2:])  # never matches: see below
+    assert card.state == before
+    reopened = Euicc.open(path)
+    assert reopened.state == before
+    assert set(os.listdir(path / "blobs")) == referenced_blobs(before)
+
+
+def test_read_only_functions_perform_no_effects(cards: Cards, tmp_path: Path) -> None:
+    path = cards.copy(cards.base, tmp_path, "read-only")
+    io = CrashingIO(0)
+    card = Euicc(DirectoryStorage(path, io=io))
+    with Es10Client.open(InProcessTransport(card)) as client:
+        for request_type, value in READ_ONLY_REQUESTS.items():
+            request = schema.encode(request_type, value)
+            response = client.exchange(request)
+            assert response[:2] == request[:2], request_type
+    assert (io.count, io.crashed) == (0, False)
+
+
+def test_every_es10_handler_is_classified_for_crash_safety(cards: Cards) -> None:
+    """A new ES10 handler must join STATE_CHANGING (with crash tests) or READ_ONLY_REQUESTS."""
+    card = Euicc(DirectoryStorage(cards.base, io=CrashingIO(0)))
+    functions = {**catalogue.catalogue_for("sgp22"), **catalogue.catalogue_for("sgp32")}
+    by_tag = {bytes(tag): f.request_type for tag, f in functions.items()}
+    handled = {by_tag[tag] for tag in card.isdr.supported_tags()}
+    unclassified = handled - STATE_CHANGING_REQUESTS - set(READ_ONLY_REQUESTS)
+    assert not unclassified, f"add crash-safety coverage for {sorted(unclassified)}"
+    assert STATE_CHANGING_REQUESTS <= handled
+
+
+# --- the checks catch broken handlers -------------------------------------------------------
+
+
+def test_checks_catch_a_handler_that_commits_twice(
+    cards: Cards, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def twice(ctx: Any, request: dict) -> dict:
+        ctx.commit(replace(ctx.state, default_dp_address="half.example"))
+        ctx.commit(replace(ctx.state, default_dp_address=request["defaultDpAddress"]))
+        return {"setDefaultDpAddressResult": 0}
+
+    monkeypatch.setitem(es10a.HANDLERS, "SetDefaultDpAddressRequest", twice)
+    command = Command("twice", set_default_dp_address("smdp.new.example"))
+    with pytest.raises(AssertionError, match="neither the state before nor the state after"):
+        crash_everywhere(cards, tmp_path, command, torn=False)
+
+
+def test_checks_catch_effects_after_the_commit_point(
+    cards: Cards, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def late(ctx: Any, request: dict) -> dict:
+        ctx.commit(replace(ctx.state, default_dp_address=request["defaultDpAddress"]))
+        ctx.storage.put_blob(b"written after the commit")
+        return {"setDefaultDpAddressResult": 0}
+
+    monkeypatch.setitem(es10a.HANDLERS, "SetDefaultDpAddressRequest", late)
+    command = Command("late", set_default_dp_address("smdp.new.example"))
+    with pytest.raises(AssertionError, match="effects after the commit point"):
+        crash_everywhere(cards, tmp_path, command, torn=False)
+
+
+# --- card creation --------------------------------------------------------------------------
+
+
+def _create_with(io: FileIO, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Euicc.create`` with its storage on ``io`` (create builds its storage itself)."""
+
+    def storage(directory: Any, *, fsync: bool = True, io_: Any = None) -> DirectoryStorage:
+        return DirectoryStorage(directory, fsync=fsync, io=io)
+
+    with monkeypatch.context() as m:
+        m.setattr(card_module, "DirectoryStorage", storage)
+        Euicc.create(path)
+
+
+@pytest.mark.parametrize("torn", [False, True], ids=["clean-cut", "torn-write"])
+def test_crash_during_create_leaves_no_half_made_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, torn: bool
+) -> None:
+    """Until its first state is committed a directory is no card: open says so clearly."""
+    counter = CrashingIO()
+    _create_with(counter, tmp_path / "count", monkeypatch)
+    log = counter.log
+    state_file = os.path.join(tmp_path / "count", STATE_FILE)
+    commit = next(i for i, e in enumerate(log) if e.endswith(f"-> {state_file}"))
+    assert commit == len(log) - 2  # the first commit is the last thing create does
+    for k in range(len(log)):
+        path = tmp_path / f"crash{k}"
+        with pytest.raises(SimulatedCrash):
+            _create_with(CrashingIO(k, torn_writes=torn), path, monkeypatch)
+        if k <= commit:
+            with pytest.raises(CardError, match="holds no card|never completely created"):
+                Euicc.open(path)
+        else:
+            card = Euicc.open(path)
+            assert card.state == CardState(root_ds_address=card.config.root_ds_address)
+            check_usable(card, path)
