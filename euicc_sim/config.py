@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class CardConfig:
         """Parse ``config.json``; unknown keys are ignored so newer files still open."""
         raw = json.loads(data)
         known = {f.name for f in fields(cls)}
-        kwargs = {k: _tuples(v) for k, v in raw.items() if k in known}
+        kwargs: dict[str, Any] = {k: _tuples(v) for k, v in raw.items() if k in known}
         if "rat" in kwargs:
             kwargs["rat"] = tuple(
                 RatRule(**{k: tuple(v) for k, v in rule.items()}) for rule in raw["rat"]

@@ -118,9 +118,17 @@ def get_profiles_info(ctx: Any, request: dict) -> bytes:
     return tlv.encode_tlv(b"\xbf\x2d", tlv.encode_tlv(b"\xa0", infos))
 
 
-def _identifier(choice: tuple[str, bytes]) -> dict[str, bytes]:
+def _target(choice: Any) -> dict[str, Any] | None:
+    """profileIdentifier / DeleteProfileRequest CHOICE -> keyword for the rules module.
+
+    None for an alternative this card does not know (EXTENSIBILITY IMPLIED lets one through).
+    """
     kind, value = choice
-    return {"iccid": value} if kind == "iccid" else {"isdp_aid": value}
+    if kind == "iccid" and value is not None:
+        return {"iccid": value}
+    if kind == "isdpAid" and value is not None:
+        return {"isdp_aid": value}
+    return None
 
 
 def _apply(ctx: Any, transition: profiles.Transition) -> None:
@@ -131,25 +139,29 @@ def _apply(ctx: Any, transition: profiles.Transition) -> None:
         ctx.commit(new_state)
 
 
+def _profile_operation(ctx: Any, operation: Any, choice: Any) -> int:
+    target = _target(choice)
+    if target is None:
+        return profiles.ICCID_OR_AID_NOT_FOUND
+    t = operation(ctx.state, **target)
+    _apply(ctx, t)
+    return int(t.result)
+
+
 @HANDLERS.handles("EnableProfileRequest")
 def enable_profile(ctx: Any, request: dict) -> dict:
-    t = profiles.enable(ctx.state, **_identifier(request["profileIdentifier"]))
-    _apply(ctx, t)
-    return {"enableResult": t.result}
+    return {"enableResult": _profile_operation(ctx, profiles.enable, request["profileIdentifier"])}
 
 
 @HANDLERS.handles("DisableProfileRequest")
 def disable_profile(ctx: Any, request: dict) -> dict:
-    t = profiles.disable(ctx.state, **_identifier(request["profileIdentifier"]))
-    _apply(ctx, t)
-    return {"disableResult": t.result}
+    result = _profile_operation(ctx, profiles.disable, request["profileIdentifier"])
+    return {"disableResult": result}
 
 
 @HANDLERS.handles("DeleteProfileRequest")
 def delete_profile(ctx: Any, request: tuple[str, bytes]) -> dict:
-    t = profiles.delete(ctx.state, **_identifier(request))
-    _apply(ctx, t)
-    return {"deleteResult": t.result}
+    return {"deleteResult": _profile_operation(ctx, profiles.delete, request)}
 
 
 @HANDLERS.handles("SetNicknameRequest")
@@ -161,9 +173,8 @@ def set_nickname(ctx: Any, request: dict) -> dict:
 
 @HANDLERS.handles("GetEuiccDataRequest")
 def get_eid(ctx: Any, request: dict) -> bytes:
-    # The only tag defined for the tag list is 5A (EID); anything else has nothing to return.
-    if request["tagList"] != b"\x5a":
-        return tlv.encode_tlv(b"\xbf\x3e", b"")
+    # The tag list SHALL be 5A; the response type has no other field and eidValue is
+    # mandatory, so whatever the list says the only valid answer is the EID.
     cached = ctx.cache.get("eid-response")
     if cached is None:
         cached = schema.encode("GetEuiccDataResponse", {"eidValue": ctx.eid})

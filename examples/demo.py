@@ -27,10 +27,10 @@ NOTIFY = "smdp.example.com"
 
 def show_profiles(client: Es10Client) -> None:
     for p in client.get_profiles_info():
-        print(
-            f"      {p.iccid:<20} {p.profile_state.name.lower():<9} "
-            f"{p.profile_class.name.lower():<12} {p.profile_name}"
-        )
+        state = p.profile_state.asn1_name if p.profile_state is not None else "?"
+        klass = p.profile_class.asn1_name if p.profile_class is not None else "?"
+        nickname = f" (nickname '{p.profile_nickname}')" if p.profile_nickname else ""
+        print(f"      {p.iccid:<20} {state:<9} {klass:<12} {p.profile_name}{nickname}")
 
 
 def step(text: str) -> None:
@@ -51,7 +51,9 @@ def demo(directory: Path) -> None:
     client = Es10Client.open(InProcessTransport(card))
     print(f"      channel {client.channel.channel}, GetEID -> {client.get_eid()}")
     info2 = client.get_euicc_info2()
-    print(f"      GetEUICCInfo2: SVN {info2.svn}, SGP.32 {info2.iot_specific_info}")
+    iot = info2.iot_specific_info
+    versions = ", ".join(iot.iot_version) if iot is not None else "-"
+    print(f"      GetEUICCInfo2: SGP.22 SVN {info2.svn}, SGP.32 version {versions}")
     show_profiles(client)
     first, second = (p.iccid for p in client.get_profiles_info())
 
@@ -76,10 +78,8 @@ def demo(directory: Path) -> None:
 
     step("pending notifications (signed by the eUICC, waiting for delivery)")
     for n in client.list_notification():
-        print(
-            f"      #{n.seq_number} {n.profile_management_operation} {n.iccid} -> "
-            f"{n.notification_address}"
-        )
+        event = n.event.asn1_name if n.event is not None else "?"
+        print(f"      #{n.seq_number} {event:<20} {n.iccid} -> {n.notification_address}")
     for n in client.retrieve_notifications_list():
         client.remove_notification_from_list(n.seq_number)
     print(f"      delivered and removed; {len(client.list_notification())} left")

@@ -54,7 +54,7 @@ def cmd_eid(client: Es10Client, args: argparse.Namespace) -> None:
 
 
 def cmd_info(client: Es10Client, args: argparse.Namespace) -> None:
-    info = {
+    info: dict[str, Any] = {
         "eidValue": client.get_eid(),
         "euiccInfo1": client.get_euicc_info1().to_json(),
         "euiccInfo2": client.get_euicc_info2().to_json(),

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 import euicc_sim.card as card_module
 from euicc_sim import es10a
@@ -35,17 +36,18 @@ from euicc_sim.card import CardError, Euicc, ProfileInstallError
 from euicc_sim.state import CardState, NotificationEvent, ProfileClass, ProfileState
 from euicc_sim.storage import (
     STATE_FILE,
-    TMP_PREFIX,
     CrashingIO,
     DirectoryStorage,
     FileIO,
     SimulatedCrash,
+    StorageError,
     referenced_blobs,
 )
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
 from rsp import crypto, saip, schema, tlv
 from rsp import es10 as catalogue
+from rsp.iccid import iccid_from_ef
 
 TS48 = Path(__file__).resolve().parents[1] / "profiles" / "ts48"
 
@@ -67,7 +69,11 @@ NOTIFY = "smdp.crash.example"
 DEFAULT_DP = "smdp.default.example"
 FOLLOW_UP_DP = "follow-up.example"
 
-_DISABLE, _ENABLE, _DELETE = NotificationEvent.DISABLE, NotificationEvent.ENABLE, NotificationEvent.DELETE
+_DISABLE, _ENABLE, _DELETE = (
+    NotificationEvent.DISABLE,
+    NotificationEvent.ENABLE,
+    NotificationEvent.DELETE,
+)
 
 # --- talking to the card --------------------------------------------------------------------
 
@@ -426,7 +432,7 @@ def check_notifications(card: Euicc) -> None:
     chain = card.credentials.chain_for(None)
     assert chain is not None
     key = x509.load_der_x509_certificate(chain.euicc_certificate).public_key()
-    assert isinstance(key, crypto.ec.EllipticCurvePublicKey)
+    assert isinstance(key, ec.EllipticCurvePublicKey)
     for n in card.state.notifications:
         kind, value = schema.decode("SGP32-PendingNotification", n.encoded)
         assert kind == "otherSignedNotification"
@@ -501,16 +507,16 @@ def crash_everywhere(cards: Cards, tmp: Path, command: Command, *, torn: bool) -
     files = _files(start)
     state_bytes = (start / STATE_FILE).read_bytes()
 
-    path = cards.copy(start, tmp, "count")
+    count_path = cards.copy(start, tmp, "count")
     counter = CrashingIO()
-    card = Euicc(DirectoryStorage(path, io=counter))
+    card = Euicc(DirectoryStorage(count_path, io=counter))
     assert counter.log == [], f"opening a clean card has effects: {counter.log}"
     before = card.state
     command.run(card)
     after = card.state
     log = list(counter.log)
     assert after != before, f"{command} changed nothing"
-    assert Euicc.open(path).state == after  # what the command committed is what comes back
+    assert Euicc.open(count_path).state == after  # what the command committed is what comes back
     first_new = before.next_seq_number
     added = [(n.event, n.iccid) for n in after.notifications if n.seq_number >= first_new]
     assert added == list(command.notifications)
@@ -523,7 +529,13 @@ def crash_everywhere(cards: Cards, tmp: Path, command: Command, *, torn: bool) -
         card = Euicc(DirectoryStorage(path, io=io))
         with pytest.raises(SimulatedCrash):
             command.run(card)
-        reopened = Euicc.open(path)
+        try:
+            reopened = Euicc.open(path)
+        except (CardError, StorageError) as exc:
+            raise AssertionError(
+                f"{command}: after a crash before effect {k} ({log[k]}) the card does not "
+                f"power up: {exc}"
+            ) from exc
         state = reopened.state
         if state == before:
             outcomes.append("before")
@@ -545,7 +557,7 @@ def crash_everywhere(cards: Cards, tmp: Path, command: Command, *, torn: bool) -
         f"{command}: more than one commit point: {list(zip(outcomes, log, strict=True))}"
     )
     assert switch >= 1
-    check_single_commit(counter.log, Path(counter.log[-1].split(" ", 1)[1]), command)
+    check_single_commit(log, count_path, command)
     return CrashRun(log, outcomes)
 
 
@@ -586,15 +598,15 @@ def test_refused_command_performs_no_effects(
     assert Euicc.open(path).state == before
 
 
-def test_refused_preload_of_new_package_leaves_state_and_no_stray_blob(
+def test_refused_preload_keeps_the_state_and_its_blob_is_collected_at_power_up(
     cards: Cards, tmp_path: Path
 ) -> None:
-    """A package whose ICCID is taken is refused; its blob is gone after the next power-up."""
+    """A new package whose ICCID is taken is refused; no blob of it outlives a power cycle."""
     path = cards.copy(cards.base, tmp_path, "refused-preload")
     card = Euicc.open(path)
     before = card.state
     with pytest.raises(ProfileInstallError, match="already installed"):
-        card.preload(PKG_E, iccid="89" + ICCID_A.hex()[2:])  # never matches: see below
+        card.preload(PKG_E, iccid=iccid_from_ef(ICCID_A))
     assert card.state == before
     reopened = Euicc.open(path)
     assert reopened.state == before
@@ -661,7 +673,7 @@ def test_checks_catch_effects_after_the_commit_point(
 def _create_with(io: FileIO, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``Euicc.create`` with its storage on ``io`` (create builds its storage itself)."""
 
-    def storage(directory: Any, *, fsync: bool = True, io_: Any = None) -> DirectoryStorage:
+    def storage(directory: Any, *, fsync: bool = True) -> DirectoryStorage:
         return DirectoryStorage(directory, fsync=fsync, io=io)
 
     with monkeypatch.context() as m:
