@@ -685,7 +685,8 @@ def _create_with(io: FileIO, path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_crash_during_create_leaves_no_half_made_card(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, torn: bool
 ) -> None:
-    """Until its first state is committed a directory is no card: open says so clearly."""
+    """Until its first state is committed a directory is no card: open says so clearly, and
+    create may simply be run again; from the commit on it is a complete, usable card."""
     counter = CrashingIO()
     _create_with(counter, tmp_path / "count", monkeypatch)
     log = counter.log
@@ -699,7 +700,11 @@ def test_crash_during_create_leaves_no_half_made_card(
         if k <= commit:
             with pytest.raises(CardError, match="holds no card|never completely created"):
                 Euicc.open(path)
+            card = Euicc.create(path)
         else:
             card = Euicc.open(path)
-            assert card.state == CardState(root_ds_address=card.config.root_ds_address)
-            check_usable(card, path)
+            with pytest.raises(CardError, match="already holds a card"):
+                Euicc.create(path)
+        assert card.state == CardState(root_ds_address=card.config.root_ds_address)
+        assert Euicc.open(path).eid == card.eid
+        check_usable(card, path)
