@@ -1,6 +1,6 @@
 # Two entry points, both self-installing on a fresh machine:
 #   make demo   - set up and run the demo
-#   make test   - set up and run the whole test suite
+#   make test   - set up and run the whole test suite (lint, types, pytest)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check rsp euicc_sim ipa servers tests benchmarks examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)

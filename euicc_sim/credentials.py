@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rsp import pki
+from rsp import pki, testpki
 from rsp.crypto import Curve
 from rsp.eid import InvalidEid, is_valid_eid, make_eid
 
@@ -56,13 +56,13 @@ def _from_files(
     )
 
 
-def _issue(sets: list[pki.TestPki], eid: str) -> Material:
+def _issue(sets: list[testpki.TestPki], eid: str) -> Material:
     chains = []
     for s in sets:
         if s.euicc.cert is not None and s.eid == eid:
             key, cert = s.euicc.key, s.euicc.cert
         else:
-            key, cert = pki.issue_euicc_certificate(s.eum.cert, s.eum.key, eid)
+            key, cert = testpki.issue_euicc_certificate(s.eum.cert, s.eum.key, eid)
         chains.append(
             (
                 key,
@@ -92,11 +92,11 @@ def credentials(
         raise ValueError("a card needs at least one curve")
     if pki_dir is not None:
         base = Path(pki_dir)
-        sets = [pki.TestPki.load(base, c) for c in curves if _has_set(base, c)]
+        sets = [testpki.TestPki.load(base, c) for c in curves if _has_set(base, c)]
         if not sets:
             raise FileNotFoundError(f"{base} holds no test PKI for {[c.name for c in curves]}")
     else:
-        sets = [pki.load_sgp26(c) for c in curves]
+        sets = [testpki.load_sgp26(c) for c in curves]
     if eid is None:
         prefixes = pki.permitted_eid_prefixes(sets[0].eum.cert)
         eid = make_eid(prefixes[0] if prefixes else "89049032")
@@ -107,7 +107,7 @@ def credentials(
 
 def _has_set(base: Path, curve: Curve) -> bool:
     try:
-        pki.TestPki.load(base, curve)
+        testpki.TestPki.load(base, curve)
     except (FileNotFoundError, OSError, ValueError):
         return False
     return True

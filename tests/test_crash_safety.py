@@ -481,16 +481,17 @@ def check_usable(card: Euicc, path: Path) -> None:
 
 
 def check_single_commit(log: list[str], path: Path, command: Command) -> None:
-    """One rename onto state.json, nothing but the directory fsync after it, blobs before."""
+    """One rename onto state.json, only the directory fsync after it, new blobs before it."""
+    renames = [e.split(" -> ")[1] for e in log if e.startswith("replace ")]
     state_file = os.path.join(path, STATE_FILE)
-    commits = [i for i, e in enumerate(log) if e.startswith("replace ") and e.endswith(state_file)]
-    assert len(commits) == 1, f"{command}: {len(commits)} commits, expected exactly one: {log}"
-    tail = log[commits[0] + 1 :]
+    commits = renames.count(state_file)
+    assert commits == 1, f"{command}: {commits} commits, expected exactly one: {log}"
+    at = next(i for i, e in enumerate(log) if e.endswith(f" -> {state_file}"))
+    tail = log[at + 1 :]
     assert tail == [f"fsync_dir {path}"], f"{command}: effects after the commit point: {tail}"
-    blobs = os.path.join(path, "blobs", "")
-    stored = [e for e in log if e.startswith("replace ") and e.endswith(tuple("0123456789abcdef"))]
-    assert all(blobs in e for e in stored)
-    assert len(stored) == command.blobs, f"{command}: stored {len(stored)} blobs: {log}"
+    blobs = [r for r in renames if os.path.dirname(r) == os.path.join(path, "blobs")]
+    assert len(blobs) == command.blobs, f"{command}: stored {len(blobs)} blobs: {log}"
+    assert len(renames) == commits + len(blobs), f"{command}: changed fixed files: {log}"
 
 
 @dataclass

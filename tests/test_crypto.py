@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from rsp import crypto
 from rsp.crypto import Curve
-from rsp.pki import load_certificate, load_sgp26
+from rsp.pki import load_certificate
+from rsp.testpki import load_sgp26
 
 DATA = Path(__file__).with_name("data")
 CURVES = list(Curve)
