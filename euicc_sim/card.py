@@ -215,7 +215,6 @@ class Euicc:
                 {NotificationEvent.ENABLE, NotificationEvent.DISABLE, NotificationEvent.DELETE}
             )
             config = (NotificationConfig(events, notification_address),)
-        digest = self.storage.put_blob(package)
         profile = Profile(
             iccid=iccid_to_ef(iccid) if iccid else pkg.iccid_ef,
             isdp_aid=b"",
@@ -226,10 +225,19 @@ class Euicc:
             notification_config=config,
             ppr1=ppr1,
             ppr2=ppr2,
-            package_digest=digest,
             package_size=len(package),
             preloaded=True,
         )
+        # Check first, so that a refused preload writes nothing at all.
+        t = profiles.install(
+            self.state,
+            profile,
+            max_profiles=self.config.max_profiles,
+            max_package_bytes=self.config.profile_memory,
+        )
+        if t.result != 0:
+            raise ProfileInstallError(_INSTALL_ERRORS.get(t.result, f"code {t.result}"), t.result)
+        profile = replace(profile, package_digest=self.storage.put_blob(package))
         t = profiles.install(
             self.state,
             profile,

@@ -19,8 +19,9 @@ def get_euicc_configured_addresses(ctx: Any, request: dict) -> dict:
     return value
 
 
-@HANDLERS.handles("SetDefaultDpAddressRequest")
+@HANDLERS.handles("SetDefaultDpAddressRequest", "SGP32-SetDefaultDpAddressRequest")
 def set_default_dp_address(ctx: Any, request: dict) -> dict:
+    """SGP.22 ``BF3F`` and the SGP.32 ``BF65`` form (same content, same result field)."""
     # An empty address clears the default SM-DP+ (SGP.22 allows it).
     address = request["defaultDpAddress"] or None
     ctx.commit(replace(ctx.state, default_dp_address=address))

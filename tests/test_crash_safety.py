@@ -21,6 +21,7 @@ cuts the power at the first effect.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -149,10 +150,11 @@ def set_nickname(iccid: bytes, nickname: str, result: int = 0) -> Op:
     )
 
 
-def set_default_dp_address(address: str) -> Op:
+def set_default_dp_address(address: str, *, sgp32: bool = False) -> Op:
+    prefix = "SGP32-" if sgp32 else ""
     return _request(
-        "SetDefaultDpAddressRequest",
-        "SetDefaultDpAddressResponse",
+        f"{prefix}SetDefaultDpAddressRequest",
+        f"{prefix}SetDefaultDpAddressResponse",
         lambda card: {"defaultDpAddress": address},
         {"setDefaultDpAddressResult": 0},
     )
@@ -251,6 +253,7 @@ STATE_CHANGING = [
     ),
     Command("set-default-dp-address", set_default_dp_address("smdp.new.example")),
     Command("clear-default-dp-address", set_default_dp_address("")),
+    Command("set-default-dp-address-sgp32", set_default_dp_address("dp.iot.example", sgp32=True)),
     Command("remove-notification", remove_notification(3)),
     Command("memory-reset-sgp22-operational-and-default-dp", memory_reset_sgp22({0, 1, 2})),
     Command("memory-reset-sgp22-default-dp-only", memory_reset_sgp22({2})),
@@ -276,6 +279,7 @@ STATE_CHANGING_REQUESTS = {
     "DeleteProfileRequest",
     "SetNicknameRequest",
     "SetDefaultDpAddressRequest",
+    "SGP32-SetDefaultDpAddressRequest",
     "NotificationSentRequest",
     "EuiccMemoryResetRequest",
     "SGP32-EuiccMemoryResetRequest",
@@ -357,16 +361,6 @@ def _build_base(path: Path) -> None:
     assert state.enabled_profile is not None and state.enabled_profile.iccid == ICCID_A
 
 
-def _copy_tree(source: Path, target: Path) -> None:
-    """Copy a card directory (plain byte copies; faster than shutil.copytree's metadata)."""
-    target.mkdir()
-    for entry in os.scandir(source):
-        if entry.is_dir():
-            _copy_tree(Path(entry.path), target / entry.name)
-        else:
-            (target / entry.name).write_bytes(Path(entry.path).read_bytes())
-
-
 class Cards:
     """The base card, built once per module, and the starting card of each command."""
 
@@ -384,7 +378,7 @@ class Cards:
         path = self._starts.get(command.name)
         if path is None:
             path = self.root / f"start-{len(self._starts)}"
-            _copy_tree(self.base, path)
+            shutil.copytree(self.base, path)
             command.setup(Euicc.open(path))
             self._starts[command.name] = path
         return path
@@ -393,7 +387,7 @@ class Cards:
         """A fresh copy of the card in ``source``."""
         self._copies += 1
         path = tmp / f"{label}-{self._copies}"
-        _copy_tree(source, path)
+        shutil.copytree(source, path)
         return path
 
 
@@ -472,9 +466,9 @@ def check_usable(card: Euicc, path: Path) -> None:
     """The card answers ES10 and commits a further command that survives a power cycle."""
     with Es10Client.open(InProcessTransport(card)) as client:
         infos = client.get_profiles_info()
-        assert [(i.iccid_raw, int(i.profile_state or 0)) for i in infos] == [
-            (p.iccid, int(p.state)) for p in card.state.profiles
-        ]
+        assert [
+            (i.iccid_raw, None if i.profile_state is None else int(i.profile_state)) for i in infos
+        ] == [(p.iccid, int(p.state)) for p in card.state.profiles]
     set_default_dp_address(FOLLOW_UP_DP)(card)
     assert card.state.default_dp_address == FOLLOW_UP_DP
     assert Euicc.open(path).state == card.state
@@ -570,6 +564,7 @@ def crash_everywhere(cards: Cards, tmp: Path, command: Command, *, torn: bool) -
 def test_command_survives_crash_at_every_write(
     cards: Cards, tmp_path: Path, command: Command, torn: bool
 ) -> None:
+    """Power cut before each effect of the command: reopening gives exactly before or after."""
     crash_everywhere(cards, tmp_path, command, torn=torn)
 
 
