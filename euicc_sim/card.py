@@ -26,7 +26,7 @@ from .filesystem import FileSystem
 from .isdr import IsdR, IsdrContext
 from .registry import HandlerTable
 from .state import CardState, NotificationConfig, NotificationEvent, Profile, ProfileClass
-from .storage import DirectoryStorage, MemoryStorage
+from .storage import STATE_FILE, DirectoryStorage, MemoryStorage
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,8 @@ class Euicc:
     ) -> Euicc:
         """Power up the card kept in ``directory``."""
         path = Path(directory)
-        if not path.is_dir():
+        # Checked before touching the directory: opening must not change a non-card folder.
+        if not (path / STATE_FILE).is_file():
             raise CardError(f"{path} holds no card (run 'euicc-sim init {path}' first)")
         storage = DirectoryStorage(path, fsync=fsync)
         if storage.load() is None:
