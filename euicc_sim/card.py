@@ -18,7 +18,7 @@ from rsp.crypto import Curve
 from rsp.iccid import iccid_to_ef
 
 from . import credentials as make
-from . import es10a, es10b, es10c, profiles
+from . import bpp, download, es10a, es10b, es10c, profiles
 from .cardos import CardOS
 from .config import CardConfig
 from .ecasd import Ecasd, load_credentials, store_credentials
@@ -53,7 +53,7 @@ _INSTALL_ERRORS = {
 
 def _all_handlers() -> HandlerTable:
     table = HandlerTable()
-    for module in (es10a, es10b, es10c):
+    for module in (es10a, es10b, es10c, download, bpp):
         for name, handler in module.HANDLERS.items():
             table.handles(name)(handler)
     return table

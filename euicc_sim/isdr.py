@@ -10,6 +10,13 @@ cache encodings).
 ES10 functional errors are answered inside the response (result codes), never with status
 words. Status words are reserved for transport-level problems: an unknown tag (``6A88``) or
 a request that does not decode (``6A80``).
+
+A handler wrapped in :class:`RawHandler` gets the request bytes exactly as received instead
+of a decoded value: signed requests need them (signatures cover the received bytes, never a
+re-encoding), and LoadBoundProfilePackage arrives as pieces that are no complete DER values.
+The pieces after the first (``A0``, ``A1`` header, ``88``, ``A2``, ``A3`` header, ``86``) are
+routed to the same handler by their first tag (``continuation_tags``); the handler answers
+``6A88`` itself when no package is being loaded.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from rsp import es10 as catalogue
@@ -32,6 +40,21 @@ log = logging.getLogger(__name__)
 ISDR_AID = bytes.fromhex("A0000005591010FFFFFFFF8900000100")
 
 Handler = Callable[["IsdrContext", Any], Any]
+
+
+@dataclass(frozen=True)
+class RawHandler:
+    """A handler that takes the raw request bytes and returns the encoded response.
+
+    ``continuation_tags``: first tags of the further STORE DATA sequences of a segmented
+    function (LoadBoundProfilePackage), which are dispatched to this handler too.
+    """
+
+    fn: Callable[[IsdrContext, bytes], bytes]
+    continuation_tags: frozenset[bytes] = frozenset()
+
+    def __call__(self, ctx: IsdrContext, request: bytes) -> bytes:
+        return self.fn(ctx, request)
 
 
 class IsdrContext:
@@ -54,6 +77,10 @@ class IsdrContext:
         self._state = state
         #: Volatile session data (challenge, download session); cleared on reset.
         self.session: dict[str, Any] = {}
+        #: RAM that outlives sessions and resets but is never persisted: the one-time key pair
+        #: a retried PrepareDownload may reuse (a real card keeps it in NVM; secrets stay out
+        #: of state.json, so a card reopened from disk has none).
+        self.retained: dict[str, Any] = {}
         #: Per-card caches of encodings that only depend on the state they were made from.
         self.cache: dict[Any, Any] = {}
 
@@ -88,10 +115,13 @@ class IsdR:
         # ISDRProprietaryApplicationTemplate E0 { 82 svn } inside the FCI (placement per GP).
         self._fci = fci(ISDR_AID, bytes([0xE0, 5, 0x82, 3]) + svn)
         self._dispatch: dict[bytes, tuple[str, Handler]] = {}
+        self._continuations: dict[bytes, RawHandler] = {}
         for tag, function in self._functions.items():
             handler = handlers.get(function.request_type)
             if handler is not None:
                 self._dispatch[bytes(tag)] = (function.response_type, handler)
+                if isinstance(handler, RawHandler):
+                    self._continuations.update(dict.fromkeys(handler.continuation_tags, handler))
         self._request_types = {bytes(tag): f.request_type for tag, f in self._functions.items()}
 
     def select_response(self) -> bytes:
@@ -104,9 +134,14 @@ class IsdR:
             raise StatusWordError(0x6A80) from None
         entry = self._dispatch.get(tag)
         if entry is None:
+            continuation = self._continuations.get(tag)
+            if continuation is not None:
+                return continuation(self.context, request)
             log.info("ES10 request with unsupported tag %s", tag.hex().upper())
             raise StatusWordError(0x6A88)
         response_type, handler = entry
+        if isinstance(handler, RawHandler):
+            return handler(self.context, request)
         try:
             value = schema.decode(self._request_types[tag], request)
         except schema.DecodeError as exc:

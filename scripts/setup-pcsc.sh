@@ -107,7 +107,7 @@ if ! command -v pcscd >/dev/null; then
     status=1
 elif pcscd_running; then
     if vpcd_listening; then
-        say "pcscd is running; vpcd listens on port $VPCD_PORT"
+        say "pcscd is running; vpcd listens on port $VPCD_PORT (slot 0)"
     elif [ "${PCSC_RESTART:-0}" = 1 ] && is_root; then
         say "pcscd is running without a vpcd reader; restarting it (PCSC_RESTART=1)"
         if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
@@ -133,7 +133,7 @@ elif pcscd_running; then
 elif is_root; then
     start_pcscd
     if wait_for_vpcd; then
-        say "pcscd started; vpcd listens on port $VPCD_PORT"
+        say "pcscd started; vpcd listens on port $VPCD_PORT (slot 0)"
     else
         say "pcscd started but nothing listens on port $VPCD_PORT"
         status=1
