@@ -1,12 +1,12 @@
 # Two entry points, both self-installing on a fresh machine:
 #   make demo   - set up and run the demo
-#   make test   - set up and run the whole test suite (lint, types, pytest)
+#   make test   - set up (incl. pcscd + vpcd when root) and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean pcsc
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# PC/SC stack for the reader tests: pcscd + vsmartcard vpcd + pyscard (root installs packages).
+pcsc: $(STAMP)
+	scripts/setup-pcsc.sh
+
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# The PC/SC set-up needs root to install Debian packages; without it the reader tests skip.
 test: $(STAMP)
+	scripts/setup-pcsc.sh || echo "PC/SC stack not available: the pcsc tests will skip"
 	$(BIN)/ruff check rsp euicc_sim ipa servers tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2

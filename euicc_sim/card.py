@@ -17,8 +17,8 @@ from rsp import saip
 from rsp.crypto import Curve
 from rsp.iccid import iccid_to_ef
 
-from . import credentials as make
 from . import bpp, download, es10a, es10b, es10c, profiles
+from . import credentials as make
 from .cardos import CardOS
 from .config import CardConfig
 from .ecasd import Ecasd, load_credentials, store_credentials

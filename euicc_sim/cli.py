@@ -13,6 +13,7 @@ from rsp.iccid import iccid_from_ef
 
 from .card import CardError, Euicc
 from .state import ProfileClass, ProfileState
+from .vpcd import add_serve_command
 
 _CURVES = {
     "nist": (Curve.NIST_P256,),
@@ -158,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory")
     p.add_argument("--json", action="store_true", help="JSON with the ASN.1 field names")
     p.set_defaults(run=_info)
+
+    add_serve_command(sub)
     return parser
 
 

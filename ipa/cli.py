@@ -1,7 +1,8 @@
 """``ipa``: drive an eUICC through the IPAd's ES10 client from the command line.
 
 The card is chosen with ``--card DIR`` (an emulated card kept in a directory, run in this
-process). The emulator is loaded only for ``--card``: the IPAd itself never depends on it.
+process) or ``--reader NAME`` (a card in a PC/SC reader, through pyscard). The emulator is
+loaded only for ``--card``: the IPAd itself never depends on it.
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ class UsageError(Exception):
 
 def open_transport(args: argparse.Namespace) -> Transport:
     """The card transport named on the command line."""
+    if args.card and args.reader:
+        raise UsageError("use either --card or --reader, not both")
+    if args.reader:
+        from .pcsc import open_reader_transport  # pyscard is optional: import on demand
+
+        return open_reader_transport(args.reader)
     if args.card:
         try:
             card_module = importlib.import_module("euicc_sim.card")
         except ImportError as exc:
             raise UsageError("--card needs the euicc_sim emulator installed") from exc
         return InProcessTransport(card_module.Euicc.open(args.card))
-    raise UsageError("say which card to use: --card DIR")
+    raise UsageError("say which card to use: --card DIR or --reader NAME")
 
 
 def _print_json(value: Any) -> None:
@@ -146,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``ipa`` argument parser."""
     parser = argparse.ArgumentParser(prog="ipa", description=__doc__.splitlines()[0])
     parser.add_argument("--card", metavar="DIR", help="an emulated card kept in DIR")
+    parser.add_argument(
+        "--reader", metavar="NAME", help="a card in a PC/SC reader: (part of) its name or index"
+    )
     parser.add_argument(
         "--channel", type=int, help="logical channel to use (default: card assigns)"
     )
