@@ -49,6 +49,7 @@ from ipa.transport import InProcessTransport
 from rsp import crypto, saip, schema, tlv
 from rsp import es10 as catalogue
 from rsp.iccid import iccid_from_ef
+from rsp.testpki import SGP26_DIR as SGP26
 
 TS48 = Path(__file__).resolve().parents[1] / "profiles" / "ts48"
 
@@ -283,10 +284,44 @@ STATE_CHANGING_REQUESTS = {
     "NotificationSentRequest",
     "EuiccMemoryResetRequest",
     "SGP32-EuiccMemoryResetRequest",
+    "BoundProfilePackage",  # crash-tested in tests/test_download_card.py
 }
+
+
+def _sgp26_certificate(role_dir: str, name: str) -> Any:
+    der = (SGP26 / role_dir / name).read_bytes()
+    return schema.decode("Certificate", der)
+
+
+# The download requests below fail their checks (no session, bad signatures): the point is that
+# a refused download step writes nothing.
+_DPAUTH = _sgp26_certificate("DPauth", "CERT_S_SM_DPauth_ECDSA_NIST.der")
+_DPPB = _sgp26_certificate("DPpb", "CERT_S_SM_DPpb_ECDSA_NIST.der")
+_CTX_PARAMS1 = (
+    "ctxParamsForCommonAuthentication",
+    {"matchingId": "X", "deviceInfo": {"tac": b"\x35\x29\x06\x11", "deviceCapabilities": {}}},
+)
 
 #: ES10 request types that must never change the card, with a request value for each.
 READ_ONLY_REQUESTS: dict[str, Any] = {
+    "AuthenticateServerRequest": {
+        "serverSigned1": {
+            "transactionId": b"\x01" * 16,
+            "euiccChallenge": b"\x02" * 16,
+            "serverAddress": "smdp.example.com",
+            "serverChallenge": b"\x03" * 16,
+        },
+        "serverSignature1": b"\x00" * 64,
+        "euiccCiPKIdToBeUsed": bytes.fromhex("F54172BDF98A95D65CBEB88A38A1C11D800A85C3"),
+        "serverCertificate": _DPAUTH,
+        "ctxParams1": _CTX_PARAMS1,
+    },
+    "PrepareDownloadRequest": {
+        "smdpSigned2": {"transactionId": b"\x01" * 16, "ccRequiredFlag": False},
+        "smdpSignature2": b"\x00" * 64,
+        "smdpCertificate": _DPPB,
+    },
+    "CancelSessionRequest": {"transactionId": b"\x01", "reason": 0},
     "EuiccConfiguredAddressesRequest": {},
     "GetEuiccInfo1Request": {},
     "GetEuiccInfo2Request": {},
