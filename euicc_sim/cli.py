@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -161,7 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_info)
 
     add_serve_command(sub)
+    _add_server_commands(sub)
     return parser
+
+
+def _add_server_commands(sub: argparse._SubParsersAction) -> None:
+    """The reference servers' commands (``smdpp``, ``eim``), when the servers are installed.
+
+    Only this command-line front end reaches into ``servers``; the card library itself never
+    imports it (the servers and the card talk over HTTP and APDUs only).
+    """
+    for module, function in (
+        ("servers.smdpp.serve", "add_smdpp_command"),
+        ("servers.eim.serve", "add_eim_command"),
+    ):
+        try:
+            add = getattr(importlib.import_module(module), function)
+        except (ImportError, AttributeError):
+            continue
+        add(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,8 +51,7 @@ def _check_address(address: str) -> None:
         raise InvalidActivationCode("the SM-DP+ address (field 2) is empty")
     if "://" in address or "/" in address:
         raise InvalidActivationCode(
-            f"the SM-DP+ address {address!r} must be a host name with an optional :port, "
-            "not a URL"
+            f"the SM-DP+ address {address!r} must be a host name with an optional :port, not a URL"
         )
     host, port = address, None
     if address.startswith("["):
@@ -170,6 +169,6 @@ def parse_activation_code(text: str) -> ActivationCode:
     flag = fields[4] if len(fields) > 4 else ""
     if flag not in ("", "0", "1"):
         raise InvalidActivationCode(
-            f"the confirmation code required flag (field 5) must be '1' or empty, got {flag!r}"
+            f"the confirmation code required flag (field 5) must be '1', '0' or empty, got {flag!r}"
         )
     return ActivationCode(address, matching_id, oid, flag == "1")

@@ -8,6 +8,7 @@ loaded only for ``--card``: the IPAd itself never depends on it.
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import json
 import logging
@@ -16,8 +17,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .channel import ChannelConfig
+from .download import DownloadError, download_profile_sync
 from .errors import IpaError
+from .es9p import Es9Config, load_trust_anchors
 from .es10 import Es10Client
+from .notifications import process_notifications_sync
 from .transport import InProcessTransport, Transport
 from .types import ProfileInfo
 
@@ -124,7 +128,69 @@ def cmd_nickname(client: Es10Client, args: argparse.Namespace) -> None:
     _done(args, "setNicknameResult")
 
 
+def _es9_config(args: argparse.Namespace) -> Es9Config:
+    """ES9+ settings from --ca-cert / --insecure (TLS stays verified unless --insecure)."""
+    return Es9Config(ca_certificates=load_trust_anchors(args.ca_cert), insecure=args.insecure)
+
+
+def _ask_confirmation_code(metadata: ProfileInfo) -> str | None:
+    # Only a person at a terminal can answer; a script gets "postponed" instead of a hang.
+    if not sys.stdin.isatty():
+        return None
+    name = metadata.profile_name or metadata.iccid or "the profile"
+    return getpass.getpass(f"Confirmation code for {name}: ") or None
+
+
+def cmd_download(client: Es10Client, args: argparse.Namespace) -> None:
+    try:
+        result = download_profile_sync(
+            client,
+            args.activation_code,
+            confirmation_code=args.confirmation_code,
+            ask_confirmation_code=_ask_confirmation_code,
+            config=_es9_config(args),
+        )
+    except DownloadError as exc:
+        if exc.cancel_reason is not None:
+            card = "yes" if exc.cancelled_on_card else "no"
+            server = "yes" if exc.cancelled_on_server else "no"
+            print(
+                f"ipa: session cancelled ({exc.cancel_reason.asn1_name}): "
+                f"on the card {card}, on the SM-DP+ {server}",
+                file=sys.stderr,
+            )
+        raise
+    if args.json:
+        _print_json(result.to_json())
+        return
+    delivered = "delivered" if result.notification_delivered else "NOT delivered (still pending)"
+    print(f"installed {result.iccid} in ISD-P {result.isdp_aid.hex().upper()}")
+    print(f"install notification #{result.seq_number} {delivered}")
+
+
+def _process_notifications(client: Es10Client, args: argparse.Namespace) -> None:
+    outcomes = process_notifications_sync(client, config=_es9_config(args))
+    if args.json:
+        _print_json({"notifications": [o.to_json() for o in outcomes]})
+    else:
+        for o in outcomes:
+            status = "delivered and removed" if o.removed else (o.error or "kept")
+            if o.delivered and not o.removed:
+                status = f"delivered, not removed: {o.error}"
+            print(f"#{o.seq_number} {o.kind:<26} -> {o.address or '-'}: {status}")
+        if not outcomes:
+            print("no pending notifications")
+    kept = sum(not o.removed for o in outcomes)
+    if kept:
+        raise IpaError(f"{kept} notification(s) still pending")
+
+
 def cmd_notifications(client: Es10Client, args: argparse.Namespace) -> None:
+    if args.process:
+        if args.remove is not None:
+            raise UsageError("use either --process or --remove, not both")
+        _process_notifications(client, args)
+        return
     if args.remove is not None:
         client.remove_notification_from_list(args.remove)
         _done(args, "deleteNotificationStatus")
@@ -183,7 +249,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("nickname")
     p = add("notifications", cmd_notifications, "RetrieveNotificationsList")
     p.add_argument("--remove", type=int, metavar="SEQ", help="RemoveNotificationFromList")
+    p.add_argument(
+        "--process",
+        action="store_true",
+        help="send each pending notification to its address, remove those delivered",
+    )
+    _add_es9_options(p)
+    p = add("download", cmd_download, "download a profile with an activation code")
+    p.add_argument("activation_code", metavar="ACTIVATION_CODE", help="LPA:1$<SM-DP+>$<token>...")
+    p.add_argument("--confirmation-code", metavar="CODE", help="the code, if the SM-DP+ asks")
+    _add_es9_options(p)
     return parser
+
+
+def _add_es9_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ca-cert",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="trust anchor for the SM-DP+ TLS certificate (PEM bundle or DER; repeatable)",
+    )
+    p.add_argument(
+        "--insecure", action="store_true", help="do not verify the SM-DP+ TLS certificate"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

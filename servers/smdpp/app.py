@@ -1,0 +1,309 @@
+"""The SM-DP+ as a Starlette ASGI app: ES9+ JSON binding over HTTP(S) and an operator API.
+
+ES9+ (PROTOCOL.md §4.2): ``POST /gsma/rsp2/es9plus/<function>``. :func:`execute` is the
+JSON binding: ASN.1 objects travel as standard base64 (with padding; whitespace ignored on
+input) of the complete TLV, euiccChallenge as base64 of its 16 raw bytes, transactionId as
+hex (uppercase on output); a missing field is 1.3.1/2.2, a malformed one 1.3.1/2.1.
+
+The request must carry ``Content-Type: application/json`` (a ``charset`` parameter, if any,
+must be UTF-8) else 1.2.1/2.1, and an ``X-Admin-Protocol`` starting with ``gsma/rsp/v2`` else
+1.2.2/2.1; a body that is not JSON is 1.3.1/2.1. All of these, like every function error, are
+HTTP 200 with status Failed. Responses carry ``Content-Type: application/json;charset=UTF-8`` and
+``X-Admin-Protocol: gsma/rsp/v2.5.0``; handleNotification answers 204 with no body.
+
+Operator API (JSON; ``Authorization: Bearer <token>`` when the configuration sets one):
+
+* ``GET /admin/orders`` — all orders; ``GET /admin/orders/{matchingId}`` — one order;
+* ``POST /admin/orders`` — add one: ``{"matchingId", "profile", "eid"?, "confirmationCode"?,
+  "replaceSessionKeys"?, "profileName"?, "serviceProviderName"?, "profileClass"?, "ppr1"?,
+  "ppr2"?, "notifications"?}``; ``profile`` is a file name in the profiles directory;
+* ``POST /admin/orders/{matchingId}/release`` — make it downloadable again;
+* ``DELETE /admin/orders/{matchingId}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .es9p import FunctionFailed, SmdpCore
+from .orders import OrderError, OrderEvent
+
+__all__ = ["ADMIN_PROTOCOL", "FUNCTIONS", "JSON_CONTENT_TYPE", "create_app", "execute"]
+
+log = logging.getLogger(__name__)
+
+#: X-Admin-Protocol of every ES9+ response.
+ADMIN_PROTOCOL = "gsma/rsp/v2.5.0"
+#: Content-Type of every ES9+ JSON response.
+JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
+_ACCEPTED_PROTOCOL_PREFIX = "gsma/rsp/v2"
+
+# How each request field is carried in JSON (PROTOCOL.md §4.2).
+_B64, _HEX, _TEXT = "base64", "hex", "text"
+#: The ES9+ functions: request fields in JSON and their encoding.
+FUNCTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "initiateAuthentication": (
+        ("euiccChallenge", _B64),
+        ("euiccInfo1", _B64),
+        ("smdpAddress", _TEXT),
+    ),
+    "authenticateClient": (("transactionId", _HEX), ("authenticateServerResponse", _B64)),
+    "getBoundProfilePackage": (("transactionId", _HEX), ("prepareDownloadResponse", _B64)),
+    "handleNotification": (("pendingNotification", _B64),),
+    "cancelSession": (("transactionId", _HEX), ("cancelSessionResponse", _B64)),
+}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", r"_\1", name).lower()
+
+
+def _decode_field(body: dict[str, Any], name: str, kind: str) -> Any:
+    value = body.get(name)
+    if value is None:
+        raise FunctionFailed("1.3.1", "2.2", f"mandatory element {name} is missing")
+    if not isinstance(value, str):
+        raise FunctionFailed("1.3.1", "2.1", f"{name} must be a string")
+    if kind == _TEXT:
+        return value
+    if kind == _HEX:
+        text = value.strip()
+        if (
+            not 2 <= len(text) <= 32
+            or len(text) % 2
+            or not all(c in string.hexdigits for c in text)
+        ):
+            raise FunctionFailed("1.3.1", "2.1", f"{name} must be the hex of 1..16 bytes")
+        return bytes.fromhex(text)
+    # Standard alphabet with padding; whitespace (line breaks) is ignored.
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise FunctionFailed("1.3.1", "2.1", f"{name} is not standard base64") from None
+
+
+def _encode_response(result: dict[str, bytes]) -> dict[str, str]:
+    return {
+        name: value.hex().upper() if name == "transactionId" else base64.b64encode(value).decode()
+        for name, value in result.items()
+    }
+
+
+def failed_response(error: FunctionFailed) -> dict[str, Any]:
+    """The JSON body of a function that ended with status Failed."""
+    status = {"status": "Failed", "statusCodeData": error.status_code_data()}
+    return {"header": {"functionExecutionStatus": status}}
+
+
+def execute(core: SmdpCore, function: str, body: Any) -> tuple[int, dict[str, Any] | None]:
+    """Run ES9+ ``function`` of ``core`` on a decoded JSON request body (the JSON binding).
+
+    Returns (200, response body with ``header``), or (204, None) for handleNotification.
+
+    Raises:
+        KeyError: ``function`` is not one of :data:`FUNCTIONS`.
+    """
+    fields = FUNCTIONS[function]
+    try:
+        if not isinstance(body, dict):
+            raise FunctionFailed("1.3.1", "2.1", "the request body must be a JSON object")
+        if not isinstance(body.get("header") or {}, dict):
+            raise FunctionFailed("1.3.1", "2.1", "header must be a JSON object")
+        kwargs = {_snake(name): _decode_field(body, name, kind) for name, kind in fields}
+        result = getattr(core, _snake(function))(**kwargs)
+    except FunctionFailed as exc:
+        if function == "handleNotification":
+            log.warning("handleNotification: %s", exc)  # always 204, as real SM-DP+s do
+            return 204, None
+        log.info("%s failed: %s", function, exc)
+        return 200, failed_response(exc)
+    if result is None:
+        return 204, None
+    success = {"functionExecutionStatus": {"status": "Executed-Success"}}
+    return 200, {"header": success, **_encode_response(result)}
+
+
+def _es9_response(status: int, body: dict[str, Any] | None) -> Response:
+    headers = {"X-Admin-Protocol": ADMIN_PROTOCOL}
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    headers["Content-Type"] = JSON_CONTENT_TYPE
+    content = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return Response(content, status_code=status, headers=headers)
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media_type, *params = (p.strip().lower() for p in content_type.split(";"))
+    if media_type != "application/json":
+        return False
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+def _admin_json(status: int, body: Any) -> Response:
+    return Response(
+        json.dumps(body, indent=1).encode("utf-8"),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def _admin_error(status: int, message: str) -> Response:
+    return _admin_json(status, {"error": message})
+
+
+def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Starlette:
+    """The ASGI app serving ``core``; the operator API resolves profile names in
+    ``profiles_dir`` (without it, ``profile`` must be a path)."""
+    profiles = Path(profiles_dir).resolve() if profiles_dir is not None else None
+
+    async def es9plus(request: Request) -> Response:
+        function = request.path_params["function"]
+        if function not in FUNCTIONS:
+            return _es9_response(
+                404, failed_response(FunctionFailed("1.3.1", "2.1", f"unknown function {function}"))
+            )
+        if not _is_json(request.headers.get("content-type")):
+            return _es9_response(
+                200,
+                failed_response(
+                    FunctionFailed("1.2.1", "2.1", "Content-Type must be application/json")
+                ),
+            )
+        protocol = request.headers.get("x-admin-protocol", "")
+        if not protocol.startswith(_ACCEPTED_PROTOCOL_PREFIX):
+            return _es9_response(
+                200,
+                failed_response(
+                    FunctionFailed("1.2.2", "2.1", f"unsupported X-Admin-Protocol {protocol!r}")
+                ),
+            )
+        raw = await request.body()
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _es9_response(
+                200, failed_response(FunctionFailed("1.3.1", "2.1", "request body is not JSON"))
+            )
+        # Crypto and the fsync of the order store run off the event loop.
+        status, out = await run_in_threadpool(execute, core, function, body)
+        return _es9_response(status, out)
+
+    def authorised(request: Request) -> bool:
+        token = core.config.admin_token
+        if token is None:
+            return True
+        given = request.headers.get("authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    def resolve_profile(name: str) -> Path:
+        if profiles is None:
+            return Path(name)
+        path = (profiles / name).resolve()
+        if not path.is_relative_to(profiles):
+            raise OrderError(f"profile {name!r} is outside the profiles directory")
+        return path
+
+    async def list_orders(request: Request) -> Response:
+        if not authorised(request):
+            return _admin_error(401, "unauthorised")
+        return _admin_json(200, {"orders": [o.to_json(public=True) for o in core.orders]})
+
+    async def add_order(request: Request) -> Response:
+        if not authorised(request):
+            return _admin_error(401, "unauthorised")
+        try:
+            data = json.loads(await request.body())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return _admin_error(400, "body is not JSON")
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("matchingId"), str)
+            or not (isinstance(data.get("profile"), str))
+        ):
+            return _admin_error(400, "matchingId and profile (strings) are required")
+        text_fields = (
+            "eid",
+            "confirmationCode",
+            "profileName",
+            "serviceProviderName",
+            "profileClass",
+        )
+        if any(not isinstance(data.get(k, ""), str) for k in text_fields):
+            return _admin_error(400, f"{', '.join(text_fields)} must be strings when given")
+        if core.orders.get(data["matchingId"]) is not None:
+            return _admin_error(409, f"an order with matchingId {data['matchingId']!r} exists")
+        try:
+            order = core.orders.add_order(
+                data["matchingId"],
+                resolve_profile(data["profile"]),
+                eid=data.get("eid"),
+                confirmation_code=data.get("confirmationCode"),
+                replace_session_keys=bool(data.get("replaceSessionKeys", True)),
+                profile_name=data.get("profileName"),
+                service_provider_name=data.get("serviceProviderName"),
+                profile_class=data.get("profileClass"),
+                ppr1=bool(data.get("ppr1", False)),
+                ppr2=bool(data.get("ppr2", False)),
+                notifications=bool(data.get("notifications", True)),
+            )
+        except OrderError as exc:
+            return _admin_error(400, str(exc))
+        return _admin_json(201, order.to_json(public=True))
+
+    async def get_order(request: Request) -> Response:
+        if not authorised(request):
+            return _admin_error(401, "unauthorised")
+        order = core.orders.get(request.path_params["matching_id"])
+        if order is None:
+            return _admin_error(404, "no such order")
+        return _admin_json(200, order.to_json(public=True))
+
+    async def delete_order(request: Request) -> Response:
+        if not authorised(request):
+            return _admin_error(401, "unauthorised")
+        try:
+            core.orders.remove(request.path_params["matching_id"])
+        except OrderError:
+            return _admin_error(404, "no such order")
+        return Response(status_code=204)
+
+    async def release_order(request: Request) -> Response:
+        if not authorised(request):
+            return _admin_error(401, "unauthorised")
+        try:
+            order = core.orders.transition(request.path_params["matching_id"], OrderEvent.RELEASE)
+        except OrderError:
+            return _admin_error(404, "no such order")
+        return _admin_json(200, order.to_json(public=True))
+
+    routes = [
+        Route("/gsma/rsp2/es9plus/{function}", es9plus, methods=["POST"]),
+        Route("/admin/orders", list_orders, methods=["GET"]),
+        Route("/admin/orders", add_order, methods=["POST"]),
+        Route("/admin/orders/{matching_id}", get_order, methods=["GET"]),
+        Route("/admin/orders/{matching_id}", delete_order, methods=["DELETE"]),
+        Route("/admin/orders/{matching_id}/release", release_order, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.core = core
+    return app
