@@ -49,6 +49,8 @@ from ipa.types import ProfileState
 from rsp import bpp, crypto, pki, saip, schema, tlv
 from rsp.crypto import Curve
 from rsp.testpki import load_sgp26
+from servers.smdpp import OrderState, OrderStore, SmdpConfig, SmdpCore, create_app
+from servers.smdpp import run_in_thread as run_smdpp
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 UPP = (TS48 / "TS48V1-A-UNIQUE.der").read_bytes()
@@ -713,16 +715,6 @@ def test_cli_notifications_process_with_nothing_pending(tmp_path: Path, capsys: 
 # SM-DP+ credentials over real HTTPS on 127.0.0.1 with a TLS certificate for 127.0.0.1 issued by
 # the SGP.26 CI, and the IPAd trusts only that CI certificate.
 
-try:
-    from servers.smdpp import OrderState, OrderStore, SmdpConfig, SmdpCore, create_app
-    from servers.smdpp import run_in_thread as run_smdpp
-
-    SMDPP_MISSING = ""
-except ImportError as exc:  # pragma: no cover - while servers/smdpp is being written
-    SMDPP_MISSING = f"the reference SM-DP+ (servers.smdpp) is not available: {exc}"
-
-needs_smdpp = pytest.mark.skipif(bool(SMDPP_MISSING), reason=SMDPP_MISSING)
-
 
 @dataclass
 class Reference:
@@ -765,7 +757,6 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield Reference(core, server.address, ca_pem)
 
 
-@needs_smdpp
 def test_e2e_download_installs_ts48_profile_and_delivers_the_notification(
     reference: Reference,
 ) -> None:
@@ -786,7 +777,6 @@ def test_e2e_download_installs_ts48_profile_and_delivers_the_notification(
     assert reference.state("E2E-OK") == OrderState.INSTALLED
 
 
-@needs_smdpp
 def test_e2e_confirmation_code(reference: Reference) -> None:
     ac = reference.order("E2E-CC", "TS48V3-SAIP2-1-BERTLV-UNIQUE.der", confirmation_code="4711")
     card = Euicc.create(None)
@@ -805,7 +795,6 @@ def test_e2e_confirmation_code(reference: Reference) -> None:
     assert reference.state("E2E-CC") == OrderState.INSTALLED
 
 
-@needs_smdpp
 def test_e2e_refusal_ends_in_cancel_session_on_both_sides(reference: Reference) -> None:
     ac = reference.order("E2E-NO", "TS48V4-SAIP2-3-BERTLV-UNIQUE.der")
     card = Euicc.create(None)
@@ -818,7 +807,6 @@ def test_e2e_refusal_ends_in_cancel_session_on_both_sides(reference: Reference) 
     assert_nothing_installed(card)
 
 
-@needs_smdpp
 def test_e2e_unknown_matching_id_is_refused_and_cancelled(reference: Reference) -> None:
     card = Euicc.create(None)
     with open_client(card) as client, pytest.raises(SmdpRefusedError) as info:
@@ -835,7 +823,6 @@ def test_e2e_unknown_matching_id_is_refused_and_cancelled(reference: Reference) 
     assert_nothing_installed(card)
 
 
-@needs_smdpp
 def test_e2e_untrusted_tls_certificate_is_refused(reference: Reference) -> None:
     ac = f"LPA:1${reference.address}$WHATEVER"
     other_ci = load_sgp26(Curve.BRAINPOOL_P256R1).ci.cert_der
@@ -847,7 +834,6 @@ def test_e2e_untrusted_tls_certificate_is_refused(reference: Reference) -> None:
     assert info.value.cancel_reason is None
 
 
-@needs_smdpp
 def test_e2e_command_line(reference: Reference, tmp_path: Path, capsys: Any) -> None:
     from ipa.cli import main
 
