@@ -80,6 +80,7 @@ from .notifications import metadata_value
 from .registry import HandlerTable
 from .state import (
     CardState,
+    LastDownload,
     NotificationConfig,
     NotificationEvent,
     PendingNotification,
@@ -470,6 +471,7 @@ def _profile_from_metadata(value: dict[str, Any]) -> Profile:
         ),
         ppr1=1 in pprs,
         ppr2=2 in pprs,
+        fallback_allowed=bool(value.get("fallbackAllowed", False)),
     )
 
 
@@ -565,8 +567,13 @@ def _complete(ctx: IsdrContext, loader: _Loader) -> bytes:
     t = profiles.install(ctx.state, profile, **limits)
     installed = t.state.profiles[-1]
     success = {"aid": installed.isdp_aid, "simaResponse": _SIMA_OK}
+    # Remembered for SGP.32 ImmediateEnable, in the same commit as the install.
+    last = LastDownload(installed.iccid, loader.session.smdp_oid, loader.session.server_address)
     state, encoded = _with_result(
-        t.state, loader.session, ("successResult", success), installed.iccid
+        replace(t.state, last_download=last),
+        loader.session,
+        ("successResult", success),
+        installed.iccid,
     )
     ctx.commit(state)
     log.info("profile %s installed in %s", installed.iccid.hex(), installed.isdp_aid.hex())

@@ -17,7 +17,7 @@ from rsp import saip
 from rsp.crypto import Curve
 from rsp.iccid import iccid_to_ef
 
-from . import bpp, download, es10a, es10b, es10c, profiles
+from . import bpp, download, eim, es10a, es10b, es10c, euicc_package, iot, profiles
 from . import credentials as make
 from .cardos import CardOS
 from .config import CardConfig
@@ -53,7 +53,7 @@ _INSTALL_ERRORS = {
 
 def _all_handlers() -> HandlerTable:
     table = HandlerTable()
-    for module in (es10a, es10b, es10c, download, bpp):
+    for module in (es10a, es10b, es10c, download, bpp, eim, euicc_package, iot):
         for name, handler in module.HANDLERS.items():
             table.handles(name)(handler)
     return table
@@ -250,9 +250,14 @@ class Euicc:
         state = t.state
         installed = state.profiles[-1]
         if enable:
-            e = profiles.enable(state, iccid=installed.iccid)
+            # The factory is not the end user: the LPA-only refusal of provisioning profiles
+            # (profiles.py rule 7) does not bind it, so it enables with the eIM's rights.
+            e = profiles.enable(state, iccid=installed.iccid, actor=profiles.Actor.EIM)
             if e.result != 0:
-                raise ProfileInstallError(f"installed but cannot enable (code {e.result})")
+                raise ProfileInstallError(
+                    f"cannot enable the profile (code {e.result}); nothing was installed",
+                    e.result,
+                )
             state = e.state
         self.context.commit(state)
         return next(p for p in self.state.profiles if p.iccid == installed.iccid)

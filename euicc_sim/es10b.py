@@ -69,7 +69,11 @@ def euicc_info2_value(ctx: Any) -> dict:
         "ppVersion": _version(cfg.pp_version),
         "sasAcreditationNumber": cfg.sas_accreditation_number,
         "ipaMode": 0,  # ipad: the IPA runs in the device
-        "iotSpecificInfo": {"iotVersion": [_version(v) for v in cfg.iot_versions]},
+        # fallbackSupported; no ecallSupported: the card has no eCall support (see iot.py).
+        "iotSpecificInfo": {
+            "iotVersion": [_version(v) for v in cfg.iot_versions],
+            "fallbackSupported": None,
+        },
     }
 
 
@@ -119,9 +123,14 @@ def list_notification(ctx: Any, request: dict) -> tuple[str, Any]:
 def retrieve_notifications_list(ctx: Any, request: dict) -> bytes:
     criteria = request.get("searchCriteria")
     if criteria is not None and criteria[0] == "euiccPackageResults":
-        # eUICC package results arrive with the eIM functions; until then there are none.
-        return tlv.encode_tlv(b"\xbf\x2b", tlv.encode_tlv(b"\xa2", b""))
+        # SGP.32: the stored EuiccPackageResults (BF51), exactly as signed.
+        results = b"".join(r.encoded for r in ctx.state.package_results)
+        return tlv.encode_tlv(b"\xbf\x2b", tlv.encode_tlv(b"\xa2", results))
     seq = criteria[1] if criteria is not None and criteria[0] == "seqNumber" else None
+    if seq is not None and (result := ctx.state.package_result(seq)) is not None:
+        # Results share the seqNumber space with notifications; a result is no
+        # PendingNotification, so it comes back in the euiccPackageResultList alternative.
+        return tlv.encode_tlv(b"\xbf\x2b", tlv.encode_tlv(b"\xa2", result.encoded))
     events = (
         schema.bit_positions(criteria[1])
         if criteria is not None and criteria[0] == "profileManagementOperation"
@@ -135,7 +144,9 @@ def retrieve_notifications_list(ctx: Any, request: dict) -> bytes:
 
 @HANDLERS.handles("NotificationSentRequest")
 def remove_notification_from_list(ctx: Any, request: dict) -> dict:
-    new_state = notifications.remove(ctx.state, request["seqNumber"])
+    seq = request["seqNumber"]
+    # A seqNumber names a notification or (SGP.32) a stored EuiccPackageResult.
+    new_state = notifications.remove(ctx.state, seq) or ctx.state.without_package_result(seq)
     if new_state is None:
         return {"deleteNotificationStatus": 1}  # nothingToDelete
     ctx.commit(new_state)

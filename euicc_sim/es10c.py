@@ -61,6 +61,10 @@ def _profile_fields(p: Profile) -> dict[str, Any]:
         if p.profile_owner.gid2 is not None:
             owner["gid2"] = p.profile_owner.gid2
         value["profileOwner"] = owner
+    if p.fallback_attribute:  # BOOLEAN DEFAULT FALSE: DER leaves the default out
+        value["fallbackAttribute"] = True
+    if p.fallback_allowed:
+        value["fallbackAllowed"] = True
     if p.ppr1 or p.ppr2:
         value["profilePolicyRules"] = schema.bits(
             bit for bit, on in ((1, p.ppr1), (2, p.ppr2)) if on

@@ -2,8 +2,9 @@
 
 Everything that decides whether a profile operation is allowed, and what it changes, lives in
 this module, as pure functions from one :class:`~euicc_sim.state.CardState` to the next. No
-I/O, no signing, no numbering: callers (ES10c handlers now, SGP.32 PSMOs later) commit the new
-state and turn the returned events into signed notifications.
+I/O, no signing, no numbering: callers (ES10c handlers, SGP.32 PSMOs and the IoT functions of
+:mod:`euicc_sim.iot`) commit the new state and turn the returned events into signed
+notifications.
 
 Rules
 =====
@@ -45,9 +46,13 @@ Rules
     test, 4 (SGP.32) provisioning profiles; option 2 clears the default SM-DP+ address.
     resetResult is ok (0) if options 0-4 deleted or reset anything, else nothingToDelete (1).
     It creates no notifications, and pending notifications of deleted profiles stay (they
-    report operations that did happen). Options 5 (resetEimConfigData) and 6
-    (resetImmediateEnableConfig) act on eIM state the card does not model yet; they are
-    answered in their own result fields (nothingToDelete / ok) and change nothing.
+    report operations that did happen). Options 5 and 6 (SGP.32) are answered in their own
+    result fields: 5 (resetEimConfigData) deletes every eIM configuration (with its counter
+    and association token; the token allocator is not reset, so tokens stay fresh) and the
+    pending rollback, resetEimResult ok (0), or nothingToDelete (1) when no eIM is
+    configured; 6 (resetImmediateEnableConfig) removes the immediate-enable configuration,
+    resetImmediateEnableConfigResult ok (0) whether or not one was set. Stored eUICC package
+    results stay, like notifications.
     Unknown option bits are ignored; which bits an interface accepts is the handler's call.
 11. Install adds a DISABLED profile. Its ICCID already on the card:
     installFailedDueToIccidAlreadyExistsOnEuicc (9). No room (``max_profiles`` profiles, or
@@ -343,10 +348,17 @@ def memory_reset(state: CardState, options: Iterable[int]) -> MemoryResetTransit
     if ResetOption.RESET_DEFAULT_SMDP_ADDRESS in wanted and state.default_dp_address is not None:
         new_state = replace(new_state, default_dp_address=None)
         changed = True
-    # Options 5 and 6: the eIM configuration and the immediate-enable configuration are not
-    # part of CardState yet, so there is nothing to delete and nothing to reset.
-    eim = NOTHING_TO_DELETE if ResetOption.RESET_EIM_CONFIG_DATA in wanted else None
-    iec = OK if ResetOption.RESET_IMMEDIATE_ENABLE_CONFIG in wanted else None
+    eim: int | None = None
+    iec: int | None = None
+    if ResetOption.RESET_EIM_CONFIG_DATA in wanted:
+        eim = OK if new_state.eim_configs else NOTHING_TO_DELETE
+        if eim == OK:
+            # A rollback would have to be reported to an eIM the card no longer knows.
+            new_state = replace(new_state, eim_configs=(), rollback=None)
+    if ResetOption.RESET_IMMEDIATE_ENABLE_CONFIG in wanted:
+        iec = OK  # there is no error for "nothing configured"
+        if new_state.immediate_enable is not None:
+            new_state = replace(new_state, immediate_enable=None)
     return MemoryResetTransition(
         new_state,
         OK if changed else NOTHING_TO_DELETE,

@@ -4,12 +4,16 @@ Everything a card remembers across power cycles lives in one :class:`CardState` 
 Commands never mutate it: they compute a new value and hand it to the storage, which commits
 it atomically (see :mod:`euicc_sim.storage`). Profile package bytes are kept apart as blobs
 named by their SHA-256, so the state itself stays small.
+
+The SGP.32 part (eIM configurations, stored eUICC package results, rollback, fallback and
+immediate-enable bookkeeping) is described in ``docs/sgp32-card.md``. Every field added after
+the first release has a default, so state files written before it still load.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 class ProfileState(enum.IntEnum):
@@ -73,6 +77,10 @@ class Profile:
     package_digest: str | None = None  # SHA-256 hex of the stored SAIP package blob
     preloaded: bool = False  # installed by the factory rather than downloaded in the field
     package_size: int = 0  # bytes of the SAIP package, counted against the card's capacity
+    # SGP.32 v1.2: fallbackAllowed (9F67) from the profile metadata, and whether this is the
+    # Fallback Profile (fallbackAttribute 9F26, set by the PSMO setFallbackAttribute).
+    fallback_allowed: bool = False
+    fallback_attribute: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,92 @@ class PendingNotification:
 
 
 @dataclass(frozen=True)
+class EimConfig:
+    """One eIM's EimConfigurationData as the eUICC keeps it (SGP.32 v1.2 §5.2 of PROTOCOL.md).
+
+    Key material is kept as the DER the eIM sent (the context tag restored to ``30``), so it
+    is returned and used exactly as received. ``counter_value`` is the last counterValue
+    accepted from this eIM (initially the configured one); ``association_token`` is ``None``
+    when the configuration has none.
+    """
+
+    eim_id: str
+    counter_value: int = 0
+    association_token: int | None = None
+    eim_fqdn: str | None = None
+    eim_id_type: int | None = None
+    public_key: bytes | None = None  # eimPublicKey: SubjectPublicKeyInfo DER
+    certificate: bytes | None = None  # eimCertificate: Certificate DER
+    tls_public_key: bytes | None = None  # trustedEimPkTls: SubjectPublicKeyInfo DER
+    tls_certificate: bytes | None = None  # trustedCertificateTls: Certificate DER
+    supported_protocols: frozenset[int] | None = None  # EimSupportedProtocol bit positions
+    euicc_ci_pkid: bytes | None = None  # CI whose eUICC chain signs this eIM's results
+    indirect_profile_download: bool = False
+
+
+@dataclass(frozen=True)
+class StoredPackageResult:
+    """A signed EuiccPackageResult waiting for RemoveNotificationFromList.
+
+    ``encoded`` is the complete ``BF51`` TLV as returned to the IPAd. Package results share
+    the seqNumber space with notifications (``CardState.next_seq_number``).
+    """
+
+    seq_number: int
+    eim_id: str
+    encoded: bytes
+
+
+@dataclass(frozen=True)
+class RollbackInfo:
+    """What ProfileRollback needs after an ``enable`` PSMO with rollbackFlag succeeded.
+
+    ``results`` are the encoded EuiccResultData items of the package's result, so the new
+    result ProfileRollback signs reports them too; ``token_tlv`` is the associationToken TLV
+    the package was verified with (the new result is signed with the same bytes).
+    """
+
+    eim_id: str
+    counter_value: int
+    eim_transaction_id: bytes | None
+    previous_iccid: bytes  # the profile that was enabled before, re-enabled by a rollback
+    enabled_iccid: bytes  # the profile the PSMO enabled
+    results: bytes
+    token_tlv: bytes
+    seq_number: int  # of the original result, replaced by the rollback result
+
+
+@dataclass(frozen=True)
+class FallbackInfo:
+    """Fallback mode is active: ExecuteFallbackMechanism switched to the Fallback Profile."""
+
+    return_iccid: bytes | None  # enabled before the fallback; None if none was
+
+
+@dataclass(frozen=True)
+class ImmediateEnableConfig:
+    """ConfigureImmediateProfileEnabling / PSMO configureImmediateEnable."""
+
+    enabled: bool  # immediateEnableFlag present
+    smdp_oid: str | None = None  # defaultSmdpOid: downloads from this SM-DP+ only
+    smdp_address: str | None = None  # defaultSmdpAddress: downloads from this SM-DP+ only
+
+
+@dataclass(frozen=True)
+class LastDownload:
+    """The hook between a download and ES10b.ImmediateEnable.
+
+    The download code sets ``CardState.last_download`` to the profile a successful
+    LoadBoundProfilePackage installed, in the same commit as the install; ImmediateEnable
+    consumes it. ``None`` means no download ImmediateEnable could act on (noSessionContext).
+    """
+
+    iccid: bytes  # EF.ICCID coding, as Profile.iccid
+    smdp_oid: str  # the SM-DP+ OID of the download session (CERT.DPauth registeredID)
+    smdp_address: str  # the serverAddress of the download session
+
+
+@dataclass(frozen=True)
 class CardState:
     """Everything that survives a power cycle (besides keys, certificates and blobs)."""
 
@@ -101,6 +195,16 @@ class CardState:
     next_isdp_index: int = 0x10
     default_dp_address: str | None = None
     root_ds_address: str = "testrootsmds.example.com"
+    # --- SGP.32 (see docs/sgp32-card.md)
+    eim_configs: tuple[EimConfig, ...] = ()
+    next_association_token: int = 1  # never reset, so a new association gets a fresh token
+    package_results: tuple[StoredPackageResult, ...] = ()
+    rollback: RollbackInfo | None = None
+    fallback: FallbackInfo | None = None
+    immediate_enable: ImmediateEnableConfig | None = None
+    last_download: LastDownload | None = None
+    #: httpParams for GetConnectivityParameters (a factory setting; None: not available).
+    connectivity_parameters: bytes | None = None
 
     def profile_by_iccid(self, iccid: bytes) -> Profile | None:
         return next((p for p in self.profiles if p.iccid == iccid), None)
@@ -111,3 +215,16 @@ class CardState:
     @property
     def enabled_profile(self) -> Profile | None:
         return next((p for p in self.profiles if p.state is ProfileState.ENABLED), None)
+
+    def eim_config(self, eim_id: str) -> EimConfig | None:
+        return next((e for e in self.eim_configs if e.eim_id == eim_id), None)
+
+    def package_result(self, seq_number: int) -> StoredPackageResult | None:
+        return next((r for r in self.package_results if r.seq_number == seq_number), None)
+
+    def without_package_result(self, seq_number: int) -> CardState | None:
+        """This state without package result ``seq_number``; None if there is no such one."""
+        kept = tuple(r for r in self.package_results if r.seq_number != seq_number)
+        if len(kept) == len(self.package_results):
+            return None
+        return replace(self, package_results=kept)

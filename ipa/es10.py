@@ -583,12 +583,15 @@ class Es10Client:
         self._result(F_DELETE, request, "DeleteProfileResponse", "deleteResult", DeleteResult)
 
     def set_nickname(self, iccid: str | bytes, nickname: str) -> None:
-        """ES10c.SetNickname (at most 64 UTF-8 bytes; empty clears the nickname)."""
+        """ES10c.SetNickname (at most 64 characters; empty clears the nickname).
+
+        ``UTF8String (SIZE(0..64))`` constrains characters, not bytes (X.680), so 64
+        non-ASCII characters are fine even though they take more than 64 bytes.
+        """
         if not isinstance(nickname, str):
             raise ValueError(f"nickname must be a str, got {nickname!r}")
-        size = len(nickname.encode("utf-8"))
-        if size > 64:
-            raise ValueError(f"nickname is {size} UTF-8 bytes; the limit is 64")
+        if len(nickname) > 64:
+            raise ValueError(f"nickname is {len(nickname)} characters; the limit is 64")
         request = schema.encode(
             "SetNicknameRequest", {"iccid": _iccid(iccid), "profileNickname": nickname}
         )

@@ -164,8 +164,16 @@ def test_profile_memory_limit_refuses_a_package_that_does_not_fit() -> None:
         lambda d: d[: tlv.read_tlv(d, 0).end],
         lambda d: b"\xff" * 64,
     ],
-    ids=["empty", "junk", "truncated", "last-byte-cut", "trailing-byte", "no-header",
-         "header-only", "ff"],
+    ids=[
+        "empty",
+        "junk",
+        "truncated",
+        "last-byte-cut",
+        "trailing-byte",
+        "no-header",
+        "header-only",
+        "ff",
+    ],
 )
 def test_malformed_package_is_refused_with_a_clear_message(card: Euicc, damage) -> None:
     with pytest.raises(ProfileInstallError) as excinfo:
@@ -202,12 +210,6 @@ def test_preloaded_profiles_survive_reopen(tmp_path: Path) -> None:
     assert reopened.profile_package(reopened.state.profiles[0]) == package(0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProfileInstallError,
-    reason="bug: euicc_sim/card.py preload(enable=True) applies the LPA's rule 7 to a factory "
-    "install, so a provisioning profile cannot be preloaded enabled (code 3)",
-)
 def test_provisioning_profile_can_be_preloaded_enabled(card: Euicc) -> None:
     card.preload(package(), profile_class=CardProfileClass.PROVISIONING, enable=True)
     (info,) = client(card).get_profiles_info()

@@ -30,11 +30,18 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from test_euicc_package import TestEim
 
 import euicc_sim.card as card_module
 from euicc_sim import es10a
 from euicc_sim.card import CardError, Euicc, ProfileInstallError
-from euicc_sim.state import CardState, NotificationEvent, ProfileClass, ProfileState
+from euicc_sim.state import (
+    CardState,
+    LastDownload,
+    NotificationEvent,
+    ProfileClass,
+    ProfileState,
+)
 from euicc_sim.storage import (
     STATE_FILE,
     CrashingIO,
@@ -206,6 +213,87 @@ def steps(*ops: Op) -> Op:
     return run
 
 
+# --- SGP.32 eIM and IoT functions (euicc_sim/eim.py, euicc_package.py, iot.py) ---------------
+
+#: The eIM role of tests/test_euicc_package.py; one key per test process, so runs repeat alike.
+CRASH_EIM = TestEim(eim_id="eim.crash.example")
+
+
+def add_initial_eim(token: int = 1) -> Op:
+    def run(card: Euicc) -> None:
+        value = {"eimConfigurationDataList": [CRASH_EIM.configuration()]}
+        answer = es10(card, "AddInitialEimRequest", value, "AddInitialEimResponse")
+        assert answer == ("addInitialEimOk", [("associationToken", token)]), answer
+
+    return run
+
+
+def load_euicc_package(
+    counter: int, operations: list[tuple[str, Any]], results: list[Any], kind: str = "psmoList"
+) -> Op:
+    """LoadEuiccPackage from CRASH_EIM, signed over the token the card holds for it."""
+
+    def run(card: Euicc) -> None:
+        config = card.state.eim_config(CRASH_EIM.eim_id)
+        assert config is not None
+        request = CRASH_EIM.package(
+            bytes.fromhex(card.eid),
+            operations,
+            kind=kind,
+            counter=counter,
+            token=config.association_token,
+        )
+        with Es10Client.open(InProcessTransport(card)) as client:
+            answer = client.exchange(request)
+        alternative, value = schema.decode("EuiccPackageResult", answer)
+        assert alternative == "euiccPackageResultSigned", answer.hex()
+        assert value["euiccPackageResultDataSigned"]["euiccResult"] == results
+
+    return run
+
+
+def iot_function(request_type: str, field: str, result: int, value: Any = None) -> Op:
+    """An SGP.32 ES10b function answered by one result field (default: refreshFlag FALSE)."""
+    request = {"refreshFlag": False} if value is None else value
+    response_type = request_type.replace("Request", "Response")
+    return _request(request_type, response_type, lambda card: request, {field: result})
+
+
+def profile_rollback(card: Euicc) -> None:
+    value = {"refreshFlag": True}
+    answer = es10(card, "ProfileRollbackRequest", value, "ProfileRollbackResponse")
+    assert answer["cmdResult"] == 0 and "eUICCPackageResult" in answer, answer
+
+
+def downloaded(iccid: bytes) -> Op:
+    """What the download code records after installing ``iccid`` (for ImmediateEnable)."""
+
+    def run(card: Euicc) -> None:
+        info = LastDownload(iccid, "2.999.10", "testsmdpplus1.example.com")
+        card.context.commit(replace(card.state, last_download=info))
+
+    return run
+
+
+def allow_fallback(iccid: bytes) -> Op:
+    """As if the profile's metadata carried fallbackAllowed."""
+
+    def run(card: Euicc) -> None:
+        profiles = tuple(
+            replace(p, fallback_allowed=True) if p.iccid == iccid else p
+            for p in card.state.profiles
+        )
+        card.context.commit(replace(card.state, profiles=profiles))
+
+    return run
+
+
+def _with_fallback_profile_b() -> Op:
+    set_b = [("setFallbackAttribute", {"iccid": ICCID_B})]
+    ok = [("setFallbackAttributeResult", 0)]
+    return steps(add_initial_eim(), allow_fallback(ICCID_B), load_euicc_package(1, set_b, ok))
+
+
 # --- the commands ---------------------------------------------------------------------------
 
 
@@ -271,6 +359,87 @@ STATE_CHANGING = [
     ),
     Command("preload-and-enable", preload(PKG_E, enable=True), blobs=1),
     Command("preload-disabled", preload(PKG_E, enable=False), blobs=1),
+    Command("add-initial-eim", add_initial_eim()),
+    Command(
+        "load-euicc-package-enable-switch",  # the eIM switches A -> B: two notifications
+        load_euicc_package(1, [("enable", {"iccid": ICCID_B})], [("enableResult", 0)]),
+        setup=add_initial_eim(),
+        notifications=((_DISABLE, ICCID_A), (_ENABLE, ICCID_B)),
+    ),
+    Command(
+        "load-euicc-package-refused-psmo",  # only the counter and the stored result change
+        load_euicc_package(1, [("delete", {"iccid": ICCID_C})], [("deleteResult", 3)]),
+        setup=add_initial_eim(),
+    ),
+    Command(
+        "load-euicc-package-add-eim",
+        load_euicc_package(
+            1,
+            [("addEim", TestEim(eim_id="second.crash.example").configuration())],
+            [("addEimResult", ("associationToken", 2))],
+            kind="ecoList",
+        ),
+        setup=add_initial_eim(),
+    ),
+    Command(
+        "profile-rollback",
+        profile_rollback,
+        setup=steps(
+            add_initial_eim(),
+            load_euicc_package(
+                1, [("enable", {"iccid": ICCID_B, "rollbackFlag": None})], [("enableResult", 0)]
+            ),
+        ),
+        notifications=((_DISABLE, ICCID_B), (_ENABLE, ICCID_A)),
+    ),
+    Command(
+        "configure-immediate-profile-enabling",
+        iot_function(
+            "ConfigureImmediateProfileEnablingRequest",
+            "configImmediateEnableResult",
+            0,
+            {"immediateEnableFlag": None, "defaultSmdpOid": "2.999.10"},
+        ),
+    ),
+    Command(
+        "immediate-enable",
+        iot_function("ImmediateEnableRequest", "immediateEnableResult", 0),
+        setup=steps(
+            iot_function(
+                "ConfigureImmediateProfileEnablingRequest",
+                "configImmediateEnableResult",
+                0,
+                {"immediateEnableFlag": None},
+            ),
+            downloaded(ICCID_B),
+        ),
+        notifications=((_DISABLE, ICCID_A), (_ENABLE, ICCID_B)),
+    ),
+    Command(
+        "execute-fallback-mechanism",
+        iot_function("ExecuteFallbackMechanismRequest", "executeFallbackMechanismResult", 0),
+        setup=_with_fallback_profile_b(),
+        notifications=((_DISABLE, ICCID_A), (_ENABLE, ICCID_B)),
+    ),
+    Command(
+        "return-from-fallback",
+        iot_function("ReturnFromFallbackRequest", "returnFromFallbackResult", 0),
+        setup=steps(
+            _with_fallback_profile_b(),
+            iot_function("ExecuteFallbackMechanismRequest", "executeFallbackMechanismResult", 0),
+        ),
+        notifications=((_DISABLE, ICCID_B), (_ENABLE, ICCID_A)),
+    ),
+    Command(
+        "remove-euicc-package-result",  # the result of the setup's package, seqNumber 5
+        remove_notification(5),
+        setup=steps(add_initial_eim(), load_euicc_package(1, [], [])),
+    ),
+    Command(
+        "memory-reset-sgp32-eim-configuration",
+        memory_reset_sgp32({5}, {"resetResult": 1, "resetEimResult": 0}),
+        setup=add_initial_eim(),
+    ),
 ]
 
 #: ES10 request types whose handlers may change the card; each has commands above.
@@ -284,6 +453,13 @@ STATE_CHANGING_REQUESTS = {
     "NotificationSentRequest",
     "EuiccMemoryResetRequest",
     "SGP32-EuiccMemoryResetRequest",
+    "AddInitialEimRequest",
+    "EuiccPackageRequest",
+    "ProfileRollbackRequest",
+    "ConfigureImmediateProfileEnablingRequest",
+    "ImmediateEnableRequest",
+    "ExecuteFallbackMechanismRequest",
+    "ReturnFromFallbackRequest",
     "BoundProfilePackage",  # crash-tested in tests/test_download_card.py
 }
 
@@ -332,6 +508,11 @@ READ_ONLY_REQUESTS: dict[str, Any] = {
     "GetCertsRequest": {},
     "ProfileInfoListRequest": {},
     "GetEuiccDataRequest": {"tagList": b"\x5a"},
+    "GetEimConfigurationDataRequest": {},
+    "EnableEmergencyProfileRequest": {"refreshFlag": False},
+    "DisableEmergencyProfileRequest": {"refreshFlag": False},
+    "GetConnectivityParametersRequest": {},
+    "IpaeActivationRequest": {"ipaeOption": schema.bits([0])},
 }
 
 REFUSED = [

@@ -632,7 +632,7 @@ def test_malformed_responses_raise_response_format_error(response: str) -> None:
         (lambda c: c.delete_profile(iccid="1" * 21), "digits"),
         (lambda c: c.delete_profile(iccid=b"\x01\x02"), "10-byte"),
         (lambda c: c.disable_profile(isdp_aid=b""), "1..16"),
-        (lambda c: c.set_nickname(ICCID, "é" * 33), "66 UTF-8 bytes"),
+        (lambda c: c.set_nickname(ICCID, "é" * 65), "65 characters"),
         (lambda c: c.get_profiles_info(iccid=ICCID, profile_class=2), "at most one"),
         (lambda c: c.get_profiles_info(tags=["nope"]), "no component"),
         (lambda c: c.get_profiles_info(tags=[b"\x9f"]), "not a BER tag"),
@@ -655,10 +655,12 @@ def test_bad_arguments_fail_before_any_apdu(
     assert len(card.apdus) == sent
 
 
-def test_nickname_of_64_utf8_bytes_is_fine() -> None:
+def test_nickname_limit_counts_characters_not_bytes() -> None:
     c, card = client_for(ok_card)
-    c.set_nickname(ICCID, "é" * 32)
-    assert len(card.requests[0]) == 2 + 1 + 12 + 2 + 64
+    c.set_nickname(ICCID, "é" * 64)  # 128 UTF-8 bytes, 64 characters
+    assert len(card.requests[0]) == 3 + 1 + 12 + 3 + 128  # lengths of 128+ take two bytes
+    with pytest.raises(ValueError, match="65 characters"):
+        c.set_nickname(ICCID, "é" * 65)
 
 
 # -- escape hatch and raw exchange ---------------------------------------------------------------

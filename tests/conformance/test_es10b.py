@@ -128,7 +128,7 @@ def test_get_certs_eid_is_the_known_eid(card, es10: Es10Client) -> None:
 
 def test_get_certs_unknown_ci_is_invalid_ci_pkid(es10: Es10Client) -> None:
     known = set(es10.get_euicc_info1().euicc_ci_pkid_list_for_signing)
-    unknown = next(bytes([b]) * SKI_LENGTH for b in range(256) if bytes([b]) * SKI_LENGTH not in known)
+    unknown = next(ski for b in range(256) if (ski := bytes([b]) * SKI_LENGTH) not in known)
     with pytest.raises(Es10Error) as excinfo:
         es10.get_certs(unknown)
     assert excinfo.value.code == 1

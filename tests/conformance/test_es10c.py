@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from backends import CardProfile, ProfileSpec
 
 from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
@@ -15,8 +16,6 @@ from ipa.types import ProfileClass, ProfileInfo, ProfileState, ResetOption, Rese
 from rsp import pki
 from rsp.eid import is_valid_eid
 from rsp.iccid import iccid_to_ef
-
-from conftest import CardProfile, ProfileSpec
 
 modifies = pytest.mark.modifies_card
 
@@ -270,11 +269,6 @@ def test_enable_a_provisioning_profile_is_disallowed(card, es10: Es10Client, by:
 
 
 @modifies
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Euicc.preload(enable=True) refuses provisioning profiles (ProfileInstallError "
-    "code 3, euicc_sim/card.py preload calls profiles.enable with the LPA actor)",
-)
 def test_enable_switches_away_from_an_enabled_provisioning_profile(
     card, es10: Es10Client, by: Target
 ) -> None:
@@ -328,11 +322,6 @@ def test_ppr1_blocks_disabling_an_operational_profile(card, es10: Es10Client, by
 
 
 @modifies
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Euicc.preload(enable=True) refuses provisioning profiles (ProfileInstallError "
-    "code 3, euicc_sim/card.py preload calls profiles.enable with the LPA actor)",
-)
 def test_disable_an_enabled_provisioning_profile_is_disallowed(
     card, es10: Es10Client, by: Target
 ) -> None:
@@ -413,7 +402,9 @@ def test_pprs_are_ignored_for_test_profiles(card, es10: Es10Client, by: Target) 
 
 
 @modifies
-def test_ppr1_does_not_block_enabling_the_profile_itself(card, es10: Es10Client, by: Target) -> None:
+def test_ppr1_does_not_block_enabling_the_profile_itself(
+    card, es10: Es10Client, by: Target
+) -> None:
     (p,) = card.provision([ProfileSpec(profile_class=ProfileClass.OPERATIONAL, ppr1=True)])
     es10.enable_profile(**by.of(p))
     assert state(es10, p) is ProfileState.ENABLED
@@ -461,11 +452,6 @@ def test_nickname_of_65_characters_is_undefined_error(card, es10: Es10Client) ->
 
 
 @modifies
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: ipa/es10.py Es10Client.set_nickname limits the nickname to 64 UTF-8 bytes, "
-    "but UTF8String (SIZE(0..64)) and the card (profiles.py rule 9) count characters",
-)
 def test_nickname_of_64_non_ascii_characters_is_accepted(card, es10: Es10Client) -> None:
     (p,) = card.provision([TEST])
     es10.set_nickname(p.iccid, "é" * 64)

@@ -4,14 +4,13 @@ retrieval (exact bytes, valid eUICC signature) and removal (SGP.22 §5.7.9-5.7.1
 from __future__ import annotations
 
 import pytest
+from backends import ProfileSpec
 
 from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
 from ipa.types import NotificationEvent, PendingNotification, ProfileClass, ResetOption
 from rsp import crypto, pki, schema, tlv
 from rsp.iccid import iccid_to_ef
-
-from conftest import ProfileSpec
 
 pytestmark = pytest.mark.modifies_card
 
@@ -98,8 +97,13 @@ def test_switch_creates_disable_then_enable(card, es10: Es10Client) -> None:
 def test_failed_operations_create_no_notification(card, es10: Es10Client) -> None:
     a, b = card.provision(
         [
-            ProfileSpec(profile_class=ProfileClass.OPERATIONAL, ppr1=True, ppr2=True,
-                        notifications=True, enabled=True),
+            ProfileSpec(
+                profile_class=ProfileClass.OPERATIONAL,
+                ppr1=True,
+                ppr2=True,
+                notifications=True,
+                enabled=True,
+            ),
             ProfileSpec(profile_class=ProfileClass.PROVISIONING, notifications=True),
         ]
     )
