@@ -259,7 +259,104 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("activation_code", metavar="ACTIVATION_CODE", help="LPA:1$<SM-DP+>$<token>...")
     p.add_argument("--confirmation-code", metavar="CODE", help="the code, if the SM-DP+ asks")
     _add_es9_options(p)
+    _add_poll_command(add)
     return parser
+
+
+# -- ipa poll: the SGP.32 pull flow (ipa.pull) ---------------------------------------------------
+
+
+def cmd_poll(client: Es10Client, args: argparse.Namespace) -> None:
+    """Poll the card's eIM once (--once) or until interrupted."""
+    import asyncio
+
+    from .esipa import Binding, EsipaConfig
+    from .pull import Backoff, PollOutcome, PullConfig, PullFlow
+
+    anchors = load_trust_anchors(args.ca_cert)
+    config = PullConfig(
+        eim_url=args.eim_url,
+        esipa=EsipaConfig(
+            binding=Binding(args.binding), ca_certificates=anchors, insecure=args.insecure
+        ),
+        es9=Es9Config(ca_certificates=anchors, insecure=args.insecure),
+        initial_eim=args.initial_eim,
+        backoff=Backoff(interval=args.interval),
+    )
+    flow = PullFlow(client, config, state_dir=args.state)
+
+    def show(outcome: PollOutcome) -> None:
+        if args.json:
+            _print_json(
+                {
+                    "state": outcome.state.name,
+                    "eidValue": flow.eid,
+                    "eimId": flow.eim.eim_id if flow.eim is not None else None,
+                    "packages": [
+                        {
+                            "kind": p.kind.value if p.kind is not None else None,
+                            "result": p.result.hex().upper(),
+                            "delivered": p.delivered,
+                            "acknowledged": list(p.acknowledged),
+                            "rolledBack": p.rolled_back,
+                            "detail": p.detail,
+                        }
+                        for p in outcome.packages
+                    ],
+                    "notifications": outcome.notifications,
+                    "error": outcome.error,
+                    "nextDelay": round(outcome.next_delay, 3),
+                }
+            )
+            return
+        eim = flow.eim.eim_id if flow.eim is not None else "-"
+        counts = f"{len(outcome.packages)} package(s), {outcome.notifications} notification(s)"
+        print(f"{outcome.state.value} {outcome.state.name.lower()} eIM {eim}: {counts}")
+        for p in outcome.packages:
+            kind = p.kind.value if p.kind is not None else "pending result"
+            print(f"  {kind}: {'delivered' if p.delivered else 'NOT delivered'} {p.detail}")
+        if outcome.error:
+            print(f"  error: {outcome.error}")
+
+    async def run() -> PollOutcome:
+        try:
+            while True:
+                outcome = await flow.poll_once()
+                show(outcome)
+                if args.once:
+                    return outcome
+                await asyncio.sleep(outcome.next_delay)
+        finally:
+            await flow.aclose()
+
+    try:
+        outcome = asyncio.run(run())
+    except KeyboardInterrupt:
+        return
+    if outcome.error is not None or outcome.state.name == "UNPROVISIONED":
+        raise IpaError(outcome.error or "no eIM is configured (give --initial-eim)")
+
+
+def _add_poll_command(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
+    p = add("poll", cmd_poll, "SGP.32 pull flow: poll the eIM and run its packages")
+    p.add_argument("--once", action="store_true", help="one cycle, then exit")
+    p.add_argument("--binding", choices=("asn1", "json"), default="asn1", help="ESipa binding")
+    p.add_argument("--state", metavar="DIR", help="keep pending results in DIR across restarts")
+    p.add_argument(
+        "--initial-eim", metavar="FILE.der", help="AddInitialEimRequest for an unprovisioned card"
+    )
+    p.add_argument("--eim-url", metavar="URL", help="reach the eIM here instead of its eimFqdn")
+    p.add_argument(
+        "--interval", type=float, default=60.0, metavar="S", help="seconds between polls"
+    )
+    p.add_argument(
+        "--ca-cert",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="trust anchor for the eIM and SM-DP+ TLS certificates (repeatable)",
+    )
+    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
 
 
 def _add_es9_options(p: argparse.ArgumentParser) -> None:
