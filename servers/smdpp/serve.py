@@ -61,6 +61,8 @@ def _uvicorn_config(
             port=port,
             log_level=log_level,
             lifespan="off",
+            # Idle keep-alive clients must not hold up a stop for uvicorn's default wait.
+            timeout_graceful_shutdown=1,
             ssl_certfile=certfile,
             ssl_keyfile=keyfile,
         )
