@@ -1,109 +1,188 @@
-"""euicc-sim demo: a software eUICC driven through the IPAd's ES10 client.
+"""euicc-sim demo: the SGP.32 story, all on loopback.
 
-    python examples/demo.py [--dir DIR] [--trace]
+    python examples/demo.py [--dir DIR] [--binding asn1|json] [-v]
 
-Creates a card (in a temporary directory unless --dir is given), preloads two GSMA TS.48
-test profiles as a factory would, then enables one, switches to the other and deletes the
-first, all through ES10 over APDUs, and shows the card's answers and notifications.
+1. A reference SM-DP+ and a reference eIM start on 127.0.0.1 (HTTPS, GSMA SGP.26 test PKI).
+2. A factory makes a device: an emulated eUICC with one TS.48 test profile (enabled, the
+   bootstrap connectivity) and the eIM's configuration (ES10b.AddInitialEim).
+3. The operator drives the device only through the eIM's operator API (JSON over HTTPS): a
+   profile download trigger, then enable (a switch), a switch back, and a delete. After each
+   order the device's IPAd polls once: GetEimPackage, LoadEuiccPackage or the download
+   (ES9+ to the SM-DP+), ProvideEimPackageResult, notifications.
+4. Each step prints what the card holds and what the eIM received (the eUICC's signed
+   results, verified by the eIM with the eUICC certificate).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import ssl
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from euicc_sim.card import Euicc
-from ipa.es10 import Es10Client, Es10Error
+from ipa.device import Ipad
+from ipa.esipa import Binding, EsipaConfig
+from ipa.pull import PullConfig
 from ipa.transport import InProcessTransport
+from ipa.types import iccid_digits
+from rsp import saip
+from rsp.crypto import Curve
+from rsp.pki import CertRole
+from rsp.testpki import issue_server_certificate, load_sgp26
+from servers.eim import build_eim
+from servers.eim import run_in_thread as run_eim
+from servers.smdpp import OrderStore, SmdpConfig, SmdpCore, create_app
+from servers.smdpp import run_in_thread as run_smdpp
 
-PROFILES = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
-FIRST = PROFILES / "TS48V1-A-UNIQUE.der"
-SECOND = PROFILES / "TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"
-NOTIFY = "smdp.example.com"
-
-
-def show_profiles(client: Es10Client) -> None:
-    for p in client.get_profiles_info():
-        state = p.profile_state.asn1_name if p.profile_state is not None else "?"
-        klass = p.profile_class.asn1_name if p.profile_class is not None else "?"
-        nickname = f" (nickname '{p.profile_nickname}')" if p.profile_nickname else ""
-        print(f"      {p.iccid:<20} {state:<9} {klass:<12} {p.profile_name}{nickname}")
+TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
+BOOTSTRAP = TS48 / "TS48V1-A-UNIQUE.der"
+DOWNLOADED = TS48 / "TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"
 
 
 def step(text: str) -> None:
     print(f"\n--> {text}")
 
 
-def demo(directory: Path) -> None:
-    step(f"create a new eUICC in {directory}")
-    card = Euicc.create(directory)
-    print(f"      EID {card.eid}")
+def show_card(card: Euicc) -> None:
+    for p in card.state.profiles:
+        print(
+            f"      card: {iccid_digits(p.iccid):<20} {p.state.name.lower():<8} "
+            f"{p.profile_class.name.lower():<11} {p.isdp_aid.hex().upper()}"
+        )
 
-    step("factory preload of two TS.48 test profiles (enable/disable/delete notify " + NOTIFY + ")")
-    for package in (FIRST, SECOND):
-        profile = card.preload(package.read_bytes(), notification_address=NOTIFY)
-        print(f"      {package.name}: ISD-P {profile.isdp_aid.hex().upper()}")
 
-    step("IPAd opens a logical channel, selects ISD-R and asks who the card is (ES10)")
-    client = Es10Client.open(InProcessTransport(card))
-    print(f"      channel {client.channel.channel}, GetEID -> {client.get_eid()}")
-    info2 = client.get_euicc_info2()
-    iot = info2.iot_specific_info
-    versions = ", ".join(iot.iot_version) if iot is not None else "-"
-    print(f"      GetEUICCInfo2: SGP.22 SVN {info2.svn}, SGP.32 version {versions}")
-    show_profiles(client)
-    first, second = (p.iccid for p in client.get_profiles_info())
+class Operator:
+    """The eIM's operator API, as an operator's back end would call it."""
 
-    step(f"EnableProfile {first}")
-    client.enable_profile(iccid=first)
-    show_profiles(client)
+    def __init__(self, base_url: str, ca_pem: bytes) -> None:
+        self.http = httpx.Client(base_url=base_url + "/api", verify=_ssl_context(ca_pem))
 
-    step(f"EnableProfile {second} (switch: the card disables {first} first)")
-    client.enable_profile(iccid=second)
-    show_profiles(client)
+    def register(self, eid: str, euicc_cert: bytes, eum_cert: bytes) -> bytes:
+        """Register the device with its certificates, so the eIM can verify its results."""
+        pem = {"euiccCertificate": _pem(euicc_cert), "eumCertificate": _pem(eum_cert)}
+        answer = self.http.post("/euiccs", json={"eid": eid, **pem})
+        answer.raise_for_status()
+        return bytes.fromhex(answer.json()["addInitialEimRequest"])
 
-    step(f"DeleteProfile {second} while it is enabled (the card must refuse)")
-    try:
-        client.delete_profile(iccid=second)
-    except Es10Error as exc:
-        print(f"      refused: {exc}")
+    def order(self, eid: str, order: dict[str, Any]) -> int:
+        answer = self.http.post(f"/euiccs/{eid}/orders", json=order)
+        answer.raise_for_status()
+        return int(answer.json()["id"])
 
-    step(f"DeleteProfile {first}")
-    client.delete_profile(iccid=first)
-    client.set_nickname(second, "demo")
-    show_profiles(client)
+    def report(self, order_id: int) -> None:
+        order = self.http.get(f"/orders/{order_id}").json()
+        verified = {True: "eUICC signature verified", False: "SIGNATURE BAD", None: "unsigned"}
+        print(
+            f"      eIM: order {order_id} ({order['type']}) {order['state']}, "
+            f"{verified[order['signatureVerified']]}"
+        )
+        result = order.get("result") or {}
+        signed = result.get("euiccPackageResultSigned", {}).get("euiccPackageResultDataSigned")
+        if signed is not None:
+            text = json.dumps(signed.get("euiccResult"), separators=(",", ":"))
+            print(f"      eIM: counter {signed['counterValue']}, results {text[:120]}")
+        installed = result.get("profileInstallationResult")
+        if installed is not None:
+            final = installed["profileInstallationResultData"]["finalResult"]
+            print(f"      eIM: ProfileInstallationResult {next(iter(final))}")
 
-    step("pending notifications (signed by the eUICC, waiting for delivery)")
-    for n in client.list_notification():
-        event = n.event.asn1_name if n.event is not None else "?"
-        print(f"      #{n.seq_number} {event:<20} {n.iccid} -> {n.notification_address}")
-    for n in client.retrieve_notifications_list():
-        client.remove_notification_from_list(n.seq_number)
-    print(f"      delivered and removed; {len(client.list_notification())} left")
-    client.close()
 
-    step("power cycle: reopen the card from its directory")
-    reopened = Euicc.open(directory)
-    client = Es10Client.open(InProcessTransport(reopened))
-    show_profiles(client)
-    client.close()
+def _pem(der: bytes) -> str:
+    return x509.load_der_x509_certificate(der).public_bytes(Encoding.PEM).decode()
+
+
+def _ssl_context(ca_pem: bytes) -> ssl.SSLContext:
+    return ssl.create_default_context(cadata=ca_pem.decode())
+
+
+def demo(directory: Path, binding: str) -> None:
+    nist = load_sgp26(Curve.NIST_P256)
+    ca_pem = nist.ci.cert.public_bytes(Encoding.PEM)
+    smdp_tls = issue_server_certificate(
+        nist.ci, CertRole.DP_TLS, "2.999.10", dns_names=("localhost",), ip_addresses=("127.0.0.1",)
+    )
+    smdp = SmdpCore(SmdpConfig.from_test_pki([nist], "127.0.0.1", tls=smdp_tls), OrderStore())
+    eim = build_eim("sgp26")
+
+    with (
+        run_smdpp(create_app(smdp), tls=smdp_tls) as smdp_server,
+        run_eim(eim.core, tls=eim.tls) as eim_server,
+    ):
+        # uvicorn reports the idle keep-alive connections it drops at shutdown; not news here.
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+        step("an SM-DP+ and an eIM on loopback (HTTPS, GSMA SGP.26 test CI)")
+        print(f"      SM-DP+ {smdp_server.base_url}   eIM {eim_server.base_url}")
+        smdp.orders.add_order("DEMO-PROFILE", DOWNLOADED)
+        print(f"      SM-DP+ order DEMO-PROFILE: {DOWNLOADED.name}")
+
+        step("factory: a new eUICC with a bootstrap TS.48 profile and the eIM's configuration")
+        card = Euicc.create(directory / "card")
+        card.preload(BOOTSTRAP.read_bytes(), enable=True, notification_address=smdp_server.address)
+        operator = Operator(eim_server.base_url, ca_pem)
+        chain = card.credentials.chain_for(None)
+        assert chain is not None
+        add_initial_eim = operator.register(
+            card.eid, chain.euicc_certificate, chain.eum_certificate
+        )
+        print(f"      EID {card.eid}, registered at the eIM; AddInitialEim on first boot")
+        show_card(card)
+
+        config = PullConfig(
+            initial_eim=add_initial_eim, esipa=EsipaConfig(binding=Binding(binding))
+        )
+        with Ipad(InProcessTransport(card), state_dir=directory / "ipad", config=config) as ipad:
+
+            def run(title: str, order: dict[str, Any]) -> None:
+                step(title)
+                order_id = operator.order(card.eid, order)
+                outcome = ipad.poll_once()
+                for package in outcome.packages:
+                    kind = package.kind.value if package.kind else "pending result"
+                    print(f"      IPAd: {kind}, result delivered={package.delivered}")
+                show_card(card)
+                operator.report(order_id)
+
+            new = saip.read_package(DOWNLOADED.read_bytes()).iccid
+            old = saip.read_package(BOOTSTRAP.read_bytes()).iccid
+            run(
+                "eIM: download trigger (activation code) -> the IPAd downloads from the SM-DP+",
+                {"type": "download", "activationCode": f"1${smdp_server.address}$DEMO-PROFILE"},
+            )
+            print(f"      SM-DP+: order DEMO-PROFILE {smdp.orders.get('DEMO-PROFILE').state.value}")
+            run(f"eIM: enable {new} (the card switches)", psmo({"enable": {"iccid": new}}))
+            run(f"eIM: enable {old} (switch back)", psmo({"enable": {"iccid": old}}))
+            run(f"eIM: delete {new}", psmo({"delete": {"iccid": new}}))
+            run("eIM: list the profiles (listProfileInfo)", psmo({"listProfileInfo": {}}))
+
+        step("power cycle: the card reopens from its directory")
+        show_card(Euicc.open(directory / "card"))
+
+
+def psmo(operation: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "psmo", "operations": [operation]}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, help="keep the card in this (new) directory")
-    parser.add_argument("--trace", action="store_true", help="print every APDU")
+    parser.add_argument("--dir", type=Path, help="keep the card and IPAd state here (new dir)")
+    parser.add_argument("--binding", choices=("asn1", "json"), default="asn1", help="ESipa")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the protocol flow")
     args = parser.parse_args()
-    if args.trace:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR)
     if args.dir:
-        demo(args.dir)
+        demo(args.dir, args.binding)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            demo(Path(tmp) / "card")
+            demo(Path(tmp), args.binding)
     print("\ndemo finished")
     return 0
 
