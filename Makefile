@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 pcsc: $(STAMP)
 	scripts/setup-pcsc.sh
 
+# Part 1: the card driven by ES10 alone; part 2: the SGP.32 story with an eIM and an SM-DP+.
 demo: $(STAMP)
+	$(BIN)/python examples/es10_demo.py
 	$(BIN)/python examples/demo.py
 
 # The PC/SC set-up needs root to install Debian packages; without it the reader tests skip.
