@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _LibInvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorithmOID
@@ -190,10 +191,13 @@ def load_public_key(data: bytes) -> ec.EllipticCurvePublicKey:
         UnsupportedCurve: not an EC key on a supported curve.
         ValueError: the bytes are not a public key.
     """
-    if data.lstrip().startswith(b"-----BEGIN"):
-        key = serialization.load_pem_public_key(data)
-    else:
-        key = serialization.load_der_public_key(data)
+    try:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(data)
+        else:
+            key = serialization.load_der_public_key(data)
+    except UnsupportedAlgorithm as exc:
+        raise UnsupportedCurve(f"unsupported public key algorithm: {exc}") from None
     _curve_of(key)
     if not isinstance(key, ec.EllipticCurvePublicKey):  # for the type checker
         raise UnsupportedCurve("not an EC public key")
@@ -201,7 +205,10 @@ def load_public_key(data: bytes) -> ec.EllipticCurvePublicKey:
 
 
 def _ec_key(cert: x509.Certificate, which: str | None = None) -> ec.EllipticCurvePublicKey:
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        raise UnsupportedCurve(f"unsupported public key: {exc}", which=which) from None
     _curve_of(key, which)
     if not isinstance(key, ec.EllipticCurvePublicKey):  # for the type checker
         raise UnsupportedCurve("not an EC key", which=which)
