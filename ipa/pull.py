@@ -59,11 +59,18 @@ S8    IDLE             wait ``Backoff.delay(failures)``: the poll interval after
 S9    UNPROVISIONED    no eIM: wait and try S0 again.                               S0
 ====  ===============  ===========================================================  ==============
 
+
 Results are persisted in ``<state_dir>/ipad-state.json`` from the moment they exist until the
 eIM took them, so a restarted IPAd re-sends them (S0 → S4) before it polls again; without a
 state directory they live in memory. Card I/O runs inline (the ES10 client is synchronous).
 Time, sleeping and randomness are injected (``clock``, ``sleep``, ``random``) so tests run the
 back-off without waiting.
+
+What the flow is told, keeps and does for S6 lives next to it (every public name is importable
+from here as well): :mod:`ipa.pull_config` (:class:`PullConfig`, :class:`Backoff`,
+:class:`DownloadMode`), :mod:`ipa.pull_state` (the state file, :class:`PendingResult`,
+:class:`PackageOutcome`), :mod:`ipa.pull_packages` (the work of S3, S5 and S6 on the card and,
+for S6, with the SM-DP+).
 """
 
 from __future__ import annotations
@@ -72,43 +79,31 @@ import asyncio
 import contextlib
 import enum
 import inspect
-import json
 import logging
 import os
 import random as random_module
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ipa import es10_iot
-from ipa.activation import ActivationCode, InvalidActivationCode, parse_activation_code
-from ipa.download import DownloadError, ProfileInstallationFailed, download_profile
-from ipa.errors import Es10Error, IpaError, StatusWordError
-from ipa.es9p import Es9Config
+from ipa.errors import Es10Error, IpaError
 from ipa.es10 import Es10Client
-from ipa.es10_download import DeviceInfo
-from ipa.es10_iot import EimConfiguration, EuiccPackageResult
+from ipa.es10_iot import EimConfiguration
 from ipa.esipa import (
     EimPackage,
     EimPackageKind,
-    EimPackageResultErrorCode,
     EsipaClient,
-    EsipaConfig,
     EsipaError,
     EsipaFunctionError,
-    ProfileDownloadErrorReason,
     StateChangeCause,
-    epr_and_notifications,
-    package_result_error,
-    profile_download_trigger_result,
     provide_eim_package_result,
 )
-from ipa.indirect import download_profile_indirect
-from ipa.ipa_data import InvalidIpaEuiccDataRequest, build_ipa_euicc_data
-from ipa.types import EuiccInfo1, ProfileState
-from rsp import schema
+from ipa.pull_config import Backoff, DownloadMode, PullConfig
+from ipa.pull_packages import download_for_trigger, epr_result, euicc_data, execute_package
+from ipa.pull_state import STATE_FILE, PackageOutcome, PendingResult, SavedState, StateFile
+from ipa.types import ProfileState
 
 __all__ = [
     "STATE_FILE",
@@ -125,10 +120,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: Name of the IPAd's state file inside the state directory.
-STATE_FILE = "ipad-state.json"
-_STATE_VERSION = 1
 
 
 class State(enum.Enum):
@@ -162,192 +153,6 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-class DownloadMode(enum.StrEnum):
-    """How S6 reaches the SM-DP+."""
-
-    AUTO = "auto"  # indirect when the eIM announces indirectProfileDownload, else direct
-    DIRECT = "direct"
-    INDIRECT = "indirect"
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """S8 timing: ``interval`` after a good cycle; after ``n`` failed cycles in a row
-    ``min(maximum, initial * factor ** (n - 1))``; each scaled by a random factor in
-    ``[1 - jitter, 1 + jitter]`` so a fleet does not poll in lockstep."""
-
-    interval: float = 60.0
-    initial: float = 1.0
-    factor: float = 2.0
-    maximum: float = 3600.0
-    jitter: float = 0.1
-
-    def delay(self, failures: int, random: Callable[[], float]) -> float:
-        """Seconds to wait after a cycle that ended with ``failures`` failures in a row."""
-        if failures <= 0:
-            base = self.interval
-        else:
-            base = min(self.maximum, self.initial * self.factor ** (failures - 1))
-        return base * (1.0 - self.jitter + 2.0 * self.jitter * random())
-
-
-@dataclass(frozen=True)
-class PullConfig:
-    """What the pull flow needs to know.
-
-    Attributes:
-        eim_id: the eIM to poll (default: the one used before, else the first configured).
-        eim_url: where to reach it instead of ``https://<eimFqdn>`` (e.g. ``http://...``).
-        esipa: binding, trust anchors, time-outs (the eIM's trustedPublicKeyDataTls is added
-            when ``use_eim_tls_pin``).
-        es9: trust anchors and time-outs for direct downloads.
-        use_eim_tls_pin: pin/anchor the eIM's TLS to its configured trustedPublicKeyDataTls.
-        initial_eim: an AddInitialEimRequest (DER bytes or a file) for an unprovisioned card.
-        download_mode: direct, indirect, or auto (see :class:`DownloadMode`).
-        immediate_enable: call ImmediateEnable after each successful download.
-        refresh: refreshFlag for ImmediateEnable and ProfileRollback.
-        device_info: TAC/capabilities/IMEI for ctxParams1 and IpaEuiccData.
-        capabilities: IpaCapabilities DER (default :func:`ipa.ipa_data.ipa_capabilities`).
-        backoff: S8 timing.
-        report_attempts: ProvideEimPackageResult tries per cycle before giving up/rolling back.
-        max_packages: most eIM packages handled in one cycle.
-        send_eid: put eidValue into ProvideEimPackageResult (optional in v1.2).
-    """
-
-    eim_id: str | None = None
-    eim_url: str | None = None
-    esipa: EsipaConfig = field(default_factory=EsipaConfig)
-    es9: Es9Config = field(default_factory=Es9Config)
-    use_eim_tls_pin: bool = True
-    initial_eim: bytes | str | Path | None = None
-    download_mode: DownloadMode = DownloadMode.AUTO
-    immediate_enable: bool = True
-    refresh: bool = False
-    device_info: DeviceInfo | None = None
-    capabilities: bytes | None = None
-    backoff: Backoff = field(default_factory=Backoff)
-    report_attempts: int = 3
-    max_packages: int = 32
-    send_eid: bool = True
-
-
-# -- persisted state ------------------------------------------------------------------------------
-
-
-@dataclass
-class PendingResult:
-    """A result for the eIM not yet taken: the EimPackageResult alternative TLV, the card's
-    seqNumbers to remove once it is, and whether a rollback-flagged enable switched the
-    profile (so ProfileRollback is the way out if it cannot be delivered)."""
-
-    result: bytes
-    remove: tuple[int, ...] = ()
-    rollback: bool = False
-    created: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "result": self.result.hex().upper(),
-            "remove": list(self.remove),
-            "rollback": self.rollback,
-            "created": self.created,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> PendingResult:
-        return cls(
-            bytes.fromhex(d["result"]),
-            tuple(int(s) for s in d.get("remove", ())),
-            bool(d.get("rollback", False)),
-            float(d.get("created", 0.0)),
-        )
-
-
-@dataclass
-class _Saved:
-    eid: str | None = None
-    eim_id: str | None = None
-    pending: list[PendingResult] = field(default_factory=list)
-    state_change_cause: int | None = None
-    enabled_iccid: str | None = None  # "" = none enabled; None = never looked
-
-
-class _StateFile:
-    """The state file: JSON, replaced atomically (write, fsync, rename)."""
-
-    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
-        self.path = None if directory is None else Path(directory) / STATE_FILE
-
-    def load(self) -> _Saved:
-        if self.path is None or not self.path.exists():
-            return _Saved()
-        try:
-            d = json.loads(self.path.read_text("utf-8"))
-            return _Saved(
-                d.get("eid"),
-                d.get("eimId"),
-                [PendingResult.from_json(p) for p in d.get("pendingResults", [])],
-                d.get("stateChangeCause"),
-                d.get("enabledIccid"),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            # A damaged file must not stop the device; what it held is lost (and logged).
-            log.error("ignoring unreadable state file %s: %s", self.path, exc)
-            return _Saved()
-
-    def save(self, saved: _Saved) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = {
-            "version": _STATE_VERSION,
-            "eid": saved.eid,
-            "eimId": saved.eim_id,
-            "pendingResults": [p.to_json() for p in saved.pending],
-            "stateChangeCause": saved.state_change_cause,
-            "enabledIccid": saved.enabled_iccid,
-        }
-        tmp = self.path.with_name(STATE_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-
-
-# -- outcomes -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PackageOutcome:
-    """What became of one eIM package (or of a result re-sent from an earlier cycle, ``kind``
-    None).
-
-    Attributes:
-        kind: the package kind.
-        result: the EimPackageResult alternative sent (``BF51``, ``30``, ``BF52``, ``BF54``,
-            ``A0``).
-        delivered: the eIM took it.
-        acknowledged: seqNumbers the eIM acknowledged with it.
-        rolled_back: ProfileRollback replaced the result.
-        detail: a short human-readable summary.
-        refused: the eIM answered the result with an error (it is not sent again).
-    """
-
-    kind: EimPackageKind | None
-    result: bytes
-    delivered: bool
-    acknowledged: tuple[int, ...] = ()
-    rolled_back: bool = False
-    detail: str = ""
-    refused: bool = False
-
-    @property
-    def kept(self) -> bool:
-        """Whether the result is still pending (to be sent again next cycle)."""
-        return not self.delivered and not self.refused
-
-
 @dataclass(frozen=True, slots=True)
 class PollOutcome:
     """One cycle: the state it ended in (IDLE or UNPROVISIONED), the packages handled, the
@@ -368,27 +173,6 @@ class PollOutcome:
 
 class _CycleFailed(Exception):
     """Internal: end the cycle in S8 with back-off."""
-
-
-class _CiRestricted(Es10Client):
-    """An Es10Client whose EUICCInfo1 lists only one CI key id (the eIM's euiccCiPKId), so the
-    SM-DP+ picks that CI (PROTOCOL.md §5.10 S6)."""
-
-    def __init__(self, client: Es10Client, ci_pkid: bytes) -> None:
-        super().__init__(client.channel)
-        self._ci_pkid = ci_pkid
-
-    def get_euicc_info1(self) -> EuiccInfo1:
-        info = super().get_euicc_info1()
-        d = schema.decode("EUICCInfo1", info.raw)
-        lists = ("euiccCiPKIdListForVerification", "euiccCiPKIdListForSigning")
-        if not all(self._ci_pkid in d[name] for name in lists):
-            log.warning("the eIM's euiccCiPKId is not among the card's CIs; not restricting")
-            return info
-        for name in lists:
-            d[name] = [self._ci_pkid]
-        raw = schema.encode("EUICCInfo1", d)
-        return EuiccInfo1.from_asn1(d, raw)
 
 
 ProfileSwitchHook = Callable[[], "bool | Awaitable[bool] | None | Awaitable[None]"]
@@ -430,7 +214,7 @@ class PullFlow:
     ) -> None:
         self.client = client
         self.config = config or PullConfig()
-        self._file = _StateFile(state_dir)
+        self._file = StateFile(state_dir)
         self._given_esipa = esipa
         self._esipa: EsipaClient | None = esipa
         self._on_profile_switch = on_profile_switch
@@ -441,7 +225,7 @@ class PullFlow:
         self.eid: str | None = None
         self.eim: EimConfiguration | None = None
         self.failures = 0
-        self._saved = _Saved()
+        self._saved = SavedState()
         self._booted = False
         self._reboot = False
         self._switched = False
@@ -575,7 +359,7 @@ class PullFlow:
                 log.warning(
                     "state file is for EID %s, not %s: starting afresh", saved.eid, self.eid
                 )
-                saved = _Saved()
+                saved = SavedState()
             saved.eid = self.eid
             if saved.state_change_cause is None:
                 saved.state_change_cause = asked_cause
@@ -726,7 +510,7 @@ class PullFlow:
             return None
         log.info("rolled back: the eIM gets the new result (seqNumber %s)", epr.seq_number)
         replacement = PendingResult(
-            self._epr_result(epr),
+            epr_result(self.client, epr),
             tuple(s for s in (epr.seq_number,) if s is not None),
             False,
             self._clock(),
@@ -770,15 +554,8 @@ class PullFlow:
         delivered = 0
         esipa = self._eim_client
         for notification in self.client.retrieve_notifications_list():
-            try:
-                await esipa.handle_notification(notification.raw)
-            except EsipaFunctionError as exc:
-                log.warning("eIM refused notification %d: %s", notification.seq_number, exc)
-                continue
-            except EsipaError as exc:
-                raise _CycleFailed(f"handleNotification: {exc}") from exc
-            self._remove(notification.seq_number)
-            delivered += 1
+            seq = notification.seq_number
+            delivered += await self._hand_over(esipa, notification.raw, seq, "notification")
         covered = {s for p in self._saved.pending for s in p.remove}
         for epr in es10_iot.retrieve_euicc_package_results(self.client):
             if epr.seq_number is None or epr.seq_number in covered:
@@ -786,16 +563,21 @@ class PullFlow:
             wrapped = provide_eim_package_result(
                 epr.raw, self.eid if self.config.send_eid else None
             )
-            try:
-                await esipa.handle_notification(wrapped)
-            except EsipaFunctionError as exc:
-                log.warning("eIM refused stored result %d: %s", epr.seq_number, exc)
-                continue
-            except EsipaError as exc:
-                raise _CycleFailed(f"handleNotification: {exc}") from exc
-            self._remove(epr.seq_number)
-            delivered += 1
+            delivered += await self._hand_over(esipa, wrapped, epr.seq_number, "stored result")
         return delivered
+
+    async def _hand_over(self, esipa: EsipaClient, raw: bytes, seq: int, what: str) -> bool:
+        """ESipa.HandleNotification of ``raw``; once the eIM took it, seqNumber ``seq`` is
+        removed from the card. A refusal skips it; an unreachable eIM ends the cycle."""
+        try:
+            await esipa.handle_notification(raw)
+        except EsipaFunctionError as exc:
+            log.warning("eIM refused %s %d: %s", what, seq, exc)
+            return False
+        except EsipaError as exc:
+            raise _CycleFailed(f"handleNotification: {exc}") from exc
+        self._remove(seq)
+        return True
 
     def _remove(self, seq: int) -> None:
         try:
@@ -833,125 +615,35 @@ class PullFlow:
         self._go(State.REPORT)
         return await self._report(pending, package.kind, reattach)
 
-    # -- S3 ------------------------------------------------------------------------------
-
-    def _epr_result(self, epr: EuiccPackageResult) -> bytes:
-        notifications = [n.raw for n in self.client.retrieve_notifications_list()]
-        return epr_and_notifications(epr.raw, notifications) if notifications else epr.raw
+    # -- S3 / S5 -------------------------------------------------------------------------
 
     def _execute(self, package: bytes) -> tuple[PendingResult, bool]:
         """S3: the result (saved) and whether the profile was switched."""
-        invalid = EimPackageResultErrorCode.INVALID_PACKAGE_FORMAT
-        try:
-            signed = schema.decode("EuiccPackageRequest", package)["euiccPackageSigned"]
-        except schema.DecodeError as exc:
-            log.warning("undecodable eUICC package: %s", exc)
-            return self._keep(package_result_error(invalid)), False
-        tid = signed.get("eimTransactionId")
-        try:
-            epr = es10_iot.load_euicc_package(self.client, package)
-        except StatusWordError as exc:  # the card would not even parse it
-            log.warning("LoadEuiccPackage refused: %s", exc)
-            return self._keep(package_result_error(invalid, tid)), False
-        kind, operations = signed["euiccPackage"]
-        rollback = False
-        if kind == "psmoList" and epr.ok:
-            for (op, value), (name, code) in zip(operations, epr.results, strict=False):
-                if op == "enable" and "rollbackFlag" in value and name == "enableResult":
-                    rollback = rollback or code == 0
-        if kind == "ecoList" and epr.ok:
+        handled = execute_package(self.client, package)
+        if handled.reconfigured:
             self._reboot = True  # eIM configuration may have changed
-        seqs = tuple(s for s in (epr.seq_number,) if s is not None)
-        pending = self._keep(self._epr_result(epr), seqs, rollback)
-        log.info("eUICC package %s: %s %s", kind, epr.kind, list(epr.results))
-        return pending, epr.profile_switched
-
-    # -- S5 ------------------------------------------------------------------------------
+        pending = self._keep(handled.result, handled.remove, handled.rollback)
+        return pending, handled.switched
 
     def _euicc_data(self, request: bytes) -> PendingResult:
-        try:
-            answer = build_ipa_euicc_data(
-                self.client,
-                request,
-                eim_id=self.eim.eim_id if self.eim is not None else None,
-                capabilities=self.config.capabilities,
-                device_info=self.config.device_info,
-            )
-        except InvalidIpaEuiccDataRequest as exc:
-            log.warning("%s", exc)
-            return self._keep(
-                package_result_error(EimPackageResultErrorCode.INVALID_PACKAGE_FORMAT)
-            )
-        return self._keep(answer.raw)
+        """S5: the result (saved)."""
+        return self._keep(euicc_data(self.client, request, eim=self.eim, config=self.config).result)
 
     # -- S6 / S7 -------------------------------------------------------------------------
 
-    def _activation_code(self, data: Any) -> ActivationCode:
-        if data is None:
-            raise ValueError("no profileDownloadData (eimDownloadDataHandling is not offered)")
-        kind, value = data
-        if kind == "activationCode":
-            return parse_activation_code(value)
-        if kind == "contactDefaultSmdp":
-            address = self.client.get_euicc_configured_addresses().default_dp_address
-            if not address:
-                raise ValueError("contactDefaultSmdp, but no default SM-DP+ address is set")
-            return ActivationCode(address, "")
-        raise ValueError(f"{kind} is not supported by this IPAd")
-
-    def _indirect(self) -> bool:
-        mode = self.config.download_mode
-        if mode is DownloadMode.AUTO:
-            return self.eim is not None and self.eim.indirect_profile_download
-        return mode is DownloadMode.INDIRECT
-
     async def _download(self, request: bytes) -> tuple[PendingResult, bool]:
         """S6: the result (saved) and whether ImmediateEnable switched the profile."""
-        try:
-            trigger = schema.decode("ProfileDownloadTriggerRequest", request)
-        except schema.DecodeError as exc:
-            log.warning("undecodable download trigger: %s", exc)
-            code = EimPackageResultErrorCode.INVALID_PACKAGE_FORMAT
-            return self._keep(package_result_error(code)), False
-        tid = trigger.get("eimTransactionId")
-        failed = profile_download_trigger_result(
-            error_reason=ProfileDownloadErrorReason.UNDEFINED_ERROR, eim_transaction_id=tid
+        attempt = await download_for_trigger(
+            self.client,
+            request,
+            eim=self.eim,
+            config=self.config,
+            esipa=lambda: self._eim_client,
         )
-        try:
-            ac = self._activation_code(trigger.get("profileDownloadData"))
-        except (ValueError, InvalidActivationCode) as exc:
-            log.warning("download trigger not usable: %s", exc)
-            return self._keep(failed), False
-        client: Es10Client = self.client
-        if self.eim is not None and self.eim.euicc_ci_pkid is not None:
-            client = _CiRestricted(self.client, self.eim.euicc_ci_pkid)
-        options: dict[str, Any] = {"device_info": self.config.device_info}
-        try:
-            if self._indirect():
-                log.info("indirect download from %s through the eIM", ac.smdp_address)
-                result = await download_profile_indirect(
-                    client,
-                    self._eim_client,
-                    ac,
-                    eim_transaction_id=tid,
-                    deliver_notification=False,
-                    **options,
-                )
-            else:
-                log.info("direct download from %s", ac.smdp_address)
-                result = await download_profile(client, ac, config=self.config.es9, **options)
-        except ProfileInstallationFailed as exc:
-            remove = () if exc.notification_removed else (exc.result.seq_number,)
-            pir = exc.result.raw
-            trigger_result = profile_download_trigger_result(
-                profile_installation_result=pir, eim_transaction_id=tid
-            )
-            return self._keep(trigger_result, remove), False
-        except DownloadError as exc:
-            log.warning("download failed at %s: %s", exc.step, exc)
-            if exc.cancelled_on_card:
-                self._go(State.CANCEL)
-            return self._keep(failed), False
+        if attempt.cancelled:
+            self._go(State.CANCEL)
+        if attempt.installed is None:
+            return self._keep(attempt.result, attempt.remove), False
         self._switched = True  # a new profile is there (state recorded after the cycle)
         enabled = False
         if self.config.immediate_enable:
@@ -960,12 +652,7 @@ class PullFlow:
             except Es10Error as exc:
                 log.info("ImmediateEnable: %s", exc)
             else:
-                log.info("profile %s enabled at once", result.iccid)
+                log.info("profile %s enabled at once", attempt.installed.iccid)
                 self._saved.state_change_cause = int(StateChangeCause.IMMEDIATE_ENABLE_PROFILE)
                 enabled = True
-        remove = () if result.notification_removed else (result.seq_number,)
-        trigger_result = profile_download_trigger_result(
-            profile_installation_result=result.profile_installation_result,
-            eim_transaction_id=tid,
-        )
-        return self._keep(trigger_result, remove), enabled
+        return self._keep(attempt.result, attempt.remove), enabled

@@ -1,4 +1,5 @@
-"""Helpers shared by the reference servers: JSON bindings, DER integers, ASN.1 values as JSON.
+"""Helpers shared by the reference servers: JSON bindings, DER integers, PEM and public keys,
+ASN.1 values as JSON.
 
 Nothing here knows a protocol function; these are the small conversions every binding needs
 (PROTOCOL.md §4.2: standard base64 of complete TLVs, hex transaction ids, a Content-Type
@@ -15,6 +16,8 @@ import string
 import textwrap
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from starlette.responses import Response
 
 from rsp import tlv
@@ -27,6 +30,7 @@ __all__ = [
     "json_error",
     "json_response",
     "pem",
+    "spki",
     "tlv_children",
     "unb64",
     "value_to_json",
@@ -59,6 +63,11 @@ def pem(der: bytes, label: str = "CERTIFICATE") -> str:
     """DER as PEM text (``label`` e.g. CERTIFICATE, PUBLIC KEY)."""
     body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
     return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n"
+
+
+def spki(key: ec.EllipticCurvePublicKey) -> bytes:
+    """The SubjectPublicKeyInfo (DER) of ``key``."""
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def is_hex(text: str, *, min_bytes: int = 1, max_bytes: int | None = None) -> bool:

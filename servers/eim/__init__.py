@@ -4,7 +4,11 @@ packages, indirect profile download relayed to an SM-DP+, and an operator API.
 - :mod:`.packages` — eUICC packages, eIM configuration data, requests to the IPAd; EPR checks;
 - :mod:`.store` — registered eUICCs, orders, results, acknowledgements, sessions (SQLite);
 - :mod:`.relay` — ESipa ⇄ ES9+ translation and the ES9+ HTTPS client;
-- :mod:`.esipa` — the protocol core (ESipa messages in and out, no HTTP);
+- :mod:`.settings` — the eIM's identity, key and trust anchors;
+- :mod:`.esipa` — the protocol core (ESipa messages in and out, no HTTP) and package delivery,
+  with its parts :mod:`.results` (ProvideEimPackageResult, HandleNotification),
+  :mod:`.notifications` (storing and forwarding them) and :mod:`.operator` (registrations,
+  orders);
 - :mod:`.app` — the Starlette ASGI app (both bindings and the operator API);
 - :mod:`.serve` — building it from a test PKI, uvicorn in a thread or the foreground, the CLI.
 

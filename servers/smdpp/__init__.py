@@ -2,7 +2,9 @@
 
 - :mod:`.config` — address, DPauth/DPpb credentials per CI, limits;
 - :mod:`.orders` — download orders, their life cycle and persistence;
-- :mod:`.es9p` — the protocol core (the five ES9+ functions, sessions), no HTTP;
+- :mod:`.es9p` — the protocol core (the five ES9+ functions), no HTTP, with its parts:
+  :mod:`.received` (FunctionFailed, request values as received), :mod:`.sessions`,
+  :mod:`.binding` (confirmation codes, BPPs) and :mod:`.notifications`;
 - :mod:`.app` — the Starlette ASGI app (ES9+ routes and the operator API);
 - :mod:`.serve` — uvicorn in the foreground or a background thread, the CLI command.
 

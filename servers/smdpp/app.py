@@ -23,13 +23,10 @@ Operator API (JSON; ``Authorization: Bearer <token>`` when the configuration set
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import json
 import logging
 import re
-import string
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..common import b64, is_hex, is_json_content_type, json_error, json_response, unb64
 from .es9p import FunctionFailed, SmdpCore
 from .orders import OrderError, OrderEvent
 
@@ -82,23 +80,19 @@ def _decode_field(body: dict[str, Any], name: str, kind: str) -> Any:
         return value
     if kind == _HEX:
         text = value.strip()
-        if (
-            not 2 <= len(text) <= 32
-            or len(text) % 2
-            or not all(c in string.hexdigits for c in text)
-        ):
+        if not is_hex(text, min_bytes=1, max_bytes=16):
             raise FunctionFailed("1.3.1", "2.1", f"{name} must be the hex of 1..16 bytes")
         return bytes.fromhex(text)
     # Standard alphabet with padding; whitespace (line breaks) is ignored.
     try:
-        return base64.b64decode("".join(value.split()), validate=True)
-    except (binascii.Error, ValueError):
+        return unb64(value)
+    except ValueError:
         raise FunctionFailed("1.3.1", "2.1", f"{name} is not standard base64") from None
 
 
 def _encode_response(result: dict[str, bytes]) -> dict[str, str]:
     return {
-        name: value.hex().upper() if name == "transactionId" else base64.b64encode(value).decode()
+        name: value.hex().upper() if name == "transactionId" else b64(value)
         for name, value in result.items()
     }
 
@@ -146,31 +140,6 @@ def _es9_response(status: int, body: dict[str, Any] | None) -> Response:
     return Response(content, status_code=status, headers=headers)
 
 
-def _is_json(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    media_type, *params = (p.strip().lower() for p in content_type.split(";"))
-    if media_type != "application/json":
-        return False
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
-            return False
-    return True
-
-
-def _admin_json(status: int, body: Any) -> Response:
-    return Response(
-        json.dumps(body, indent=1).encode("utf-8"),
-        status_code=status,
-        media_type="application/json",
-    )
-
-
-def _admin_error(status: int, message: str) -> Response:
-    return _admin_json(status, {"error": message})
-
-
 def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Starlette:
     """The ASGI app serving ``core``; the operator API resolves profile names in
     ``profiles_dir`` (without it, ``profile`` must be a path)."""
@@ -182,7 +151,7 @@ def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Sta
             return _es9_response(
                 404, failed_response(FunctionFailed("1.3.1", "2.1", f"unknown function {function}"))
             )
-        if not _is_json(request.headers.get("content-type")):
+        if not is_json_content_type(request.headers.get("content-type")):
             return _es9_response(
                 200,
                 failed_response(
@@ -225,22 +194,22 @@ def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Sta
 
     async def list_orders(request: Request) -> Response:
         if not authorised(request):
-            return _admin_error(401, "unauthorised")
-        return _admin_json(200, {"orders": [o.to_json(public=True) for o in core.orders]})
+            return json_error(401, "unauthorised")
+        return json_response(200, {"orders": [o.to_json(public=True) for o in core.orders]})
 
     async def add_order(request: Request) -> Response:
         if not authorised(request):
-            return _admin_error(401, "unauthorised")
+            return json_error(401, "unauthorised")
         try:
             data = json.loads(await request.body())
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return _admin_error(400, "body is not JSON")
+            return json_error(400, "body is not JSON")
         if (
             not isinstance(data, dict)
             or not isinstance(data.get("matchingId"), str)
             or not (isinstance(data.get("profile"), str))
         ):
-            return _admin_error(400, "matchingId and profile (strings) are required")
+            return json_error(400, "matchingId and profile (strings) are required")
         text_fields = (
             "eid",
             "confirmationCode",
@@ -249,9 +218,9 @@ def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Sta
             "profileClass",
         )
         if any(not isinstance(data.get(k, ""), str) for k in text_fields):
-            return _admin_error(400, f"{', '.join(text_fields)} must be strings when given")
+            return json_error(400, f"{', '.join(text_fields)} must be strings when given")
         if core.orders.get(data["matchingId"]) is not None:
-            return _admin_error(409, f"an order with matchingId {data['matchingId']!r} exists")
+            return json_error(409, f"an order with matchingId {data['matchingId']!r} exists")
         try:
             order = core.orders.add_order(
                 data["matchingId"],
@@ -267,34 +236,34 @@ def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Sta
                 notifications=bool(data.get("notifications", True)),
             )
         except OrderError as exc:
-            return _admin_error(400, str(exc))
-        return _admin_json(201, order.to_json(public=True))
+            return json_error(400, str(exc))
+        return json_response(201, order.to_json(public=True))
 
     async def get_order(request: Request) -> Response:
         if not authorised(request):
-            return _admin_error(401, "unauthorised")
+            return json_error(401, "unauthorised")
         order = core.orders.get(request.path_params["matching_id"])
         if order is None:
-            return _admin_error(404, "no such order")
-        return _admin_json(200, order.to_json(public=True))
+            return json_error(404, "no such order")
+        return json_response(200, order.to_json(public=True))
 
     async def delete_order(request: Request) -> Response:
         if not authorised(request):
-            return _admin_error(401, "unauthorised")
+            return json_error(401, "unauthorised")
         try:
             core.orders.remove(request.path_params["matching_id"])
         except OrderError:
-            return _admin_error(404, "no such order")
+            return json_error(404, "no such order")
         return Response(status_code=204)
 
     async def release_order(request: Request) -> Response:
         if not authorised(request):
-            return _admin_error(401, "unauthorised")
+            return json_error(401, "unauthorised")
         try:
             order = core.orders.transition(request.path_params["matching_id"], OrderEvent.RELEASE)
         except OrderError:
-            return _admin_error(404, "no such order")
-        return _admin_json(200, order.to_json(public=True))
+            return json_error(404, "no such order")
+        return json_response(200, order.to_json(public=True))
 
     routes = [
         Route("/gsma/rsp2/es9plus/{function}", es9plus, methods=["POST"]),

@@ -47,32 +47,34 @@ Choices where the reference leaves room:
   8.1/6.1.
 * handleNotification never fails: notifications that do not verify or match nothing are
   logged and dropped.
+
+The pieces, each in its own module (the public names are importable from here as well):
+:mod:`.received` (:class:`FunctionFailed`, reading request values as received),
+:mod:`.sessions` (:class:`Session`, :class:`SessionStore`), :mod:`.binding` (confirmation
+codes, binding BPPs and keeping them for a retry) and :mod:`.notifications` (what
+handleNotification does with each kind of notification).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import functools
-import hashlib
 import hmac
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from rsp import bpp, crypto, pki, schema, tlv
-from rsp.eid import eid_to_bytes
-from rsp.iccid import InvalidIccid, iccid_from_ef
+from rsp import crypto, pki, schema, tlv
 
+from .binding import BppBinding, SmdpBinding
 from .config import DpCredentials, SmdpConfig
+from .notifications import SmdpNotifications
 from .orders import (
     CANCEL_FINAL_REASONS,
     Order,
@@ -83,45 +85,29 @@ from .orders import (
     ProfileSource,
     build_store_metadata,
 )
+from .received import (
+    SIG,
+    FunctionFailed,
+    children,
+    decode_as,
+    ec_public_key,
+    euicc_verification,
+    expect_tags,
+    hex_upper,
+    invalid,
+    outer_tlv,
+    single_choice,
+    unknown_transaction,
+    verifies,
+)
+from .sessions import Phase, Session, SessionStore
 
 __all__ = ["FunctionFailed", "Phase", "Session", "SessionStore", "SmdpCore", "address_matches"]
 
 log = logging.getLogger(__name__)
 
-_SIG = b"\x5f\x37"
-_MAX_EVENTS = 50  # other notifications remembered per order
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-class FunctionFailed(Exception):
-    """An ES9+ function ends with status Failed and this statusCodeData."""
-
-    def __init__(self, subject: str, reason: str, message: str) -> None:
-        super().__init__(f"{subject}/{reason}: {message}")
-        self.subject = subject
-        self.reason = reason
-        self.message = message
-
-    def status_code_data(self) -> dict[str, str]:
-        """The JSON ``statusCodeData`` object."""
-        return {"subjectCode": self.subject, "reasonCode": self.reason, "message": self.message}
-
-
-def _invalid(name: str, why: str) -> FunctionFailed:
-    return FunctionFailed("1.3.1", "2.1", f"{name} is invalid: {why}")
-
-
-def _unknown_transaction(message: str = "transactionId unknown") -> FunctionFailed:
-    return FunctionFailed("8.10.1", "3.9", message)
-
-
-def _euicc_verification(message: str) -> FunctionFailed:
-    return FunctionFailed("8.1", "6.1", message)
-
-
-def _hex(data: bytes) -> str:
-    return data.hex().upper()
 
 
 def _split_address(address: str) -> tuple[str, int | None]:
@@ -137,168 +123,6 @@ def address_matches(requested: str, configured: str) -> bool:
     host_a, port_a = _split_address(requested)
     host_b, port_b = _split_address(configured)
     return host_a == host_b and (port_a is None or port_b is None or port_a == port_b)
-
-
-# --------------------------------------------------------------------------- TLV slicing
-
-
-def _outer(data: bytes, tag: bytes, name: str) -> tlv.Tlv:
-    try:
-        item = tlv.read_tlv(data)
-    except tlv.TlvError as exc:
-        raise _invalid(name, str(exc)) from None
-    if item.tag != tag or item.end != len(data):
-        raise _invalid(name, f"not one {tag.hex().upper()} TLV")
-    return item
-
-
-def _children(data: bytes, name: str, item: tlv.Tlv | None = None) -> list[tuple[bytes, bytes]]:
-    """(tag, complete TLV bytes as received) of each TLV inside ``item`` (default: the TLV
-    ``data`` starts with)."""
-    out = []
-    try:
-        item = item or tlv.read_tlv(data)
-        pos = item.value_start
-        for child in tlv.iter_tlvs(data, item.value_start, item.value_end):
-            out.append((child.tag, bytes(data[pos : child.end])))
-            pos = child.end
-    except tlv.TlvError as exc:
-        raise _invalid(name, str(exc)) from None
-    return out
-
-
-def _decode(type_names: tuple[str, ...], data: bytes, name: str) -> Any:
-    """Decode with the first schema type that accepts ``data`` (SGP.22, then SGP.32 forms)."""
-    error: Exception | None = None
-    for type_name in type_names:
-        try:
-            return schema.decode(type_name, data)
-        except schema.DecodeError as exc:
-            error = exc
-    raise _invalid(name, f"does not decode: {error}")
-
-
-def _single_choice(data: bytes, tag: bytes, name: str) -> tuple[bytes, bytes]:
-    """The one alternative inside a tagged CHOICE such as ``BF38 { A0 ... }``."""
-    kids = _children(data, name, _outer(data, tag, name))
-    if len(kids) != 1:
-        raise _invalid(name, "must hold exactly one alternative")
-    return kids[0]
-
-
-def _expect(parts: list[tuple[bytes, bytes]], tags: list[bytes], name: str) -> list[bytes]:
-    if [t for t, _ in parts] != tags:
-        raise _invalid(name, f"does not hold {' '.join(t.hex().upper() for t in tags)}")
-    return [raw for _, raw in parts]
-
-
-def _public_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
-    key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise pki.InvalidCertificate("does not hold an EC key", which="eUICC")
-    return key
-
-
-def _verifies(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bool:
-    try:
-        crypto.verify_raw(key, signature, data)
-    except crypto.CryptoError:
-        return False
-    return True
-
-
-# --------------------------------------------------------------------------- sessions
-
-
-class Phase(enum.Enum):
-    """Where a download session stands (see the table in the module docstring)."""
-
-    INITIATED = "initiated"
-    AUTHENTICATED = "authenticated"
-    REFUSED = "refused"
-    BOUND = "bound"
-
-
-@dataclass(eq=False, repr=False)
-class Session:
-    """One RSP session, from initiateAuthentication to the ProfileInstallationResult."""
-
-    transaction_id: bytes
-    server_challenge: bytes
-    credentials: DpCredentials
-    touched: float
-    phase: Phase = Phase.INITIATED
-    eid: str | None = None
-    euicc_key: ec.EllipticCurvePublicKey | None = None
-    matching_id: str | None = None
-    smdp_signature2: bytes = b""  # complete 5F37 TLV, part of what euiccSignature2 covers
-    store_metadata: bytes = b""
-    source: ProfileSource | None = None
-    euicc_otpk: bytes | None = None
-    bpp: bytes | None = None
-
-    def __repr__(self) -> str:
-        return f"Session({_hex(self.transaction_id)}, {self.phase.value}, eid={self.eid})"
-
-
-@dataclass(frozen=True, repr=False)
-class _Binding:
-    """A delivered BPP kept for a retry: everything after its ``BF23`` stays valid as long as
-    the eUICC still holds otSK.EUICC for ``euicc_otpk``."""
-
-    eid: str
-    ci_ski: bytes
-    euicc_otpk: bytes
-    smdp_otpk: bytes
-    tail: bytes  # the BF36 value after the BF23 TLV
-
-
-class SessionStore:
-    """Sessions by transactionId with an inactivity timeout on an injectable clock."""
-
-    def __init__(self, timeout: float, clock: Callable[[], float]) -> None:
-        self.timeout = timeout
-        self._clock = clock
-        self._sessions: dict[bytes, Session] = {}
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def now(self) -> float:
-        """The store's clock."""
-        return self._clock()
-
-    def add(self, session: Session) -> None:
-        """Start tracking ``session``."""
-        self._sessions[session.transaction_id] = session
-
-    def get(self, transaction_id: bytes) -> Session | None:
-        """The live session with this transactionId, touched; expired ones are not returned."""
-        session = self._sessions.get(transaction_id)
-        now = self._clock()
-        if session is None or now - session.touched > self.timeout:
-            return None
-        session.touched = now
-        return session
-
-    def peek(self, transaction_id: bytes) -> Session | None:
-        """The live session with this transactionId, without counting it as activity."""
-        session = self._sessions.get(transaction_id)
-        if session is None or self._clock() - session.touched > self.timeout:
-            return None
-        return session
-
-    def drop(self, transaction_id: bytes) -> Session | None:
-        """Forget a session."""
-        return self._sessions.pop(transaction_id, None)
-
-    def pop_expired(self) -> list[Session]:
-        """Remove and return the sessions that timed out."""
-        now = self._clock()
-        gone = [s for s in self._sessions.values() if now - s.touched > self.timeout]
-        for session in gone:
-            del self._sessions[session.transaction_id]
-        return gone
 
 
 def _serialised(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -318,7 +142,7 @@ def _serialised(method: Callable[_P, _R]) -> Callable[_P, _R]:
 # --------------------------------------------------------------------------- the core
 
 
-class SmdpCore:
+class SmdpCore(SmdpBinding, SmdpNotifications):
     """The SM-DP+ side of ES9+ over a configuration and an order store.
 
     ``clock`` (monotonic seconds) drives session timeouts, ``wall_clock`` the certificate
@@ -341,11 +165,11 @@ class SmdpCore:
         self._wall_clock = wall_clock
         self._random = random_bytes
         self._lock = threading.RLock()
-        self._bindings: dict[str, _Binding] = {}
+        self._bindings: dict[str, BppBinding] = {}
 
     def _expire_sessions(self) -> None:
         for session in self.sessions.pop_expired():
-            log.info("session %s timed out", _hex(session.transaction_id))
+            log.info("session %s timed out", hex_upper(session.transaction_id))
             self._release_for(session, OrderEvent.EXPIRE)
 
     def _release_for(self, session: Session, event: OrderEvent) -> None:
@@ -353,7 +177,7 @@ class SmdpCore:
         if session.matching_id is None:
             return
         order = self.orders.get(session.matching_id)
-        if order is None or order.transaction_id != _hex(session.transaction_id):
+        if order is None or order.transaction_id != hex_upper(session.transaction_id):
             return
         if self.orders.can(order.matching_id, event):
             self.orders.transition(order.matching_id, event)
@@ -361,9 +185,9 @@ class SmdpCore:
     def _session(self, transaction_id: bytes, *phases: Phase) -> Session:
         session = self.sessions.get(transaction_id)
         if session is None:
-            raise _unknown_transaction()
+            raise unknown_transaction()
         if phases and session.phase not in phases:
-            raise _unknown_transaction(
+            raise unknown_transaction(
                 f"transactionId is in phase {session.phase.value}, not valid for this function"
             )
         return session
@@ -376,15 +200,15 @@ class SmdpCore:
     ) -> dict[str, bytes]:
         """ES9+.InitiateAuthentication (SGP.22 §5.6.1)."""
         if len(euicc_challenge) != 16:
-            raise _invalid("euiccChallenge", f"{len(euicc_challenge)} bytes, expected 16")
-        _outer(euicc_info1, b"\xbf\x20", "euiccInfo1")
-        info1 = _decode(("EUICCInfo1",), euicc_info1, "euiccInfo1")
+            raise invalid("euiccChallenge", f"{len(euicc_challenge)} bytes, expected 16")
+        outer_tlv(euicc_info1, b"\xbf\x20", "euiccInfo1")
+        info1 = decode_as(("EUICCInfo1",), euicc_info1, "euiccInfo1")
         address = smdp_address.strip()
         if not address_matches(address, self.config.address):
             raise FunctionFailed("8.8.1", "3.8", f"SM-DP+ address {address!r} refused")
         svn = bytes(info1["svn"])
         if len(svn) != 3:
-            raise _invalid("euiccInfo1", "svn is not 3 bytes")
+            raise invalid("euiccInfo1", "svn is not 3 bytes")
         if svn[0] < 2:
             raise FunctionFailed("8.8.3", "3.1", f"eUICC SVN {'.'.join(map(str, svn))} unsupported")
         credentials = self._choose_ci(info1)
@@ -404,11 +228,13 @@ class SmdpCore:
         self.sessions.add(
             Session(transaction_id, server_challenge, credentials, touched=self.sessions.now())
         )
-        log.info("session %s started (CI %s)", _hex(transaction_id), _hex(credentials.ci_ski))
+        log.info(
+            "session %s started (CI %s)", hex_upper(transaction_id), hex_upper(credentials.ci_ski)
+        )
         return {
             "transactionId": transaction_id,
             "serverSigned1": signed1,
-            "serverSignature1": tlv.encode_tlv(_SIG, signature1),
+            "serverSignature1": tlv.encode_tlv(SIG, signature1),
             "euiccCiPKIdToBeUsed": tlv.encode_tlv(b"\x04", credentials.ci_ski),
             "serverCertificate": credentials.dp_auth.cert_der,
         }
@@ -455,17 +281,17 @@ class SmdpCore:
         self, session: Session, raw: bytes
     ) -> tuple[dict[str, Any], bytes, x509.Certificate]:
         name = "authenticateServerResponse"
-        tag, choice = _single_choice(raw, b"\xbf\x38", name)
-        value = _decode(
+        tag, choice = single_choice(raw, b"\xbf\x38", name)
+        value = decode_as(
             ("AuthenticateServerResponse", "SGP32-AuthenticateServerResponse"), raw, name
         )
         if tag == b"\xa1":
             code = value[1].get("authenticateErrorCode")
-            raise _euicc_verification(f"the eUICC refused AuthenticateServer (error {code})")
+            raise euicc_verification(f"the eUICC refused AuthenticateServer (error {code})")
         if tag != b"\xa0":
-            raise _invalid(name, "only authenticateResponseOk is accepted on ES9+")
-        signed1_raw, signature1_tlv, euicc_der, eum_der = _expect(
-            _children(choice, name), [b"\x30", _SIG, b"\x30", b"\x30"], name
+            raise invalid(name, "only authenticateResponseOk is accepted on ES9+")
+        signed1_raw, signature1_tlv, euicc_der, eum_der = expect_tags(
+            children(choice, name), [b"\x30", SIG, b"\x30", b"\x30"], name
         )
         ok = value[1]
         try:
@@ -490,15 +316,15 @@ class SmdpCore:
             reason = "6.3" if isinstance(exc, pki.CertificateExpired) else "6.1"
             raise FunctionFailed(subject, reason, str(exc)) from None
 
-        if not _verifies(_public_key(euicc_cert), ok["euiccSignature1"], signed1_raw):
-            raise _euicc_verification("euiccSignature1 does not verify")
+        if not verifies(ec_public_key(euicc_cert), ok["euiccSignature1"], signed1_raw):
+            raise euicc_verification("euiccSignature1 does not verify")
         signed1 = ok["euiccSigned1"]
         if signed1["transactionId"] != session.transaction_id:
-            raise _unknown_transaction("euiccSigned1 names another transactionId")
+            raise unknown_transaction("euiccSigned1 names another transactionId")
         if not hmac.compare_digest(signed1["serverChallenge"], session.server_challenge):
-            raise _euicc_verification("serverChallenge does not match")
+            raise euicc_verification("serverChallenge does not match")
         session.eid = eid
-        session.euicc_key = _public_key(euicc_cert)
+        session.euicc_key = ec_public_key(euicc_cert)
         return signed1, signature1_tlv, euicc_cert
 
     def _find_order(self, eid: str, matching_id: str | None) -> Order:
@@ -538,7 +364,7 @@ class SmdpCore:
             ) from None
 
         previous = order.transaction_id
-        if previous is not None and previous != _hex(session.transaction_id):
+        if previous is not None and previous != hex_upper(session.transaction_id):
             # The device started over: the earlier session no longer owns the order.
             self.sessions.drop(bytes.fromhex(previous))
 
@@ -555,13 +381,13 @@ class SmdpCore:
             signed2_value["bppEuiccOtpk"] = binding.euicc_otpk
         signed2 = schema.encode("SmdpSigned2", signed2_value)
         signature2 = crypto.sign_raw(session.credentials.dp_pb.key, signed2 + signature1_tlv)
-        session.smdp_signature2 = tlv.encode_tlv(_SIG, signature2)
+        session.smdp_signature2 = tlv.encode_tlv(SIG, signature2)
 
         self.orders.transition(
             order.matching_id,
             OrderEvent.START,
             bound_eid=session.eid,
-            transaction_id=_hex(session.transaction_id),
+            transaction_id=hex_upper(session.transaction_id),
             euicc_certificate=euicc_cert.public_bytes(Encoding.DER),
         )
         session.phase = Phase.AUTHENTICATED
@@ -570,7 +396,7 @@ class SmdpCore:
         session.source = source
         log.info(
             "session %s: EID %s, order %s",
-            _hex(session.transaction_id),
+            hex_upper(session.transaction_id),
             session.eid,
             order.matching_id,
         )
@@ -581,17 +407,6 @@ class SmdpCore:
             "smdpSignature2": session.smdp_signature2,
             "smdpCertificate": session.credentials.dp_pb.cert_der,
         }
-
-    @staticmethod
-    def _reusable(
-        binding: _Binding | None, session: Session, euicc_otpk: bytes | None = None
-    ) -> bool:
-        return (
-            binding is not None
-            and binding.eid == session.eid
-            and binding.ci_ski == session.credentials.ci_ski
-            and (euicc_otpk is None or binding.euicc_otpk == euicc_otpk)
-        )
 
     # -- getBoundProfilePackage -------------------------------------------------------
 
@@ -605,12 +420,12 @@ class SmdpCore:
             session, prepare_download_response
         )
         assert session.euicc_key is not None and session.matching_id is not None
-        if not _verifies(session.euicc_key, signature2, signed2_raw + session.smdp_signature2):
-            raise _euicc_verification("euiccSignature2 does not verify")
+        if not verifies(session.euicc_key, signature2, signed2_raw + session.smdp_signature2):
+            raise euicc_verification("euiccSignature2 does not verify")
         if signed2["transactionId"] != transaction_id:
-            raise _unknown_transaction("euiccSigned2 names another transactionId")
+            raise unknown_transaction("euiccSigned2 names another transactionId")
         order = self.orders.get(session.matching_id)
-        if order is None or order.transaction_id != _hex(transaction_id):
+        if order is None or order.transaction_id != hex_upper(transaction_id):
             raise FunctionFailed("8.2.6", "3.8", "the order of this session is gone")
         if order.cc_required:
             self._check_confirmation_code(session, order, signed2.get("hashCc"))
@@ -619,7 +434,7 @@ class SmdpCore:
         try:
             crypto.public_key_from_point(session.credentials.curve, euicc_otpk)
         except crypto.CryptoError as exc:
-            raise _euicc_verification(f"euiccOtpk: {exc}") from None
+            raise euicc_verification(f"euiccOtpk: {exc}") from None
         if session.bpp is None or session.euicc_otpk != euicc_otpk:
             session.bpp = self._bind(session, order, euicc_otpk)
             session.euicc_otpk = euicc_otpk
@@ -631,72 +446,18 @@ class SmdpCore:
         self, session: Session, raw: bytes
     ) -> tuple[bytes, dict[str, Any], bytes]:
         name = "prepareDownloadResponse"
-        tag, choice = _single_choice(raw, b"\xbf\x21", name)
-        value = _decode(("SGP32-PrepareDownloadResponse",), raw, name)
+        tag, choice = single_choice(raw, b"\xbf\x21", name)
+        value = decode_as(("SGP32-PrepareDownloadResponse",), raw, name)
         if tag == b"\xa1":
             code = value[1].get("downloadErrorCode")
             # The eUICC dropped its session: so does the server, and the order is free again.
             self.sessions.drop(session.transaction_id)
             self._release_for(session, OrderEvent.EXPIRE)
-            raise _euicc_verification(f"the eUICC refused PrepareDownload (error {code})")
+            raise euicc_verification(f"the eUICC refused PrepareDownload (error {code})")
         if tag != b"\xa0":
-            raise _invalid(name, "only downloadResponseOk is accepted on ES9+")
-        signed2_raw, _ = _expect(_children(choice, name), [b"\x30", _SIG], name)
+            raise invalid(name, "only downloadResponseOk is accepted on ES9+")
+        signed2_raw, _ = expect_tags(children(choice, name), [b"\x30", SIG], name)
         return signed2_raw, value[1]["euiccSigned2"], value[1]["euiccSignature2"]
-
-    def _check_confirmation_code(self, session: Session, order: Order, hash_cc: Any) -> None:
-        if hash_cc is None:
-            raise FunctionFailed("8.2.7", "2.2", "confirmation code missing")
-        assert order.cc_hash is not None
-        expected = hashlib.sha256(order.cc_hash + session.transaction_id).digest()
-        if hmac.compare_digest(bytes(hash_cc), expected):
-            return
-        failures = order.cc_failures + 1
-        if failures >= self.config.max_cc_attempts:
-            self.orders.transition(order.matching_id, OrderEvent.CC_EXHAUSTED, cc_failures=failures)
-            self.sessions.drop(session.transaction_id)
-            self._bindings.pop(order.matching_id, None)
-            raise FunctionFailed("8.2.7", "6.4", "confirmation code: too many wrong attempts")
-        self.orders.update(order.matching_id, cc_failures=failures)
-        raise FunctionFailed("8.2.7", "3.8", "confirmation code refused")
-
-    def _bind(self, session: Session, order: Order, euicc_otpk: bytes) -> bytes:
-        """The BPP for this session: a re-signed earlier binding to the same otPK.EUICC, or
-        a fresh one."""
-        assert session.eid is not None and session.source is not None
-        dp_pb = session.credentials.dp_pb
-        binding = self._bindings.get(order.matching_id)
-        if binding is not None and self._reusable(binding, session, euicc_otpk):
-            isc = bpp.build_initialise_secure_channel(
-                transaction_id=session.transaction_id,
-                host_id=self.config.host_id,
-                smdp_otpk=binding.smdp_otpk,
-                euicc_otpk=euicc_otpk,
-                smdp_pb_key=dp_pb.key,
-            )
-            log.info("order %s: re-sending the BPP bound to the same otPK", order.matching_id)
-            return tlv.encode_tlv(b"\xbf\x36", isc + binding.tail)
-        built = bpp.build_bound_profile_package(
-            session.source.upp,
-            transaction_id=session.transaction_id,
-            eid=eid_to_bytes(session.eid),
-            euicc_otpk_point=euicc_otpk,
-            smdp_pb_key=dp_pb.key,
-            store_metadata=session.store_metadata,
-            host_id=self.config.host_id,
-            replace_session_keys=order.replace_session_keys,
-            random_bytes=self._random,
-        )
-        outer = tlv.read_tlv(built.encoded)
-        isc_end = tlv.read_tlv(built.encoded, outer.value_start).end
-        self._bindings[order.matching_id] = _Binding(
-            eid=session.eid,
-            ci_ski=session.credentials.ci_ski,
-            euicc_otpk=euicc_otpk,
-            smdp_otpk=built.smdp_otpk,
-            tail=built.encoded[isc_end:],
-        )
-        return built.encoded
 
     # -- handleNotification -----------------------------------------------------------
 
@@ -713,90 +474,6 @@ class SmdpCore:
         except FunctionFailed as exc:
             log.warning("notification dropped: %s", exc.message)
 
-    def _installation_result(self, raw: bytes) -> None:
-        name = "ProfileInstallationResult"
-        value = _decode(("ProfileInstallationResult",), raw, name)
-        data_raw = _children(raw, name, _outer(raw, b"\xbf\x37", name))[0][1]
-        data = value["profileInstallationResultData"]
-        transaction_id = bytes(data["transactionId"])
-        session = self.sessions.peek(transaction_id)
-        order = (
-            self.orders.get(session.matching_id)
-            if session is not None and session.matching_id
-            else self.orders.by_transaction(_hex(transaction_id))
-        )
-        if order is None or order.euicc_certificate is None:
-            log.warning("installation result for unknown transaction %s", _hex(transaction_id))
-            return
-        key = _public_key(pki.load_certificate(order.euicc_certificate))
-        if not _verifies(key, value["euiccSignPIR"], data_raw):
-            log.warning("installation result %s: bad euiccSignPIR", _hex(transaction_id))
-            return
-        self.sessions.drop(transaction_id)  # only a verified result ends the session
-        kind, final = data["finalResult"]
-        result: dict[str, Any] = {
-            "transactionId": _hex(transaction_id),
-            "seqNumber": data["notificationMetadata"]["seqNumber"],
-            "success": kind == "successResult",
-            "smdpOid": data["smdpOid"],
-        }
-        if kind == "successResult":
-            result["aid"] = _hex(final["aid"])
-        else:
-            result.update(bppCommandId=final["bppCommandId"], errorReason=final["errorReason"])
-        # The eUICC has used (or dropped) its one-time key: the BPP cannot be reused.
-        self._bindings.pop(order.matching_id, None)
-        event = OrderEvent.INSTALLED if result["success"] else OrderEvent.INSTALL_FAILED
-        # A success installs the profile whichever session delivered it; a failure only
-        # fails the order if it comes from the session that owns the order.
-        owner = order.transaction_id == _hex(transaction_id)
-        if (owner or result["success"]) and self.orders.can(order.matching_id, event):
-            self.orders.transition(order.matching_id, event, result=result)
-        else:
-            self.orders.update(order.matching_id, result=result)
-        log.info("order %s: installation result %s", order.matching_id, result)
-
-    def _other_notification(self, raw: bytes) -> None:
-        name = "OtherSignedNotification"
-        value = _decode(("OtherSignedNotification",), raw, name)
-        metadata_raw, _, euicc_der, eum_der = _expect(
-            _children(raw, name, _outer(raw, b"\x30", name)),
-            [b"\xbf\x2f", _SIG, b"\x30", b"\x30"],
-            name,
-        )
-        try:
-            euicc_cert = pki.load_certificate(euicc_der)
-            eum_cert = pki.load_certificate(eum_der)
-            eid = pki.check_euicc_chain(euicc_cert, eum_cert, self.config.trusted_ci_keys)
-        except (pki.CertificateError, ValueError) as exc:
-            log.warning("notification with an untrusted eUICC chain: %s", exc)
-            return
-        signature = value["euiccNotificationSignature"]
-        if not _verifies(_public_key(euicc_cert), signature, metadata_raw):
-            log.warning("notification from %s: signature does not verify", eid)
-            return
-        meta = value["tbsOtherNotification"]
-        operations = ("install", "enable", "disable", "delete")
-        bits = schema.bit_positions(meta["profileManagementOperation"])
-        try:
-            iccid = iccid_from_ef(bytes(meta["iccid"])) if "iccid" in meta else None
-        except InvalidIccid:
-            iccid = None
-        event = {
-            "eid": eid,
-            "seqNumber": meta["seqNumber"],
-            "operation": ",".join(operations[b] for b in sorted(bits) if b < len(operations)),
-            "iccid": iccid,
-            "received": self._wall_clock().isoformat(timespec="seconds"),
-        }
-        order = self.orders.by_iccid(iccid, eid) if iccid else None
-        if order is None:
-            log.info("%s notification from %s for no known order", event["operation"], eid)
-            return
-        events = (*order.events, event)[-_MAX_EVENTS:]
-        self.orders.update(order.matching_id, events=events)
-        log.info("order %s: %s notification from %s", order.matching_id, event["operation"], eid)
-
     # -- cancelSession ----------------------------------------------------------------
 
     @_serialised
@@ -807,19 +484,19 @@ class SmdpCore:
         session = self._session(transaction_id)
         name = "cancelSessionResponse"
         raw = cancel_session_response
-        tag, choice = _single_choice(raw, b"\xbf\x41", name)
-        value = _decode(("CancelSessionResponse",), raw, name)
+        tag, choice = single_choice(raw, b"\xbf\x41", name)
+        value = decode_as(("CancelSessionResponse",), raw, name)
         if tag != b"\xa0":
-            raise _euicc_verification(f"the eUICC refused CancelSession (error {value[1]})")
-        signed_raw, _ = _expect(_children(choice, name), [b"\x30", _SIG], name)
+            raise euicc_verification(f"the eUICC refused CancelSession (error {value[1]})")
+        signed_raw, _ = expect_tags(children(choice, name), [b"\x30", SIG], name)
         if session.euicc_key is None:
-            raise _euicc_verification("no authenticated eUICC in this session to verify with")
+            raise euicc_verification("no authenticated eUICC in this session to verify with")
         ok = value[1]
-        if not _verifies(session.euicc_key, ok["euiccCancelSessionSignature"], signed_raw):
-            raise _euicc_verification("euiccCancelSessionSignature does not verify")
+        if not verifies(session.euicc_key, ok["euiccCancelSessionSignature"], signed_raw):
+            raise euicc_verification("euiccCancelSessionSignature does not verify")
         signed = ok["euiccCancelSessionSigned"]
         if signed["transactionId"] != transaction_id:
-            raise _unknown_transaction("euiccCancelSessionSigned names another transactionId")
+            raise unknown_transaction("euiccCancelSessionSigned names another transactionId")
         if signed["smdpOid"] != session.credentials.auth_oid:
             raise FunctionFailed("8.8", "3.1", f"SM-DP+ OID {signed['smdpOid']} is not ours")
         reason = signed["reason"]
@@ -828,5 +505,5 @@ class SmdpCore:
             self._bindings.pop(session.matching_id, None)  # the eUICC dropped otSK.EUICC
         final = reason in CANCEL_FINAL_REASONS
         self._release_for(session, OrderEvent.CANCEL_FINAL if final else OrderEvent.CANCEL_RETRY)
-        log.info("session %s cancelled, reason %s", _hex(transaction_id), reason)
+        log.info("session %s cancelled, reason %s", hex_upper(transaction_id), reason)
         return {}

@@ -106,7 +106,9 @@ def run_in_thread(
     Returns once the server accepts connections. The SM-DP+ address in the app's
     configuration should leave the port out (any port then matches) when ``port`` is 0.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on accepted sockets of that protocol,
+    # and without it Nagle + delayed ACK hold every response for about 40 ms.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
