@@ -9,8 +9,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance", "ES10 conformance suite")
     group.addoption(
         "--backend",
-        default="emulator",
-        help="card backend the conformance suite runs on (available: emulator)",
+        default=None,
+        choices=("emulator", "vpcd", "pcsc"),
+        help="card backend the conformance suite runs on: emulator (in process), vpcd (the "
+        "emulator through pcscd + vpcd + pyscard) or pcsc (the card in the --reader). "
+        "Default: the emulator, and the emulator through vpcd in one client framing.",
+    )
+    group.addoption(
+        "--reader",
+        default=None,
+        metavar="NAME",
+        help="run the conformance suite on the card in this PC/SC reader (a name, part of "
+        "one, or an index as in 'ipa --reader'); implies --backend pcsc",
     )
     group.addoption(
         "--allow-card-changes",

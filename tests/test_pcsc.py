@@ -17,16 +17,15 @@ gets a card when the emulated card connects.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pcsc_support import VpcdCard, new_card, require_pcsc, vpcd_port, wait_until_empty
 
 import ipa.pcsc as pcsc
 from ipa.channel import ISD_R_AID
@@ -338,131 +337,31 @@ def test_es10_client_over_the_transport_does_get_response(fake: FakeScard) -> No
 
 # == against pcscd + vpcd ====================================================================
 
-VPCD_PORTS = (35963, 35964)
-LOCK_DIR = Path(os.environ.get("EUICC_SIM_LOCK_DIR", "/tmp"))
-APPEAR_TIMEOUT = 10.0
-
-
-def _unavailable(reason: str) -> None:
-    # CI (CI=true) installs the PC/SC stack through `make test`, so there a skip is a failure.
-    if os.environ.get("EUICC_SIM_REQUIRE_PCSC") == "1" or os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (EUICC_SIM_REQUIRE_PCSC=1 or CI=true)")
-    pytest.skip(reason)
-
-
-@contextlib.contextmanager
-def _file_lock(name: str, *, blocking: bool, timeout: float = 60.0) -> Iterator[bool]:
-    """An exclusive lock shared by every process on this machine (fcntl.flock)."""
-    import fcntl
-
-    with open(LOCK_DIR / name, "a+") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                if not blocking:
-                    yield False
-                    return
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} stayed locked for {timeout} s") from None
-                time.sleep(0.05)
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
 
 @dataclass
-class Served:
-    """An emulated card in a vpcd reader slot."""
+class Served(VpcdCard):
+    """The emulated card of these tests in its vpcd reader slot."""
 
-    card: Any
-    port: int
-    eid: str
-    iccid: str
-    reader: str = ""
-    client: Any = None
-
-    def insert(self) -> None:
-        """Connect the card to its vpcd slot and wait until pcscd shows it in a reader."""
-        from euicc_sim.vpcd import VpcdClient
-
-        if self.reader:
-            _wait_until_empty(self.reader)  # pcscd may not have noticed the last removal yet
-        with _file_lock("euicc-sim-vpcd-detect.lock", blocking=True):
-            before = reader_states()
-            self.client = VpcdClient(self.card, port=self.port, min_delay=0.05, max_delay=0.5)
-            self.client.start()
-            if not self.client.wait_connected(5):
-                self.remove()
-                _unavailable(
-                    f"vpcd did not take the card on 127.0.0.1:{self.port} (not listening, or "
-                    "another virtual card holds that slot)"
-                )
-            self.reader = _wait_for_reader(lambda states: _new_card(before, states, self.reader))
-
-    def remove(self) -> None:
-        """Take the card out of the reader (stop its vpcd client)."""
-        if self.client is not None:
-            self.client.stop()
-            self.client.join(5)
-            self.client = None
-
-
-def _new_card(before: dict[str, bool], now: dict[str, bool], known: str) -> str | None:
-    if known and now.get(known):
-        return known
-    fresh = [name for name, present in now.items() if present and not before.get(name)]
-    return fresh[0] if fresh else None
-
-
-def _wait_for_reader(pick: Any, timeout: float = APPEAR_TIMEOUT) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = pick(reader_states())
-        if found:
-            return found
-        time.sleep(0.05)
-    pytest.fail(f"pcscd did not show the emulated card in any reader within {timeout} s")
-
-
-def _wait_until_empty(reader: str, timeout: float = APPEAR_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while reader_states().get(reader) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eid: str = ""
+    iccid: str = ""
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """An emulated card with a TS.48 profile (enabled) in a vpcd reader of the real pcscd."""
-    try:
-        import smartcard.scard  # noqa: F401
-    except ImportError:
-        _unavailable("pyscard is not installed (run scripts/setup-pcsc.sh)")
-    try:
-        list_readers()
-    except PcscServiceError:
-        _unavailable("pcscd is not running (run scripts/setup-pcsc.sh)")
+    require_pcsc()
     from euicc_sim.card import Euicc
     from rsp.iccid import iccid_from_ef
 
-    with contextlib.ExitStack() as stack:
-        port = None
-        for candidate in VPCD_PORTS:
-            if stack.enter_context(_file_lock(f"euicc-sim-vpcd-{candidate}.lock", blocking=False)):
-                port = candidate
-                break
-        if port is None:
-            stack.enter_context(_file_lock(f"euicc-sim-vpcd-{VPCD_PORTS[0]}.lock", blocking=True))
-            port = VPCD_PORTS[0]
+    with vpcd_port() as port:
         card = Euicc.create(tmp_path_factory.mktemp("pcsc") / "card", fsync=False)
         profile = card.preload((TS48 / "TS48V1-A-UNIQUE.der").read_bytes(), enable=True)
-        served = Served(card, port, card.eid, iccid_from_ef(profile.iccid))
+        served = Served(card, port, eid=card.eid, iccid=iccid_from_ef(profile.iccid))
         served.insert()
-        stack.callback(served.remove)
-        yield served
+        try:
+            yield served
+        finally:
+            served.remove(wait_empty=True)
 
 
 @pytest.fixture
@@ -631,7 +530,7 @@ def test_card_removed_mid_session(served: Served) -> None:
         served.remove()  # the card leaves the reader with a channel open
         with pytest.raises(CardRemovedError, match="card removed"):
             client.get_eid()
-        _wait_until_empty(served.reader)
+        wait_until_empty(served.reader)
         with pytest.raises(NoCardError):
             transport.reset()
         with pytest.raises(NoCardError):
@@ -646,6 +545,6 @@ def test_card_removed_mid_session(served: Served) -> None:
 
 def test_served_card_helpers_pick_the_reader_that_got_a_card() -> None:
     before = {"A": True, "B": False, "C": False}
-    assert _new_card(before, {"A": True, "B": False, "C": True}, "") == "C"
-    assert _new_card(before, {"A": True, "B": False, "C": False}, "") is None
-    assert _new_card(before, {"A": True, "B": True}, "B") == "B"
+    assert new_card(before, {"A": True, "B": False, "C": True}, "") == "C"
+    assert new_card(before, {"A": True, "B": False, "C": False}, "") is None
+    assert new_card(before, {"A": True, "B": True}, "B") == "B"

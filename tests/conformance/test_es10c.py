@@ -563,6 +563,7 @@ def test_reset_default_smdp_address(card, es10: Es10Client, sgp22: bool) -> None
 
 
 @modifies
+@pytest.mark.exclusive_card  # compares every profile left on the card
 def test_reset_all_sgp22_options_together(card, es10: Es10Client, sgp22: bool) -> None:
     card.provision([ENABLED_TEST, OPERATIONAL, PROVISIONING])
     es10.set_default_dp_address(DEFAULT_DP)
@@ -572,6 +573,7 @@ def test_reset_all_sgp22_options_together(card, es10: Es10Client, sgp22: bool) -
 
 
 @modifies
+@pytest.mark.exclusive_card  # compares every profile left on the card
 def test_reset_eim_and_immediate_enable_results(card, es10: Es10Client) -> None:
     # profiles.py rule 10: options 5 and 6 answer in their own fields (nothingToDelete / ok).
     card.provision([OPERATIONAL, TEST])

@@ -141,6 +141,8 @@ def test_nickname_and_memory_reset_create_no_notification_and_keep_pending_ones(
 
 def test_seq_numbers_increase_and_are_never_reused(card, es10: Es10Client) -> None:
     a, b = card.provision([NOTIFYING, NOTIFYING])
+    if seqs(es10):  # a card in a reader may hold other pending notifications
+        pytest.skip("needs a card without pending notifications")
     es10.enable_profile(iccid=a.iccid)
     es10.enable_profile(iccid=b.iccid)  # disable a, enable b
     numbers = seqs(es10)
