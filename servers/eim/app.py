@@ -299,6 +299,21 @@ def _media_type(content_type: str | None) -> str:
 _Handler = Callable[[Request], Awaitable[Response]]
 
 
+def _store_only(message: bytes) -> bool:
+    """Whether handling ``message`` touches nothing but the store (no SM-DP+ is reached):
+    GetEimPackage, and ProvideEimPackageResult with an EuiccPackageResult alone. Those run
+    on the event loop: the hop to the thread pool costs more CPU than handling them."""
+    if message[:2] == b"\xbf\x4f":
+        return True
+    if message[:2] != b"\xbf\x50":
+        return False
+    try:
+        tags = [tag for tag, _ in tlv_children(message)]
+    except tlv.TlvError:
+        return False
+    return tags in ([b"\xbf\x51"], [b"\x5a", b"\xbf\x51"])
+
+
 def create_app(core: EimCore) -> Starlette:
     """The ASGI app serving ``core``: ESipa (both bindings) and the operator API."""
 
@@ -309,7 +324,10 @@ def create_app(core: EimCore) -> Starlette:
             )
         body = await request.body()
         try:
-            answer: Answer | None = await run_in_threadpool(core.handle, body)
+            if _store_only(body):
+                answer: Answer | None = core.handle(body)
+            else:  # may relay to an SM-DP+ (blocking HTTP)
+                answer = await run_in_threadpool(core.handle, body)
         except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
             log.info("ESipa message refused: %s", exc)
             return Response(str(exc), 400, media_type="text/plain")
