@@ -548,3 +548,31 @@ def test_served_card_helpers_pick_the_reader_that_got_a_card() -> None:
     assert new_card(before, {"A": True, "B": False, "C": True}, "") == "C"
     assert new_card(before, {"A": True, "B": False, "C": False}, "") is None
     assert new_card(before, {"A": True, "B": True}, "B") == "B"
+
+
+@pcsc_mark
+def test_ipa_command_line_works_with_reader_as_with_card(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``ipa --reader NAME`` runs the same commands as ``ipa --card DIR``."""
+    import json
+
+    from ipa.cli import main
+
+    assert main(["--reader", served.reader, "eid"]) == 0
+    assert capsys.readouterr().out.strip() == served.eid
+    assert main(["--reader", served.reader, "--json", "profiles"]) == 0
+    (profile,) = json.loads(capsys.readouterr().out)["profileInfoListOk"]
+    assert profile["iccid"] == served.iccid
+    assert main(["--reader", served.reader, "disable", served.iccid]) == 0
+    assert main(["--reader", served.reader, "enable", served.iccid]) == 0
+    assert main(["--reader", served.reader, "nickname", served.iccid, "via pcsc"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "disableResult: ok",
+        "enableResult: ok",
+        "setNicknameResult: ok",
+    ]
+    assert main(["--reader", served.reader, "--json", "info"]) == 0
+    assert json.loads(capsys.readouterr().out)["eidValue"] == served.eid
+    assert main(["--reader", "no such reader anywhere", "eid"]) == 1
+    assert "no such reader anywhere" in capsys.readouterr().err
