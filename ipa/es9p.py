@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from ipa.errors import IpaError
+from ipa.tls import anchored_context
 
 __all__ = [
     "ADMIN_PROTOCOL",
@@ -191,7 +192,7 @@ class Es9Config:
         if self.ca_certificates:
             # Only the configured anchors: an SM-DP+ TLS certificate is issued by a GSMA CI,
             # not by the web PKI, and trusting both would widen what we accept.
-            return _anchored_context(self.ca_certificates)
+            return anchored_context(self.ca_certificates)
         return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
 
     def base_url(self, address: str) -> str:
@@ -204,24 +205,6 @@ class Es9Config:
         if self.transport is not None:
             return httpx.AsyncClient(transport=self.transport, timeout=timeout)
         return httpx.AsyncClient(verify=self.ssl_context(), timeout=timeout)
-
-
-def _anchored_context(anchors: tuple[bytes, ...]) -> ssl.SSLContext:
-    # Python's defaults (chain, validity, host name, TLS 1.2+), with only these roots: given
-    # cadata, create_default_context loads no system certificates.
-    try:
-        first, *rest = (_cadata(data) for data in anchors)
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=first)
-        for cadata in rest:
-            context.load_verify_locations(cadata=cadata)
-    except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"not a PEM or DER certificate: {exc}") from None
-    return context
-
-
-def _cadata(data: bytes) -> str | bytes:
-    """``cadata`` takes PEM as text and DER as bytes."""
-    return data.decode("ascii") if b"-----BEGIN" in data else data
 
 
 # -- responses --------------------------------------------------------------------------------

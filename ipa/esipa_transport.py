@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from ipa.esipa_codes import (
     AUTHENTICATE_CLIENT,
@@ -48,6 +46,7 @@ from ipa.esipa_codes import (
     EsipaTimeout,
     TlsPinMismatch,
 )
+from ipa.tls import anchored_context, certificate_public_key, unverified_context
 from rsp import schema, tlv
 
 __all__ = [
@@ -129,22 +128,11 @@ class EsipaConfig:
         if self.pinned_public_key is not None:
             # The pin is checked on every new connection (see EsipaTransport._check_pin); the
             # chain is not, since a pinned eIM key needs no certificate authority.
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
+            return unverified_context()
         if not self.ca_certificates:
             return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        try:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-            # Only these anchors (no system roots), and an anchor may be the eIM's leaf.
-            context.load_verify_locations(cadata=_cadata(self.ca_certificates[0]))
-            for data in self.ca_certificates[1:]:
-                context.load_verify_locations(cadata=_cadata(data))
-        except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
-            raise ValueError(f"not a PEM or DER certificate: {exc}") from None
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        return context
+        # Only these anchors, and an anchor may be the eIM's own certificate.
+        return anchored_context(self.ca_certificates, partial_chain=True)
 
     def base_url(self, eim: str) -> str:
         """``eim`` when it already is an ``http(s)://`` URL, else ``<scheme>://<eim>``."""
@@ -160,10 +148,6 @@ class EsipaConfig:
         if self.transport is not None:
             return httpx.AsyncClient(transport=self.transport, timeout=timeout)
         return httpx.AsyncClient(verify=self.ssl_context(), timeout=timeout)
-
-
-def _cadata(data: bytes) -> str | bytes:
-    return data.decode("ascii") if b"-----BEGIN" in data else data
 
 
 # -- the transport --------------------------------------------------------------------------------
@@ -292,14 +276,7 @@ class EsipaTransport:
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         pinned = self.config.pinned_public_key
         if der is not None and pinned is not None:
-            spki = (
-                x509.load_der_x509_certificate(der)
-                .public_key()
-                .public_bytes(
-                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-                )
-            )
-            if spki == pinned:
+            if certificate_public_key(der) == pinned:
                 return
         await stream.aclose()  # nothing was sent; do not leave the connection half-open
         raise TlsPinMismatch(f"{self.base_url}: the TLS certificate does not carry the pinned key")

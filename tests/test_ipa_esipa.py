@@ -658,6 +658,21 @@ def test_tls_is_verified_against_the_configured_anchors(tls_eim: Any) -> None:
     assert fetch(url, EsipaConfig(insecure=True)) is None
 
 
+def test_configured_anchors_replace_the_system_store(
+    tls_eim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With anchors configured, a certificate the system store would accept is refused."""
+    url, ca_pem, _, _ = tls_eim
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_pem))  # the "system" store now holds the CI
+    assert fetch(url) is None  # no anchors: the system store applies
+    from rsp.crypto import Curve
+    from rsp.testpki import load_sgp26
+
+    other = load_sgp26(Curve.BRAINPOOL_P256R1).ci.cert_der
+    with pytest.raises(EsipaConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(url, EsipaConfig(ca_certificates=(other,)))
+
+
 def test_a_leaf_certificate_can_be_the_only_anchor(tls_eim: Any) -> None:
     url, _, _, tls = tls_eim
     assert fetch(url, EsipaConfig(ca_certificates=(tls.cert_der,))) is None

@@ -1,0 +1,245 @@
+"""PSMO cycles of a fleet of emulated devices against the reference eIM, in one process.
+
+    python benchmarks/pull.py [--json] [--devices N] [--seconds S] [--warmup S]
+                              [--concurrency C] [--transport loopback|asgi] [--http pool|httpx]
+                              [--binding asn1|json] [--eim-state disk|memory] [--live-queue]
+
+A PSMO cycle: the eIM has a queued package for the device (enable, then disable, of the TS.48
+profile preloaded on its card, alternating); the device polls (GetEimPackage), runs
+LoadEuiccPackage on its card (the eIM's signature verified, the result signed), reports the
+result (ProvideEimPackageResult), and the eIM verifies the EPR, stores it and acknowledges
+it; the IPAd removes the result from the card. Each device runs the IPAd's pull flow
+(``ipa.pull``) with ``max_packages=1``, so one cycle is exactly those two ESipa requests.
+The devices are a fleet (``ipa.fleet``): one event loop, cycles back to back, ``--concurrency``
+in flight, one pool of kept-alive HTTPS connections.
+
+The packages are queued before the measured window (enough for 500 cycles/s; a device whose
+backlog runs low is topped up after its cycle); ``--live-queue`` queues each device's next
+package only once its result is in, so the operator's work falls inside the window.
+
+Set-up (not timed): the reference eIM (SGP.26 test PKI) serving HTTPS on 127.0.0.1 in a
+background thread of this process, its SQLite state in a temporary directory (``--eim-state
+memory``: in memory; ``--transport asgi``: the eIM app called in-process, no socket); N
+in-memory cards (``Euicc.create(None)``: a NIST P-256 key and certificate each, issued under
+the SGP.26 EUM), the TS.48 profile preloaded, each registered with the eIM with its
+certificates (so the eIM knows its key) and given the eIM by AddInitialEim.
+
+Printed (``--json``: one object):
+  devices              N
+  psmo_cycles_per_s    completed cycles per second over the measured window (after warm-up)
+  p50_ms, p99_ms       latency of those cycles, from the poll to the acknowledgement
+  rss_mb_per_device    (RSS after creating and registering the N devices and opening their
+                       IPAds - RSS before) / N, from /proc/self/status VmRSS
+Floor (issue #4): 200 cycles/s at N=1000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from euicc_sim.card import Euicc
+from ipa import es10_iot
+from ipa.es10 import Es10Client
+from ipa.esipa import Binding, EsipaConfig
+from ipa.fleet import Device, Fleet, FleetConfig, FleetStats, HttpMode
+from ipa.http_pool import FleetHttpClient
+from ipa.pull import PollOutcome, PullConfig
+from ipa.transport import InProcessTransport
+from rsp import saip
+from rsp.crypto import Curve
+from servers.eim import EimServer, OrderState, build_eim, create_app, run_in_thread
+
+PACKAGE = Path(__file__).resolve().parent.parent / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"
+FLOOR = 200.0
+
+
+def rss_mb() -> float:
+    """This process's resident set size in MiB (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def make_card(eim: EimServer, package: bytes) -> Euicc:
+    """A card with the profile preloaded, registered at the eIM and holding its eIM config."""
+    card = Euicc.create(None, curves=(Curve.NIST_P256,))
+    card.preload(package)
+    chain = card.credentials.chains[0]
+    eim.core.register(
+        card.eid,
+        euicc_certificate=chain.euicc_certificate,
+        eum_certificate=chain.eum_certificate,
+    )
+    request = bytes(eim.core.configuration(card.eid).add_initial_eim_request())
+    with Es10Client.open(InProcessTransport(card)) as client:
+        es10_iot.add_initial_eim(client, request)
+    return card
+
+
+class Operator:
+    """Keeps PSMOs queued for every device: enable and disable of the preloaded profile,
+    alternating. ``fill`` queues up to ``depth`` packages for a device (before the measured
+    window); when a device's backlog falls below ``low`` the next result tops it up again."""
+
+    def __init__(self, eim: EimServer, iccid: str, *, depth: int = 1, low: int = 1) -> None:
+        self.eim = eim
+        self.operations = ({"enable": {"iccid": iccid}}, {"disable": {"iccid": iccid}})
+        self.depth, self.low = depth, low
+        self.steps: dict[str, int] = {}
+        self.backlog: dict[str, int] = {}
+        self.refused = 0
+
+    def fill(self, eid: str) -> None:
+        while self.backlog.get(eid, 0) < self.depth:
+            step = self.steps.get(eid, 0)
+            self.steps[eid] = step + 1
+            self.eim.core.queue(eid, {"type": "psmo", "operations": [self.operations[step % 2]]})
+            self.backlog[eid] = self.backlog.get(eid, 0) + 1
+
+    def on_cycle(self, device: Device, outcome: PollOutcome | None) -> None:
+        if outcome is None or device.eid is None:
+            return
+        self.refused += sum(p.refused for p in outcome.packages)
+        self.backlog[device.eid] -= sum(p.kind is not None for p in outcome.packages)
+        if self.backlog[device.eid] < self.low:
+            self.fill(device.eid)
+
+
+async def measure(
+    fleet: Fleet, operator: Operator, warmup: float, seconds: float
+) -> tuple[FleetStats, float, float]:
+    """Open the fleet (RSS after it), then the stats of the cycles that end in ``seconds``
+    after ``warmup`` seconds of cycling, and the process CPU seconds spent in the window."""
+    await fleet.open()
+    after = rss_mb()
+    for device in fleet.devices:
+        assert device.eid is not None
+        operator.fill(device.eid)
+    await fleet.start()
+    await asyncio.sleep(warmup)
+    since, cpu = fleet.clock(), time.process_time()
+    await asyncio.sleep(seconds)
+    until, cpu = fleet.clock(), time.process_time() - cpu
+    await fleet.stop()
+    return fleet.stats(since, until), after, cpu
+
+
+def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
+    package = PACKAGE.read_bytes()
+    iccid = saip.read_package(package).iccid
+    with ExitStack() as stack:
+        state_dir = None
+        if args.eim_state == "disk":
+            state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="eim-bench-"))
+        eim = build_eim("sgp26", state_dir=state_dir)
+        esipa = EsipaConfig(binding=Binding(args.binding), timeout=60.0)
+        if args.transport == "asgi":
+            eim.core.eim_fqdn = "eim.bench.test"
+            eim_url = "https://eim.bench.test"
+            esipa = EsipaConfig(
+                binding=esipa.binding,
+                timeout=esipa.timeout,
+                transport=httpx.ASGITransport(app=create_app(eim.core)),
+            )
+        else:
+            server = stack.enter_context(run_in_thread(eim.core, tls=eim.tls))
+            eim_url = server.base_url
+        make_card(eim, package)  # warms the schema, the test PKI and the eIM's caches
+        before = rss_mb()
+        start = time.perf_counter()
+        cards = [make_card(eim, package) for _ in range(args.devices)]
+        say(f"{args.devices} cards made and registered in {time.perf_counter() - start:.1f} s")
+        if args.live_queue:
+            operator = Operator(eim, iccid)
+        else:  # enough for the whole run at 500 cycles/s
+            depth = math.ceil(500 * (args.warmup + args.seconds) / args.devices) + 2
+            operator = Operator(eim, iccid, depth=depth, low=2)
+        config = FleetConfig(
+            eim_url,
+            pull=PullConfig(esipa=esipa, max_packages=1),
+            concurrency=args.concurrency,
+            max_connections=args.concurrency,
+            pace=0.0,
+            http=HttpMode(args.http),
+        )
+        fleet = Fleet(cards, config, on_cycle=operator.on_cycle)
+        stats, after, cpu = asyncio.run(measure(fleet, operator, args.warmup, args.seconds))
+        say(f"fleet opened: {after - before:.1f} MiB for {args.devices} devices")
+        if isinstance(fleet.http, FleetHttpClient):
+            say(f"{fleet.http.pool.connections_opened} connection(s) to the eIM opened in all")
+        done = eim.core.store.orders(states=[OrderState.DONE])
+        verified = sum(1 for order in done if order.verified)
+        say(
+            f"{stats.cycles} cycles measured, {stats.failed} failed, {operator.refused} refused;"
+            f" eIM: {verified} of {len(done)} done orders verified;"
+            f" {cpu * 1000 / max(stats.cycles, 1):.2f} ms CPU per cycle"
+        )
+        if stats.failed or operator.refused or verified != len(done):
+            raise SystemExit("some cycles failed or some results were not verified")
+    return {
+        "devices": args.devices,
+        "psmo_cycles_per_s": round(stats.packages_per_s, 1),
+        "p50_ms": round(stats.p50_ms, 2),
+        "p99_ms": round(stats.p99_ms, 2),
+        "rss_mb_per_device": round((after - before) / args.devices, 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--devices", type=int, default=1000, help="emulated devices (N)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
+    parser.add_argument("--warmup", type=float, default=3.0, help="cycling before the window")
+    parser.add_argument("--concurrency", type=int, default=4, help="cycles in flight")
+    parser.add_argument(
+        "--transport",
+        choices=("loopback", "asgi"),
+        default="loopback",
+        help="real HTTPS on 127.0.0.1 (default) or the eIM app in-process",
+    )
+    parser.add_argument("--http", choices=[m.value for m in HttpMode], default="pool")
+    parser.add_argument("--binding", choices=[b.value for b in Binding], default="asn1")
+    parser.add_argument("--eim-state", choices=("disk", "memory"), default="disk")
+    parser.add_argument(
+        "--live-queue",
+        action="store_true",
+        help="queue each device's next PSMO only when its result is in (inside the window)",
+    )
+    args = parser.parse_args()
+    if args.devices < 1:
+        parser.error("--devices must be at least 1")
+    logging.basicConfig(level=logging.ERROR)
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, file=sys.stderr)
+
+    results = run(args, say)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for key, value in results.items():
+            print(f"{key:20} {value}")
+        rate = results["psmo_cycles_per_s"]
+        mark = "ok" if rate >= FLOOR else "BELOW FLOOR"
+        print(f"floor: {FLOOR:.0f} cycles/s at N=1000: {mark}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
