@@ -65,7 +65,7 @@ from ipa.es9p import (
 )
 from ipa.es10 import Es10Client
 from ipa.es10_download import CancelSessionReason, DeviceInfo, ProfileInstallationResult
-from ipa.notifications import deliver_notification
+from ipa.notifications import NotificationOutcome, deliver_notification
 from ipa.types import ProfileInfo
 from rsp import schema
 
@@ -504,6 +504,7 @@ async def download_profile(
     es9: Es9PlusClient | None = None,
     check_metadata: bool = True,
     offload_card_io: bool = False,
+    deliver_install_result: bool = True,
 ) -> DownloadResult:
     """Download and install the profile an activation code points to (see the module doc).
 
@@ -522,6 +523,9 @@ async def download_profile(
         es9: an ES9+ client to use (the caller keeps ownership); overrides config/smdp_url.
         check_metadata: compare the BPP's StoreMetadata with profileMetadata.
         offload_card_io: run ES10 calls in a worker thread (slow readers, shared loops).
+        deliver_install_result: send the ProfileInstallationResult to the server and remove
+            it from the card once taken; False leaves it pending on the card for the caller
+            to carry elsewhere (the pull flow's ProfileDownloadTriggerResult).
 
     Raises:
         InvalidActivationCode: the activation code text is invalid.
@@ -544,6 +548,7 @@ async def download_profile(
             ask_confirmation_code=ask_confirmation_code,
             consent=consent,
             check_metadata=check_metadata,
+            deliver_install_result=deliver_install_result,
         )
     finally:
         if own:
@@ -558,6 +563,7 @@ async def _run(
     ask_confirmation_code: ConfirmationCodeCallback | None,
     consent: ConsentCallback | None,
     check_metadata: bool,
+    deliver_install_result: bool,
 ) -> DownloadResult:
     try:
         await _authenticate(session, device_info)
@@ -584,7 +590,14 @@ async def _run(
         raise comm from exc
 
     # The BF37 is a pending notification on the card now, whatever it says.
-    outcome = await deliver_notification(session.client, session.es9, result.raw, result.seq_number)
+    if deliver_install_result:
+        outcome = await deliver_notification(
+            session.client, session.es9, result.raw, result.seq_number
+        )
+    else:
+        outcome = NotificationOutcome(
+            result.seq_number, "profileInstallationResult", None, False, False, "kept on the card"
+        )
     if not result.success:
         failed = ProfileInstallationFailed(result)
         failed.transaction_id = session.transaction_id

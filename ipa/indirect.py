@@ -44,7 +44,6 @@ from typing import Any, TypeVar
 
 from ipa.activation import ActivationCode, parse_activation_code
 from ipa.download import DownloadResult, download_profile
-from ipa.errors import IpaError
 from ipa.es9p import (
     AuthenticateClientOk,
     Es9Config,
@@ -67,16 +66,11 @@ from ipa.esipa import (
 )
 from rsp import schema, tlv
 
-__all__ = ["EsipaRelay", "NotificationDeferred", "download_profile_indirect", "expand_ci_pkid"]
+__all__ = ["EsipaRelay", "download_profile_indirect", "expand_ci_pkid"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class NotificationDeferred(IpaError):
-    """The ProfileInstallationResult was kept on the card for the ProfileDownloadTriggerResult
-    (not an error of the download; :mod:`ipa.download` records it as not delivered)."""
 
 
 def expand_ci_pkid(ci_pkid_tlv: bytes, known: tuple[bytes, ...]) -> bytes:
@@ -110,16 +104,13 @@ class EsipaRelay(Es9PlusClient):
         smdp_address: str,
         *,
         eim_transaction_id: bytes | None = None,
-        deliver_notification: bool = True,
     ) -> None:
         # Deliberately not Es9PlusClient.__init__: there is no HTTP client of our own.
         self.config = Es9Config()
         self.base_url = f"https://{smdp_address}"
         self.esipa = esipa
         self.eim_transaction_id = eim_transaction_id
-        self.deliver_notification = deliver_notification
         self.transaction_id: bytes | None = None
-        self.deferred_notification: bytes | None = None
 
     async def aclose(self) -> None:
         """Nothing to close: the ESipa client belongs to the caller."""
@@ -215,13 +206,7 @@ class EsipaRelay(Es9PlusClient):
         return GetBoundProfilePackageOk(transaction_id, ok.bound_profile_package)
 
     async def handle_notification(self, pending_notification: bytes) -> None:
-        """ESipa.HandleNotification, or keep the result for the trigger result (see the
-        module doc)."""
-        if not self.deliver_notification:
-            self.deferred_notification = pending_notification
-            raise NotificationDeferred(
-                "kept on the card for the ProfileDownloadTriggerResult to the eIM"
-            )
+        """ESipa.HandleNotification."""
         await self._relay(
             "handleNotification", self.esipa.handle_notification(pending_notification)
         )
@@ -258,10 +243,7 @@ async def download_profile_indirect(
         if isinstance(activation_code, ActivationCode)
         else parse_activation_code(activation_code)
     )
-    relay = EsipaRelay(
-        esipa,
-        ac.smdp_address,
-        eim_transaction_id=eim_transaction_id,
-        deliver_notification=deliver_notification,
+    relay = EsipaRelay(esipa, ac.smdp_address, eim_transaction_id=eim_transaction_id)
+    return await download_profile(
+        client, ac, es9=relay, deliver_install_result=deliver_notification, **options
     )
-    return await download_profile(client, ac, es9=relay, **options)

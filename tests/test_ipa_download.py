@@ -325,6 +325,24 @@ def test_install_notification_that_the_server_refuses_stays_on_the_card() -> Non
     assert pending(card) == []
 
 
+def test_install_result_can_be_left_on_the_card_for_the_caller() -> None:
+    card, smdp = new_card(), FakeSmdp()
+    result = download(card, smdp, deliver_install_result=False)
+    assert not result.notification_delivered and not result.notification_removed
+    assert smdp.notifications() == []  # never offered to the SM-DP+
+    (left,) = pending(card)
+    assert left.seq_number == result.seq_number
+
+
+def test_failed_install_result_can_be_left_on_the_card_too() -> None:
+    card, smdp = new_card(), FakeSmdp()
+    card.preload(UPP)
+    error = expect_failure(card, smdp, ProfileInstallationFailed, deliver_install_result=False)
+    assert not error.notification_delivered and not error.notification_removed
+    assert smdp.notifications() == []
+    assert [n.seq_number for n in pending(card)] == [error.result.seq_number]
+
+
 def test_sync_facade() -> None:
     card, smdp = new_card(), FakeSmdp()
     with open_client(card) as client:
