@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rsp.crypto import Curve
@@ -78,40 +79,69 @@ def _print_summary(summary: dict) -> None:
         )
 
 
+class _StoppedAt(Exception):
+    """A command over several cards stopped at one of them (the earlier ones are done)."""
+
+
+@contextlib.contextmanager
+def _naming(directory: str, several: bool) -> Iterator[None]:
+    """With several cards, a failure names the card it stopped at."""
+    try:
+        yield
+    except (CardError, OSError, ValueError) as exc:
+        if not several:
+            raise
+        raise _StoppedAt(f"{directory}: {exc} (stopped there)") from exc
+
+
 def _init(args: argparse.Namespace) -> int:
     def read(path: str | None) -> bytes | None:
         return Path(path).read_bytes() if path else None
 
-    card = Euicc.create(
-        args.directory,
-        eid=args.eid,
-        curves=_CURVES[args.curve],
-        pki=args.pki,
-        euicc_key=read(args.euicc_key),
-        euicc_certificate=read(args.euicc_cert),
-        eum_certificate=read(args.eum_cert),
-        ci_certificates=[Path(p).read_bytes() for p in args.ci_cert or ()],
-    )
-    print(f"created eUICC {card.eid} in {args.directory}")
+    one_card_only = {"--eid": args.eid, "--euicc-key": args.euicc_key}
+    if len(args.directories) > 1:
+        for option, value in one_card_only.items():
+            if value is not None:
+                raise ValueError(f"{option} makes one card; give one directory")
+    ci_certificates = [Path(p).read_bytes() for p in args.ci_cert or ()]
+    for directory in args.directories:
+        with _naming(directory, len(args.directories) > 1):
+            card = Euicc.create(
+                directory,
+                eid=args.eid,
+                curves=_CURVES[args.curve],
+                pki=args.pki,
+                euicc_key=read(args.euicc_key),
+                euicc_certificate=read(args.euicc_cert),
+                eum_certificate=read(args.eum_cert),
+                ci_certificates=ci_certificates,
+            )
+        print(f"created eUICC {card.eid} in {directory}")
     return 0
 
 
 def _preload(args: argparse.Namespace) -> int:
-    card = Euicc.open(args.directory)
-    profile = card.preload(
-        Path(args.package).read_bytes(),
-        iccid=args.iccid,
-        profile_name=args.name,
-        service_provider_name=args.provider,
-        profile_class=ProfileClass[args.profile_class.upper()] if args.profile_class else None,
-        nickname=args.nickname,
-        notification_address=args.notify,
-        ppr1=args.ppr1,
-        ppr2=args.ppr2,
-        enable=args.enable,
-    )
-    state = "enabled" if profile.state is ProfileState.ENABLED else "disabled"
-    print(f"preloaded {iccid_from_ef(profile.iccid)} as {profile.isdp_aid.hex().upper()} ({state})")
+    package = Path(args.package).read_bytes()
+    for directory in args.directories:
+        with _naming(directory, len(args.directories) > 1):
+            profile = Euicc.open(directory).preload(
+                package,
+                iccid=args.iccid,
+                profile_name=args.name,
+                service_provider_name=args.provider,
+                profile_class=ProfileClass[args.profile_class.upper()]
+                if args.profile_class
+                else None,
+                nickname=args.nickname,
+                notification_address=args.notify,
+                ppr1=args.ppr1,
+                ppr2=args.ppr2,
+                enable=args.enable,
+            )
+        state = "enabled" if profile.state is ProfileState.ENABLED else "disabled"
+        iccid = iccid_from_ef(profile.iccid)
+        where = f" in {directory}" if len(args.directories) > 1 else ""
+        print(f"preloaded {iccid} as {profile.isdp_aid.hex().upper()} ({state}){where}")
     return 0
 
 
@@ -129,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="euicc-sim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("init", help="make a new card in DIR")
-    p.add_argument("directory")
+    p = sub.add_parser("init", help="make a new card in DIR (one per DIR given)")
+    p.add_argument("directories", nargs="+", metavar="DIR")
     p.add_argument("--eid", help="32-digit EID (default: random, SGP.26 EIN prefix 89049032)")
     p.add_argument("--curve", choices=sorted(_CURVES), default="both")
     p.add_argument("--pki", help="test PKI directory whose EUM issues the eUICC certificate")
@@ -140,8 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ci-cert", action="append", help="a CI certificate the card trusts")
     p.set_defaults(run=_init)
 
-    p = sub.add_parser("preload", help="install a SAIP profile package as a factory would")
-    p.add_argument("directory")
+    p = sub.add_parser(
+        "preload", help="install a SAIP profile package as a factory would (on each DIR)"
+    )
+    p.add_argument("directories", nargs="+", metavar="DIR")
     p.add_argument("package", help="unprotected profile package (DER), e.g. a TS.48 file")
     p.add_argument("--enable", action="store_true", help="enable it after installing")
     p.add_argument("--iccid", help="override the ICCID from the package header")
@@ -188,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (CardError, OSError, ValueError) as exc:
+    except (CardError, OSError, ValueError, _StoppedAt) as exc:
         print(f"euicc-sim: {exc}", file=sys.stderr)
         return 1
 

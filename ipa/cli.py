@@ -21,6 +21,7 @@ from .download import DownloadError, download_profile_sync
 from .errors import IpaError
 from .es9p import Es9Config, load_trust_anchors
 from .es10 import Es10Client
+from .fleet_cli import add_fleet_command, cmd_fleet
 from .notifications import process_notifications_sync
 from .transport import InProcessTransport, Transport
 from .types import ProfileInfo
@@ -260,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirmation-code", metavar="CODE", help="the code, if the SM-DP+ asks")
     _add_es9_options(p)
     _add_poll_command(add)
+    add_fleet_command(sub)
     return parser
 
 
@@ -287,27 +289,8 @@ def cmd_poll(client: Es10Client, args: argparse.Namespace) -> None:
 
     def show(outcome: PollOutcome) -> None:
         if args.json:
-            _print_json(
-                {
-                    "state": outcome.state.name,
-                    "eidValue": flow.eid,
-                    "eimId": flow.eim.eim_id if flow.eim is not None else None,
-                    "packages": [
-                        {
-                            "kind": p.kind.value if p.kind is not None else None,
-                            "result": p.result.hex().upper(),
-                            "delivered": p.delivered,
-                            "acknowledged": list(p.acknowledged),
-                            "rolledBack": p.rolled_back,
-                            "detail": p.detail,
-                        }
-                        for p in outcome.packages
-                    ],
-                    "notifications": outcome.notifications,
-                    "error": outcome.error,
-                    "nextDelay": round(outcome.next_delay, 3),
-                }
-            )
+            eim_id = flow.eim.eim_id if flow.eim is not None else None
+            _print_json({"eidValue": flow.eid, "eimId": eim_id, **outcome.to_json()})
             return
         eim = flow.eim.eim_id if flow.eim is not None else "-"
         counts = f"{len(outcome.packages)} package(s), {outcome.notifications} notification(s)"
@@ -378,6 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
     try:
+        if getattr(args, "fleet", False):
+            if args.card or args.reader:
+                raise UsageError("ipa fleet takes card directories, not --card or --reader")
+            cmd_fleet(args)
+            return 0
         transport = open_transport(args)
         config = ChannelConfig(channel=args.channel, block_size=args.block_size)
         with Es10Client.open(transport, config) as client:

@@ -260,6 +260,8 @@ class Fleet:
                 clients.append(Es10Client.open(InProcessTransport(card)))
                 if i % 100 == 99:
                     await asyncio.sleep(0)  # let the loop breathe while a big fleet opens
+            # Before reading the cards' eIM TLS trust: an unprovisioned card gets it here.
+            self._apply_initial_eim(clients)
             esipa_config = self._esipa_config(clients)
             self._http = self._http_client(esipa_config)
             self.esipa = EsipaClient(self.config.eim_url, esipa_config, http=self._http)
@@ -434,6 +436,15 @@ class Fleet:
             if not task.cancelled() and task.exception() is not None:
                 log.error("fleet worker failed: %r", task.exception())
         self._workers = []
+
+    def _apply_initial_eim(self, clients: Sequence[Es10Client]) -> None:
+        """AddInitialEim (``pull.initial_eim``) on every card without an eIM, as S0 would."""
+        initial = self.config.pull.initial_eim
+        if initial is None:
+            return
+        for client in clients:
+            if not es10_iot.get_eim_configuration_data(client):
+                es10_iot.add_initial_eim(client, initial)
 
     def _esipa_config(self, clients: Sequence[Es10Client]) -> EsipaConfig:
         """The shared ESipa settings: ``pull.esipa`` plus the eIM TLS trust on the cards."""

@@ -170,6 +170,16 @@ class PollOutcome:
         """Whether the cycle reached the eIM and ended normally."""
         return self.error is None and self.state is State.IDLE
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``ipa poll --json`` adds the EID and eIM to it)."""
+        return {
+            "state": self.state.name,
+            "packages": [p.to_json() for p in self.packages],
+            "notifications": self.notifications,
+            "error": self.error,
+            "nextDelay": round(self.next_delay, 3),
+        }
+
 
 class _CycleFailed(Exception):
     """Internal: end the cycle in S8 with back-off."""

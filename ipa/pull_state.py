@@ -137,6 +137,17 @@ class PackageOutcome:
     detail: str = ""
     refused: bool = False
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the result in hex)."""
+        return {
+            "kind": self.kind.value if self.kind is not None else None,
+            "result": self.result.hex().upper(),
+            "delivered": self.delivered,
+            "acknowledged": list(self.acknowledged),
+            "rolledBack": self.rolled_back,
+            "detail": self.detail,
+        }
+
     @property
     def kept(self) -> bool:
         """Whether the result is still pending (to be sent again next cycle)."""
