@@ -35,10 +35,14 @@ def open_transport(args: argparse.Namespace) -> Transport:
     """The card transport named on the command line."""
     if args.card and args.reader:
         raise UsageError("use either --card or --reader, not both")
+    if args.card and (args.protocol != "any" or args.exclusive):
+        raise UsageError("--protocol and --exclusive are for --reader")
     if args.reader:
         from .pcsc import open_reader_transport  # pyscard is optional: import on demand
 
-        return open_reader_transport(args.reader)
+        return open_reader_transport(
+            args.reader, protocol=args.protocol, exclusive=args.exclusive
+        )
     if args.card:
         try:
             card_module = importlib.import_module("euicc_sim.card")
@@ -224,6 +228,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--reader", metavar="NAME", help="a card in a PC/SC reader: (part of) its name or index"
     )
     parser.add_argument(
+        "--protocol",
+        choices=("T0", "T1", "any"),
+        default="any",
+        help="with --reader: the transmission protocol to connect with (default: any)",
+    )
+    parser.add_argument(
+        "--exclusive",
+        action="store_true",
+        help="with --reader: keep other applications off the card while the command runs",
+    )
+    parser.add_argument(
         "--channel", type=int, help="logical channel to use (default: card assigns)"
     )
     parser.add_argument("--block-size", type=int, default=255, help="STORE DATA block size")
@@ -368,8 +383,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         transport = open_transport(args)
         config = ChannelConfig(channel=args.channel, block_size=args.block_size)
-        with Es10Client.open(transport, config) as client:
-            args.run(client, args)
+        try:
+            with Es10Client.open(transport, config) as client:
+                args.run(client, args)
+        finally:
+            close = getattr(transport, "close", None)  # a reader: disconnect, release PC/SC
+            if close is not None:
+                close()
     except (UsageError, IpaError, ValueError, OSError) as exc:
         print(f"ipa: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1

@@ -537,7 +537,11 @@ class PcscTransport:
         return f"PcscTransport({self._reader!r}, {state})"
 
 
-def open_reader_transport(name_or_index: str) -> PcscTransport:
-    """The transport for ``--reader NAME``: digits are an index, anything else a name."""
+def open_reader_transport(
+    name_or_index: str, *, protocol: PcscProtocol | str = PcscProtocol.ANY, exclusive: bool = False
+) -> PcscTransport:
+    """The transport for ``--reader NAME``: digits are an index, anything else a name;
+    ``protocol`` and ``exclusive`` as for :class:`PcscTransport`."""
     text = name_or_index.strip()
-    return PcscTransport(int(text) if text.isdigit() else text)
+    reader = int(text) if text.isdigit() else text
+    return PcscTransport(reader, protocol=protocol, exclusive=exclusive)

@@ -158,3 +158,11 @@ def test_ipa_on_a_directory_without_a_card_fails_clearly(
 ) -> None:
     assert ipa_cli.main(["--card", str(tmp_path / "none"), "eid"]) == 1
     assert "holds no card" in capsys.readouterr().err
+
+
+def test_ipa_reader_options_need_a_reader(card: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from ipa.cli import main as ipa_main
+
+    assert ipa_main(["--card", card, "--protocol", "T1", "eid"]) == 2
+    assert "--protocol and --exclusive are for --reader" in capsys.readouterr().err
+    assert ipa_main(["--card", card, "--exclusive", "eid"]) == 2

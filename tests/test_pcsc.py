@@ -574,5 +574,10 @@ def test_ipa_command_line_works_with_reader_as_with_card(
     ]
     assert main(["--reader", served.reader, "--json", "info"]) == 0
     assert json.loads(capsys.readouterr().out)["eidValue"] == served.eid
+    assert main(["--reader", served.reader, "--protocol", "T0", "--exclusive", "eid"]) == 0
+    assert capsys.readouterr().out.strip() == served.eid
+    # The emulated card's ATR offers T=0 only: asking for T=1 is refused, and said clearly.
+    assert main(["--reader", served.reader, "--protocol", "T1", "eid"]) == 1
+    assert "offers none of the protocols asked for (T1)" in capsys.readouterr().err
     assert main(["--reader", "no such reader anywhere", "eid"]) == 1
     assert "no such reader anywhere" in capsys.readouterr().err
