@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .channel import ChannelConfig
+from .cli_pull import add_pull_options, pull_config
 from .download import DownloadError, download_profile_sync
 from .errors import IpaError
 from .es9p import Es9Config, load_trust_anchors
@@ -40,9 +41,7 @@ def open_transport(args: argparse.Namespace) -> Transport:
     if args.reader:
         from .pcsc import open_reader_transport  # pyscard is optional: import on demand
 
-        return open_reader_transport(
-            args.reader, protocol=args.protocol, exclusive=args.exclusive
-        )
+        return open_reader_transport(args.reader, protocol=args.protocol, exclusive=args.exclusive)
     if args.card:
         try:
             card_module = importlib.import_module("euicc_sim.card")
@@ -287,20 +286,9 @@ def cmd_poll(client: Es10Client, args: argparse.Namespace) -> None:
     """Poll the card's eIM once (--once) or until interrupted."""
     import asyncio
 
-    from .esipa import Binding, EsipaConfig
-    from .pull import Backoff, PollOutcome, PullConfig, PullFlow
+    from .pull import PollOutcome, PullFlow
 
-    anchors = load_trust_anchors(args.ca_cert)
-    config = PullConfig(
-        eim_url=args.eim_url,
-        esipa=EsipaConfig(
-            binding=Binding(args.binding), ca_certificates=anchors, insecure=args.insecure
-        ),
-        es9=Es9Config(ca_certificates=anchors, insecure=args.insecure),
-        initial_eim=args.initial_eim,
-        backoff=Backoff(interval=args.interval),
-    )
-    flow = PullFlow(client, config, state_dir=args.state)
+    flow = PullFlow(client, pull_config(args, eim_url=args.eim_url), state_dir=args.state)
 
     def show(outcome: PollOutcome) -> None:
         if args.json:
@@ -338,23 +326,9 @@ def cmd_poll(client: Es10Client, args: argparse.Namespace) -> None:
 def _add_poll_command(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
     p = add("poll", cmd_poll, "SGP.32 pull flow: poll the eIM and run its packages")
     p.add_argument("--once", action="store_true", help="one cycle, then exit")
-    p.add_argument("--binding", choices=("asn1", "json"), default="asn1", help="ESipa binding")
     p.add_argument("--state", metavar="DIR", help="keep pending results in DIR across restarts")
-    p.add_argument(
-        "--initial-eim", metavar="FILE.der", help="AddInitialEimRequest for an unprovisioned card"
-    )
     p.add_argument("--eim-url", metavar="URL", help="reach the eIM here instead of its eimFqdn")
-    p.add_argument(
-        "--interval", type=float, default=60.0, metavar="S", help="seconds between polls"
-    )
-    p.add_argument(
-        "--ca-cert",
-        action="append",
-        default=[],
-        metavar="PEM",
-        help="trust anchor for the eIM and SM-DP+ TLS certificates (repeatable)",
-    )
-    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    add_pull_options(p, initial_eim_help="AddInitialEimRequest for an unprovisioned card")
 
 
 def _add_es9_options(p: argparse.ArgumentParser) -> None:

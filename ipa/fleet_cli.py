@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from . import es10_iot
+from .cli_pull import add_pull_options, pull_config
 from .errors import IpaError
-from .es9p import Es9Config, load_trust_anchors
 from .es10 import Es10Client
-from .esipa import Binding, EsipaConfig
 from .fleet import Device, Fleet, FleetConfig, FleetStats
-from .pull import Backoff, PollOutcome, PullConfig
+from .pull import PollOutcome
 from .transport import InProcessTransport
 
 __all__ = ["add_fleet_command", "cmd_fleet"]
@@ -44,16 +43,12 @@ def add_fleet_command(sub: Any) -> None:
     p.add_argument("--eim-url", required=True, metavar="URL", help="the eIM all devices poll")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     p.add_argument("--once", action="store_true", help="one cycle per device, then exit")
-    p.add_argument("--binding", choices=("asn1", "json"), default="asn1", help="ESipa binding")
-    p.add_argument(
-        "--initial-eim",
-        metavar="FILE.der|DIR",
-        help="AddInitialEimRequest for unprovisioned cards: one file for all, or a directory "
-        "of <EID>.der files (an eIM that gives each eUICC its own association token)",
-    )
     p.add_argument("--state", metavar="DIR", help="keep each IPAd's pending results in DIR/<EID>")
-    p.add_argument(
-        "--interval", type=float, default=60.0, metavar="S", help="each device's poll interval"
+    add_pull_options(
+        p,
+        initial_eim_help="AddInitialEimRequest for unprovisioned cards: one file for all, or a "
+        "directory of <EID>.der files (an eIM that gives each eUICC its own association token)",
+        initial_eim_metavar="FILE.der|DIR",
     )
     p.add_argument(
         "--pace",
@@ -70,14 +65,6 @@ def add_fleet_command(sub: Any) -> None:
     p.add_argument(
         "--report", type=float, default=10.0, metavar="S", help="seconds between stats lines"
     )
-    p.add_argument(
-        "--ca-cert",
-        action="append",
-        default=[],
-        metavar="PEM",
-        help="trust anchor for the eIM and SM-DP+ TLS certificates (repeatable)",
-    )
-    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     p.set_defaults(run=None, fleet=True)
 
 
@@ -104,18 +91,9 @@ def cmd_fleet(args: argparse.Namespace) -> None:
     if initial_eim is not None and Path(initial_eim).is_dir():
         _provision_from_directory(cards, Path(initial_eim))
         initial_eim = None
-    anchors = load_trust_anchors(args.ca_cert)
-    pull = PullConfig(
-        esipa=EsipaConfig(
-            binding=Binding(args.binding), ca_certificates=anchors, insecure=args.insecure
-        ),
-        es9=Es9Config(ca_certificates=anchors, insecure=args.insecure),
-        initial_eim=initial_eim,
-        backoff=Backoff(interval=args.interval),
-    )
     config = FleetConfig(
         args.eim_url,
-        pull=pull,
+        pull=pull_config(args, initial_eim=initial_eim),
         concurrency=args.concurrency,
         max_connections=args.max_connections,
         pace=args.pace,
