@@ -17,7 +17,7 @@ from rsp import saip
 from rsp.crypto import Curve
 from rsp.iccid import iccid_to_ef
 
-from . import bpp, download, eim, es10a, es10b, es10c, euicc_package, iot, profiles
+from . import bpp, crl, download, eim, es10a, es10b, es10c, euicc_package, iot, profiles
 from . import credentials as make
 from .cardos import CardOS
 from .config import CardConfig
@@ -53,7 +53,7 @@ _INSTALL_ERRORS = {
 
 def _all_handlers() -> HandlerTable:
     table = HandlerTable()
-    for module in (es10a, es10b, es10c, download, bpp, eim, euicc_package, iot):
+    for module in (es10a, es10b, es10c, download, bpp, crl, eim, euicc_package, iot):
         for name, handler in module.HANDLERS.items():
             table.handles(name)(handler)
     return table

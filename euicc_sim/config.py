@@ -40,6 +40,8 @@ class CardConfig:
     #: Free non-volatile memory for profile packages, in bytes (reported in extCardResource).
     profile_memory: int = 1_000_000
     root_ds_address: str = "testrootsmds.example.com"
+    #: Revoked certificates LoadCRL may keep, over all CIs (notEnoughMemorySpace beyond).
+    max_crl_entries: int = 10_000
     #: Whether GetProfilesInfo without a tag list includes the icon.
     icon_in_default_profile_info: bool = True
     rat: tuple[RatRule, ...] = DEFAULT_RAT

@@ -159,7 +159,11 @@ def _decode(type_name: str, request: bytes) -> tuple[Any, list[bytes]]:
 
 
 def _load_server_certificate(
-    der: bytes, ci_pkid: bytes, ci_key: ec.EllipticCurvePublicKey, roles: tuple[pki.CertRole, ...]
+    ctx: IsdrContext,
+    der: bytes,
+    ci_pkid: bytes,
+    ci_key: ec.EllipticCurvePublicKey,
+    roles: tuple[pki.CertRole, ...],
 ) -> tuple[ec.EllipticCurvePublicKey | None, str | None, int]:
     """Check a server certificate; return (its key, its OID, error code 0 when acceptable)."""
     try:
@@ -172,6 +176,9 @@ def _load_server_certificate(
             pki.verify_issued_by(cert, ci_key, ci_pkid, which=role.label)
             return None, None, INVALID_OID
         oid = pki.check_server_certificate(cert, {ci_pkid: ci_key}, role)
+        if ctx.state.is_revoked(ci_pkid, cert.serial_number):  # on a CRL loaded by LoadCRL
+            log.info("server certificate refused: serial %x is revoked", cert.serial_number)
+            return None, None, INVALID_CERTIFICATE
         key = cert.public_key()
         if not isinstance(key, ec.EllipticCurvePublicKey):  # for the type checker
             return None, None, INVALID_CERTIFICATE
@@ -225,7 +232,7 @@ def _authenticate_server(ctx: IsdrContext, request: bytes) -> bytes:
     chain = ctx.credentials.chain_for(ci_pkid)
     if ci_key is None or chain is None:
         return refuse(CI_PK_UNKNOWN)
-    key, oid, code = _load_server_certificate(raw[3], ci_pkid, ci_key, _SERVER_AUTH_ROLES)
+    key, oid, code = _load_server_certificate(ctx, raw[3], ci_pkid, ci_key, _SERVER_AUTH_ROLES)
     if key is None or oid is None:
         return refuse(code)
     if not _verifies(key, value["serverSignature1"], raw[0]):
@@ -300,7 +307,7 @@ def _prepare_download(ctx: IsdrContext, request: bytes) -> bytes:
     ci_pkid = session.chain.ci_pkid
     certificate = raw[3 if "hashCc" in value else 2]
     key, oid, code = _load_server_certificate(
-        certificate, ci_pkid, session.ci_key, (pki.CertRole.DP_PB,)
+        ctx, certificate, ci_pkid, session.ci_key, (pki.CertRole.DP_PB,)
     )
     if key is None or oid is None:
         return refuse(INVALID_CERTIFICATE if code == INVALID_OID else code)

@@ -18,6 +18,7 @@ HANDLERS = HandlerTable()
 
 # RspCapability bits (RSPDefinitions)
 _ADDITIONAL_PROFILE = 0
+_CRL_SUPPORT = 1  # ES10b.LoadCRL (euicc_sim.crl)
 _TEST_PROFILE_SUPPORT = 3
 _DEVICE_INFO_EXTENSIBILITY = 4
 # UICCCapability bits (PEDefinitions) this emulator accepts in profile packages.
@@ -52,7 +53,7 @@ def get_euicc_info1(ctx: Any, request: dict) -> dict:
 def euicc_info2_value(ctx: Any) -> dict:
     """The SGP32-EUICCInfo2 value of this card (also embedded in euiccSigned1)."""
     cfg = ctx.config
-    rsp_caps = [_TEST_PROFILE_SUPPORT, _DEVICE_INFO_EXTENSIBILITY]
+    rsp_caps = [_CRL_SUPPORT, _TEST_PROFILE_SUPPORT, _DEVICE_INFO_EXTENSIBILITY]
     if len(ctx.state.profiles) < cfg.max_profiles:
         rsp_caps.append(_ADDITIONAL_PROFILE)
     return {

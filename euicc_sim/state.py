@@ -186,6 +186,34 @@ class LastDownload:
 
 
 @dataclass(frozen=True)
+class StoredCrl:
+    """The certificate revocation list of one CI, as LoadCRL left it (:mod:`euicc_sim.crl`).
+
+    ``revoked``: the serial numbers of the CRL with the highest crlNumber loaded (deltas
+    merged in). A partitioned CRL (SGP.22 partial CRLs) is loaded part by part: ``parts``
+    holds the partialCrlNumbers loaded of ``total_parts`` and ``revoked`` their entries; until
+    all are in, the card also keeps applying ``previous``, the list the new set replaces.
+    """
+
+    ci_pkid: bytes
+    crl_number: int
+    revoked: frozenset[int] = frozenset()
+    total_parts: int = 0
+    parts: frozenset[int] = frozenset()
+    previous: frozenset[int] = frozenset()
+
+    @property
+    def missing_parts(self) -> list[int]:
+        """The partialCrlNumbers still to load (empty for a complete CRL)."""
+        return sorted(set(range(1, self.total_parts + 1)) - self.parts)
+
+    @property
+    def applied(self) -> frozenset[int]:
+        """The serial numbers the card treats as revoked."""
+        return self.revoked | self.previous
+
+
+@dataclass(frozen=True)
 class CardState:
     """Everything that survives a power cycle (besides keys, certificates and blobs)."""
 
@@ -203,6 +231,8 @@ class CardState:
     fallback: FallbackInfo | None = None
     immediate_enable: ImmediateEnableConfig | None = None
     last_download: LastDownload | None = None
+    #: One entry per CI that issued a loaded CRL (ES10b.LoadCRL).
+    crls: tuple[StoredCrl, ...] = ()
     #: httpParams for GetConnectivityParameters (a factory setting; None: not available).
     connectivity_parameters: bytes | None = None
 
@@ -215,6 +245,14 @@ class CardState:
     @property
     def enabled_profile(self) -> Profile | None:
         return next((p for p in self.profiles if p.state is ProfileState.ENABLED), None)
+
+    def crl_for(self, ci_pkid: bytes) -> StoredCrl | None:
+        return next((c for c in self.crls if c.ci_pkid == ci_pkid), None)
+
+    def is_revoked(self, ci_pkid: bytes, serial_number: int) -> bool:
+        """Whether a certificate of this CI with this serial number is on a loaded CRL."""
+        crl = self.crl_for(ci_pkid)
+        return crl is not None and serial_number in crl.applied
 
     def eim_config(self, eim_id: str) -> EimConfig | None:
         return next((e for e in self.eim_configs if e.eim_id == eim_id), None)

@@ -154,6 +154,18 @@ class SetDefaultDpAddressResult(Asn1Enum):
     UNDEFINED_ERROR = 127, "undefinedError"
 
 
+class LoadCrlError(Asn1Enum):
+    """LoadCRLResponse ``loadCRLResponseError``."""
+
+    INVALID_SIGNATURE = 1, "invalidSignature"
+    INVALID_CRL_FORMAT = 2, "invalidCRLFormat"
+    NOT_ENOUGH_MEMORY_SPACE = 3, "notEnoughMemorySpace"
+    VERIFICATION_KEY_NOT_FOUND = 4, "verificationKeyNotFound"
+    FRESHER_CRL_ALREADY_LOADED = 5, "fresherCrlAlreadyLoaded"
+    BASE_CRL_MISSING = 6, "baseCrlMissing"
+    UNDEFINED_ERROR = 127, "undefinedError"
+
+
 class DeleteNotificationStatus(Asn1Enum):
     """NotificationSentResponse ``deleteNotificationStatus``."""
 

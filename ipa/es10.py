@@ -36,6 +36,7 @@ from ipa.types import (
     EuiccInfo2,
     GetCertsError,
     ListNotificationsResultError,
+    LoadCrlError,
     MemoryResetResult,
     NotificationEvent,
     NotificationMetadata,
@@ -54,7 +55,7 @@ from ipa.types import (
     events_to_bits,
 )
 from rsp import es10 as es10_catalogue
-from rsp import schema
+from rsp import schema, tlv
 from rsp.iccid import iccid_to_ef
 
 __all__ = ["Es10Client", "profile_info_tags"]
@@ -70,6 +71,7 @@ F_LIST_NOTIFICATION = "ES10b.ListNotification"
 F_RETRIEVE_NOTIFICATIONS = "ES10b.RetrieveNotificationsList"
 F_REMOVE_NOTIFICATION = "ES10b.RemoveNotificationFromList"
 F_GET_CERTS = "ES10b.GetCerts"
+F_LOAD_CRL = "ES10b.LoadCRL"
 F_MEMORY_RESET_IOT = "ES10b.eUICCMemoryReset"
 F_GET_PROFILES_INFO = "ES10c.GetProfilesInfo"
 F_ENABLE = "ES10c.EnableProfile"
@@ -471,6 +473,23 @@ class Es10Client:
             "deleteNotificationStatus",
             DeleteNotificationStatus,
         )
+
+    def load_crl(self, crl: bytes) -> list[int]:
+        """ES10b.LoadCRL: hand the card a CRL (DER ``CertificateList``) from its CI.
+
+        Returns the partialCrlNumbers the card still misses of a partitioned CRL (empty when
+        it holds the whole list). Raises :class:`Es10Error` with :class:`LoadCrlError`.
+        """
+        item = tlv.read_tlv(crl) if crl[:1] == b"\x30" else None
+        if item is None or item.end != len(crl):
+            raise ValueError("crl must be one DER CertificateList (a 30 TLV)")
+        # The request carries the CertificateList under the automatic tag A0.
+        request = tlv.encode_tlv(b"\xbf\x35", b"\xa0" + crl[1:])
+        response = self._exchange(request)
+        kind, value = self._decode(F_LOAD_CRL, "LoadCRLResponse", response)
+        if kind == "loadCRLResponseError":
+            self._fail(F_LOAD_CRL, kind, value, LoadCrlError)
+        return list(value.get("missingParts", []))
 
     def get_certs(self, ci_pkid: bytes | None = None) -> EuiccCertificates:
         """ES10b.GetCerts (SGP.32): EUM and eUICC certificates as DER.

@@ -55,6 +55,9 @@ from .codes import (
     ListNotificationsResultError as ListNotificationsResultError,
 )
 from .codes import (
+    LoadCrlError as LoadCrlError,
+)
+from .codes import (
     NotificationEvent as NotificationEvent,
 )
 from .codes import (

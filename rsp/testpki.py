@@ -314,6 +314,56 @@ def issue_server_certificate(
     return Credential(key, cert)
 
 
+TOTAL_PARTIAL_CRL_NUMBER = x509.ObjectIdentifier("2.23.146.1.2.0.2")
+PARTIAL_CRL_NUMBER = x509.ObjectIdentifier("2.23.146.1.2.0.3")
+
+
+def issue_crl(
+    ci: Credential,
+    revoked: Iterable[int],
+    crl_number: int,
+    *,
+    delta_of: int | None = None,
+    removed: Iterable[int] = (),
+    partial: tuple[int, int] | None = None,
+    next_update_days: int = 30,
+    now: dt.datetime | None = None,
+) -> bytes:
+    """A CRL (DER) signed by ``ci`` in the SGP.22 profile: authorityKeyIdentifier (the CI's
+    SKI) and cRLNumber, ecdsa-with-SHA256.
+
+    ``revoked``: serial numbers revoked; ``delta_of``: make it a delta CRL on that base CRL
+    number, with ``removed`` serials listed as removeFromCRL; ``partial``: (total, part)
+    for one part of a partitioned CRL (id-rsp-totalPartialCrlNumber/partialCrlNumber).
+    """
+    start = _now(now)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ci.cert.subject)
+        .last_update(start)
+        .next_update(start + dt.timedelta(days=next_update_days))
+        .add_extension(x509.AuthorityKeyIdentifier(ci.ski, None, None), critical=False)
+        .add_extension(x509.CRLNumber(crl_number), critical=False)
+    )
+    if delta_of is not None:
+        builder = builder.add_extension(x509.DeltaCRLIndicator(delta_of), critical=True)
+    if partial is not None:
+        oids = (TOTAL_PARTIAL_CRL_NUMBER, PARTIAL_CRL_NUMBER)
+        for oid, number in zip(oids, partial, strict=True):
+            value = number.to_bytes(max(1, (number.bit_length() + 8) // 8), "big")
+            ext = x509.UnrecognizedExtension(oid, b"\x02" + bytes([len(value)]) + value)
+            builder = builder.add_extension(ext, critical=False)
+    entries: list[tuple[int, x509.ReasonFlags | None]] = [(serial, None) for serial in revoked]
+    entries += [(serial, x509.ReasonFlags.remove_from_crl) for serial in removed]
+    for serial, reason in entries:
+        entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(start)
+        if reason is not None:
+            entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    crl = builder.sign(ci.key, hashes.SHA256())
+    return crl.public_bytes(serialization.Encoding.DER)
+
+
 def _issue_eim(curve: Curve, name: str, now: dt.datetime) -> Credential:
     key = crypto.generate_private_key(curve)
     subject = _name((NameOID.ORGANIZATION_NAME, "ACME"), (NameOID.COMMON_NAME, name))

@@ -51,12 +51,15 @@ from euicc_sim.storage import (
     StorageError,
     referenced_blobs,
 )
+from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
 from rsp import crypto, saip, schema, tlv
 from rsp import es10 as catalogue
+from rsp.crypto import Curve
 from rsp.iccid import iccid_from_ef
 from rsp.testpki import SGP26_DIR as SGP26
+from rsp.testpki import issue_crl, load_sgp26
 
 TS48 = Path(__file__).resolve().parents[1] / "profiles" / "ts48"
 
@@ -166,6 +169,24 @@ def set_default_dp_address(address: str, *, sgp32: bool = False) -> Op:
         lambda card: {"defaultDpAddress": address},
         {"setDefaultDpAddressResult": 0},
     )
+
+
+_CI = load_sgp26(Curve.NIST_P256).ci
+
+
+def load_crl(revoked: list[int], number: int, missing: list[int] | None = None, **kw: Any) -> Op:
+    """LoadCRL of a CRL by the SGP.26 NIST CI; ``missing`` None: it must be refused."""
+    crl = issue_crl(_CI, revoked, number, **kw)
+
+    def run(card: Euicc) -> None:
+        with Es10Client.open(InProcessTransport(card)) as client:
+            if missing is None:
+                with pytest.raises(Es10Error, match="loadCRLResponseError"):
+                    client.load_crl(crl)
+            else:
+                assert client.load_crl(crl) == missing
+
+    return run
 
 
 def remove_notification(seq_number: int, status: int = 0) -> Op:
@@ -344,6 +365,13 @@ STATE_CHANGING = [
     Command("clear-default-dp-address", set_default_dp_address("")),
     Command("set-default-dp-address-sgp32", set_default_dp_address("dp.iot.example", sgp32=True)),
     Command("remove-notification", remove_notification(3)),
+    Command("load-crl", load_crl([1, 2, 3], 1, [])),
+    Command(
+        "load-crl-delta",
+        load_crl([4], 2, [], delta_of=1, removed=[2]),
+        setup=load_crl([1, 2], 1, []),
+    ),
+    Command("load-crl-partial", load_crl([5], 3, [1], partial=(2, 2)), setup=load_crl([1], 2, [])),
     Command("memory-reset-sgp22-operational-and-default-dp", memory_reset_sgp22({0, 1, 2})),
     Command("memory-reset-sgp22-default-dp-only", memory_reset_sgp22({2})),
     Command(
@@ -460,6 +488,7 @@ STATE_CHANGING_REQUESTS = {
     "ImmediateEnableRequest",
     "ExecuteFallbackMechanismRequest",
     "ReturnFromFallbackRequest",
+    "LoadCRLRequest",
     "BoundProfilePackage",  # crash-tested in tests/test_download_card.py
 }
 
@@ -537,6 +566,8 @@ REFUSED = [
         memory_reset_sgp32({1, 4, 5}, {"resetResult": 1, "resetEimResult": 1}),
     ),
     Command("preload-same-package-again", lambda card: _refused_preload(card, PKG_A)),
+    Command("load-older-crl", load_crl([9], 1), setup=load_crl([1], 2, [])),
+    Command("load-delta-crl-without-base", load_crl([9], 2, delta_of=1)),
 ]
 
 

@@ -36,7 +36,14 @@ from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
 from rsp import bpp, crypto, pki, saip, schema, tlv
 from rsp.crypto import Curve
-from rsp.testpki import Credential, TestPki, generate_test_pki, issue_server_certificate, load_sgp26
+from rsp.testpki import (
+    Credential,
+    TestPki,
+    generate_test_pki,
+    issue_crl,
+    issue_server_certificate,
+    load_sgp26,
+)
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 PACKAGES = sorted(p.name for p in TS48.glob("*.der"))
@@ -1068,3 +1075,34 @@ def test_a_crash_at_any_effect_of_the_last_piece_leaves_the_card_before_or_after
     switch = outcomes.count("before")
     assert outcomes == ["before"] * switch + ["after"] * (len(effects) - switch)
     assert 1 <= switch < len(effects)  # one commit point, after at least one effect
+
+
+# --- a CRL loaded by LoadCRL revokes server certificates (euicc_sim/crl.py rule 4) ---------------
+
+
+def load_crl(card: Euicc, crl: bytes) -> list[int]:
+    with Es10Client.open(InProcessTransport(card)) as client:
+        return client.load_crl(crl)
+
+
+def test_a_revoked_dp_auth_is_refused_with_invalid_certificate(sgp26_card: Euicc) -> None:
+    load_crl(sgp26_card, issue_crl(NIST.ci, [NIST.dp_pb.cert.serial_number + 1], 1))
+    session = Download(sgp26_card, NIST)
+    session.authenticate()  # other serials revoked: this DPauth still passes
+    assert load_crl(sgp26_card, issue_crl(NIST.ci, [NIST.dp_auth.cert.serial_number], 2)) == []
+    before = Snapshot.of(sgp26_card)
+    session = Download(sgp26_card, NIST)
+    session.get_challenge()
+    assert auth_error(session.authenticate(session.authenticate_request())) == (
+        session.transaction_id,
+        1,
+    )
+    before.assert_unchanged(sgp26_card)
+
+
+def test_a_revoked_dp_pb_is_refused_with_invalid_certificate(sgp26_card: Euicc) -> None:
+    assert load_crl(sgp26_card, issue_crl(NIST.ci, [NIST.dp_pb.cert.serial_number], 7)) == []
+    session = Download(sgp26_card, NIST)
+    session.authenticate()
+    answer = session.prepare(session.prepare_request())
+    assert download_error(answer) == (session.transaction_id, 1)

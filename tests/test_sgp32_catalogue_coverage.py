@@ -2,8 +2,8 @@
 answered by the card: a meaningful request for each gets ``9000`` and a response that
 decodes as the function's response type, under the request's tag.
 
-Exceptions, each with its reason: the LoadBoundProfilePackage pieces (``BF36``), which the
-download tests cover, and LoadCRL, an optional SGP.22 function the card does not offer.
+One exception, with its reason: the LoadBoundProfilePackage pieces (``BF36``), which the
+download tests cover.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from test_euicc_package import TestEim, add_initial_eim, new_card, send
 
 from euicc_sim.card import Euicc
-from rsp import es10, schema
+from rsp import es10, schema, tlv
 from rsp.crypto import Curve
-from rsp.testpki import load_sgp26
+from rsp.testpki import issue_crl, load_sgp26
 
 Request = Callable[[Euicc, TestEim], bytes]
 
@@ -79,7 +79,6 @@ REQUESTS: dict[str, Request] = {
         {"searchCriteria": ("euiccPackageResults", None)},
     ),
     "NotificationSentRequest": _encode("NotificationSentRequest", {"seqNumber": 1}),
-    "LoadCRLRequest": lambda card, eim: bytes.fromhex("BF3500"),
     "AuthenticateServerRequest": _authenticate_server,
     "CancelSessionRequest": _encode("CancelSessionRequest", {"transactionId": _TID, "reason": 1}),
     "GetRatRequest": _encode("GetRatRequest", {}),
@@ -109,17 +108,16 @@ REQUESTS: dict[str, Request] = {
     "DisableEmergencyProfileRequest": _encode("DisableEmergencyProfileRequest", _REFRESH),
     "GetConnectivityParametersRequest": _encode("GetConnectivityParametersRequest", {}),
     "IpaeActivationRequest": _encode("IpaeActivationRequest", {"ipaeOption": (b"\x80", 1)}),
+    # The CertificateList under the automatic tag A0 (its 30 replaced).
+    "LoadCRLRequest": lambda card, eim: tlv.encode_tlv(
+        b"\xbf\x35", b"\xa0" + issue_crl(_DP.ci, [1], 1)[1:]
+    ),
 }
 
 _NOT_HERE = {
     "BoundProfilePackage": pytest.mark.skip(
         reason="LoadBoundProfilePackage pieces (BF36...) belong to the download engineer's "
         "euicc_sim/bpp.py and are covered by tests/test_download_card.py"
-    ),
-    "LoadCRLRequest": pytest.mark.xfail(
-        strict=True,
-        reason="LoadCRL is an optional SGP.22 function; the card does not announce crlSupport "
-        "and answers 6A88",
     ),
 }
 
