@@ -8,9 +8,14 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from euicc_sim.card import Euicc
 from euicc_sim.config import CardConfig
+from euicc_sim.state import StoredCrl
+from euicc_sim.storage import state_from_json, state_to_json
 from ipa.errors import Es10Error, StatusWordError
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
@@ -182,3 +187,82 @@ def test_the_client_refuses_bytes_that_are_no_certificate_list(card: Euicc) -> N
         for bad in (b"", b"\x31\x00", issue_crl(NIST.ci, [1], 1) + b"\x00"):
             with pytest.raises(ValueError):
                 client.load_crl(bad)
+
+
+# -- a stateful property: whatever order CRLs arrive in, the rules hold ------------------------
+
+SERIALS = st.frozensets(st.integers(1, 12), max_size=4)
+
+
+class CrlMachine(RuleBasedStateMachine):
+    """Random full, delta and partial CRLs of one CI; checks the rules of euicc_sim/crl.py on
+    every answer: refusals change nothing, crlNumber never goes back, an incomplete set never
+    un-revokes, a complete set (or a full CRL) is exactly its entries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.card = Euicc.create(None)
+        self.parts: dict[int, frozenset[int]] = {}  # entries of the current set's parts
+        self.before_set: frozenset[int] = frozenset()  # applied when the current set began
+
+    def stored(self) -> StoredCrl | None:
+        return self.card.state.crl_for(NIST.ci.ski)
+
+    def applied(self) -> frozenset[int]:
+        crl = self.stored()
+        return frozenset() if crl is None else crl.applied
+
+    def send(self, crl: bytes) -> list[int] | None:
+        before = self.card.state
+        try:
+            return load(self.card, crl)
+        except Es10Error:
+            assert self.card.state == before
+            return None
+
+    @rule(number=st.integers(1, 6), serials=SERIALS)
+    def full(self, number: int, serials: frozenset[int]) -> None:
+        old = self.stored()
+        answer = self.send(issue_crl(NIST.ci, serials, number))
+        if old is not None and old.crl_number > number:
+            assert answer is None
+            return
+        assert answer == [] and self.applied() == serials
+        self.parts = {}
+
+    @rule(base=st.integers(1, 6), step=st.integers(0, 2), serials=SERIALS, removed=SERIALS)
+    def delta(self, base: int, step: int, serials: frozenset[int], removed: frozenset[int]) -> None:
+        old, before = self.stored(), self.applied()
+        removed = removed - serials
+        crl = issue_crl(NIST.ci, serials, base + step, delta_of=base, removed=removed)
+        answer = self.send(crl)
+        usable = old is not None and old.crl_number >= base and not old.missing_parts
+        if not usable or old is None or old.crl_number > base + step:
+            assert answer is None
+            return
+        assert answer == [] and self.applied() == (before | serials) - removed
+
+    @rule(number=st.integers(1, 6), part=st.integers(1, 3), serials=SERIALS)
+    def partial(self, number: int, part: int, serials: frozenset[int]) -> None:
+        old, before = self.stored(), self.applied()
+        answer = self.send(issue_crl(NIST.ci, serials, number, partial=(3, part)))
+        if old is not None and old.crl_number > number:
+            assert answer is None
+            return
+        assert answer is not None
+        same_set = old is not None and (old.crl_number, old.total_parts) == (number, 3)
+        if not same_set:
+            self.parts, self.before_set = {}, before
+        self.parts[part] = self.parts.get(part, frozenset()) | serials
+        assert answer == sorted({1, 2, 3} - set(self.parts))
+        entries = frozenset().union(*self.parts.values())
+        expected = entries if not answer else entries | self.before_set
+        assert self.applied() == expected
+
+    @invariant()
+    def survives_a_round_trip_through_the_state_file(self) -> None:
+        assert state_from_json(state_to_json(self.card.state)) == self.card.state
+
+
+TestCrlMachine = CrlMachine.TestCase
+TestCrlMachine.settings = settings(max_examples=40, stateful_step_count=12, deadline=None)
