@@ -11,7 +11,6 @@ HTTPS on 127.0.0.1, TLS verified against the test CI.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import ssl
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_client import AsgiClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -67,19 +67,11 @@ def value(data: bytes) -> bytes:
     return tlv.read_tlv(data).value(data)
 
 
-class Client:
-    """Synchronous in-process HTTP to an ASGI app."""
+class Client(AsgiClient):
+    """The eIM app in-process, with ESipa and operator API helpers."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://eim.test") as c:
-                return await c.request(method, url, **kwargs)
-
-        return asyncio.run(send())
+        super().__init__(app, "http://eim.test")
 
     def esipa(self, message: bytes, *, status: int = 200) -> bytes:
         response = self.request("POST", "/gsma/rsp2/asn1", content=message, headers=ASN1)

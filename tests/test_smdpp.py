@@ -11,7 +11,6 @@ drives that card in-process against the GSMA SGP.26 credentials.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import dataclasses
 import datetime as dt
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgi_client import AsgiClient
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -93,28 +93,9 @@ def other_pki() -> TestPki:
     return generate_test_pki(Curve.NIST_P256)
 
 
-class AsgiClient:
-    """A synchronous HTTP client for the ASGI app, in-process (httpx.ASGITransport)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://smdp.test") as c:
-                return await c.request(method, url, **kwargs)
-
-        return asyncio.run(send())
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
-
-    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("DELETE", url, **kwargs)
+def asgi(app: Any) -> AsgiClient:
+    """The SM-DP+ app in-process."""
+    return AsgiClient(app, "http://smdp.test")
 
 
 class Clock:
@@ -166,7 +147,7 @@ def make_server(test_pki: TestPki, state: Path | None = None, **options: Any) ->
     clock = Clock()
     config = SmdpConfig.from_test_pki(test_pki, options.pop("address", ADDRESS), **options)
     core = SmdpCore(config, OrderStore(state), clock=clock)
-    return Server(core, AsgiClient(create_app(core, profiles_dir=TS48)), clock, test_pki)
+    return Server(core, asgi(create_app(core, profiles_dir=TS48)), clock, test_pki)
 
 
 @pytest.fixture
@@ -525,7 +506,7 @@ def test_the_ci_is_chosen_among_several(nist: TestPki, other_pki: TestPki) -> No
     config = SmdpConfig.from_test_pki([other_pki, nist], ADDRESS)
     core = SmdpCore(config)
     core.orders.add_order("ABC-123", PACKAGE)
-    server = Server(core, AsgiClient(create_app(core)), Clock(), nist)
+    server = Server(core, asgi(create_app(core)), Clock(), nist)
     euicc = SoftEuicc(nist)
     signed2 = authenticate(server, euicc)  # checks DPauth/DPpb chain to nist's CI
     answer = server.ok("getBoundProfilePackage", euicc.prepare_request(signed2))
@@ -703,7 +684,7 @@ def test_trusted_ci_without_dpauth_is_8_8_4(nist: TestPki, other_pki: TestPki) -
         nist, ADDRESS, trusted_ci_keys={**nist.ci_keys(), **other_pki.ci_keys()}
     )
     core = SmdpCore(config)
-    server = Server(core, AsgiClient(create_app(core)), Clock(), nist)
+    server = Server(core, asgi(create_app(core)), Clock(), nist)
     theirs = [other_pki.ci.ski]
     request = SoftEuicc(other_pki).initiate_request(verification=theirs, signing=theirs)
     assert server.failed("initiateAuthentication", request) == "8.8.4/3.7"
@@ -761,7 +742,7 @@ def test_expired_eum_certificate(nist: TestPki) -> None:
         SmdpConfig.from_test_pki(nist, ADDRESS),
         wall_clock=lambda: dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
     )
-    server = Server(core, AsgiClient(create_app(core)), Clock(), nist)
+    server = Server(core, asgi(create_app(core)), Clock(), nist)
     assert refused_authentication(server, SoftEuicc(nist)) == "8.1.2/6.3"
 
 
@@ -1240,7 +1221,7 @@ def test_sgp26_credentials_download_into_a_default_card(tmp_path: Path) -> None:
     assert [c.curve for c in core.config.credentials] == [Curve.NIST_P256, Curve.BRAINPOOL_P256R1]
     assert core.config.tls is not None and pki.cert_curve(core.config.tls.cert) is Curve.NIST_P256
     core.orders.add_order("SGP26", OTHER_PACKAGE)
-    server = Server(core, AsgiClient(create_app(core)), Clock(), load_sgp26(Curve.NIST_P256))
+    server = Server(core, asgi(create_app(core)), Clock(), load_sgp26(Curve.NIST_P256))
     card = Euicc.create(None)
     result = card_download(lambda f, body: server.ok(f, body), card, ADDRESS, "SGP26")
     notify(server, result)
