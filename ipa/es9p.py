@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from ipa.errors import IpaError
-from ipa.tls import anchored_context
+from ipa.tls import anchored_context, https_client
 
 __all__ = [
     "ADMIN_PROTOCOL",
@@ -201,10 +201,9 @@ class Es9Config:
 
     def http_client(self) -> httpx.AsyncClient:
         """A new httpx client with these settings (the caller closes it)."""
-        timeout = httpx.Timeout(self.timeout)
         if self.transport is not None:
-            return httpx.AsyncClient(transport=self.transport, timeout=timeout)
-        return httpx.AsyncClient(verify=self.ssl_context(), timeout=timeout)
+            return https_client(False, self.timeout, self.transport)
+        return https_client(self.ssl_context(), self.timeout)
 
 
 # -- responses --------------------------------------------------------------------------------

@@ -46,7 +46,12 @@ from ipa.esipa_codes import (
     EsipaTimeout,
     TlsPinMismatch,
 )
-from ipa.tls import anchored_context, certificate_public_key, unverified_context
+from ipa.tls import (
+    anchored_context,
+    certificate_public_key,
+    https_client,
+    unverified_context,
+)
 from rsp import schema, tlv
 
 __all__ = [
@@ -144,10 +149,9 @@ class EsipaConfig:
 
     def http_client(self) -> httpx.AsyncClient:
         """A new httpx client with these settings (the caller closes it)."""
-        timeout = httpx.Timeout(self.timeout)
         if self.transport is not None:
-            return httpx.AsyncClient(transport=self.transport, timeout=timeout)
-        return httpx.AsyncClient(verify=self.ssl_context(), timeout=timeout)
+            return https_client(False, self.timeout, self.transport)
+        return https_client(self.ssl_context(), self.timeout)
 
 
 # -- the transport --------------------------------------------------------------------------------

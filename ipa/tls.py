@@ -10,10 +10,11 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-__all__ = ["anchored_context", "certificate_public_key", "unverified_context"]
+__all__ = ["anchored_context", "certificate_public_key", "https_client", "unverified_context"]
 
 
 def anchored_context(anchors: Sequence[bytes], *, partial_chain: bool = False) -> ssl.SSLContext:
@@ -37,6 +38,18 @@ def anchored_context(anchors: Sequence[bytes], *, partial_chain: bool = False) -
     if partial_chain:
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     return context
+
+
+def https_client(
+    verify: ssl.SSLContext | bool,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """A new httpx client verifying with ``verify``, or over ``transport`` (tests) when given;
+    the caller closes it."""
+    if transport is not None:
+        return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout))
+    return httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(timeout))
 
 
 def unverified_context() -> ssl.SSLContext:
