@@ -65,6 +65,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from rsp import crypto, pki, schema, tlv
+from rsp.eim_config import encode_eim_configuration
+from rsp.tlv import der_integer
 
 from .apdu import StatusWordError
 from .ecasd import Credentials, SigningChain
@@ -110,11 +112,6 @@ class EimConfigError(Exception):
 
 
 # --- DER helpers ----------------------------------------------------------------------------
-
-
-def der_integer(value: int) -> bytes:
-    """The content octets of a DER INTEGER (minimal two's complement)."""
-    return value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
 
 
 def token_tlvs(token: int | None) -> tuple[bytes, ...]:
@@ -404,31 +401,20 @@ def package_result(chain: SigningChain, data: bytes, token_tlv: bytes) -> bytes:
 
 def encode_config(c: EimConfig) -> bytes:
     """The EimConfigurationData TLV (``30``) of a stored configuration (rule 7)."""
-    parts = [tlv.encode_tlv(b"\x80", c.eim_id.encode())]
-    if c.eim_fqdn is not None:
-        parts.append(tlv.encode_tlv(b"\x81", c.eim_fqdn.encode()))
-    if c.eim_id_type is not None:
-        parts.append(tlv.encode_tlv(b"\x82", der_integer(c.eim_id_type)))
-    parts.append(tlv.encode_tlv(b"\x83", der_integer(c.counter_value)))
-    if c.association_token is not None:
-        parts.append(tlv.encode_tlv(b"\x84", der_integer(c.association_token)))
-    for tag, key, cert in (
-        (b"\xa5", c.public_key, c.certificate),
-        (b"\xa6", c.tls_public_key, c.tls_certificate),
-    ):
-        # [5]/[6] CHOICE: explicit wrapper; alternatives [0]/[1] replace the 30 of the DER.
-        if key is not None:
-            parts.append(tlv.encode_tlv(tag, b"\xa0" + key[1:]))
-        elif cert is not None:
-            parts.append(tlv.encode_tlv(tag, b"\xa1" + cert[1:]))
-    if c.supported_protocols is not None:
-        data, nbits = schema.bits(c.supported_protocols)
-        parts.append(tlv.encode_tlv(b"\x87", bytes([len(data) * 8 - nbits]) + data))
-    if c.euicc_ci_pkid is not None:
-        parts.append(tlv.encode_tlv(b"\x88", c.euicc_ci_pkid))
-    if c.indirect_profile_download:
-        parts.append(b"\x89\x00")
-    return tlv.encode_tlv(b"\x30", b"".join(parts))
+    return encode_eim_configuration(
+        eim_id=c.eim_id,
+        eim_fqdn=c.eim_fqdn,
+        eim_id_type=c.eim_id_type,
+        counter_value=c.counter_value,
+        association_token=c.association_token,
+        eim_public_key=c.public_key,
+        eim_certificate=c.certificate,
+        trusted_eim_pk_tls=c.tls_public_key,
+        trusted_certificate_tls=c.tls_certificate,
+        supported_protocols=c.supported_protocols,
+        euicc_ci_pkid=c.euicc_ci_pkid,
+        indirect_profile_download=c.indirect_profile_download,
+    )
 
 
 @HANDLERS.handles("GetEimConfigurationDataRequest")

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_TAG_LEN",
     "Tlv",
     "TlvError",
+    "der_integer",
     "encode_length",
     "encode_tlv",
     "first_tag",
@@ -191,6 +192,11 @@ def encode_tlv(tag: bytes, value: bytes) -> bytes:
     if after != len(tag):
         raise ValueError(f"{bytes(tag).hex().upper()} is more than one tag")
     return bytes(tag) + encode_length(len(value)) + bytes(value)
+
+
+def der_integer(value: int) -> bytes:
+    """The content octets of a DER INTEGER: two's complement (128 is ``00 80``)."""
+    return value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
 
 
 def first_tag(data: _Bytes) -> bytes:

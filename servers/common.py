@@ -24,7 +24,6 @@ from rsp import tlv
 
 __all__ = [
     "b64",
-    "der_integer",
     "is_hex",
     "is_json_content_type",
     "json_error",
@@ -35,11 +34,6 @@ __all__ = [
     "unb64",
     "value_to_json",
 ]
-
-
-def der_integer(value: int) -> bytes:
-    """The content octets of a DER INTEGER: minimal two's complement (128 is ``00 80``)."""
-    return value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
 
 
 def b64(data: bytes) -> str:

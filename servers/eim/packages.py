@@ -27,9 +27,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from rsp import crypto, pki, schema, tlv
+from rsp.eim_config import encode_eim_configuration
 from rsp.iccid import InvalidIccid, iccid_to_ef
+from rsp.tlv import der_integer
 
-from ..common import der_integer, is_hex, pem, tlv_children, value_to_json
+from ..common import is_hex, pem, tlv_children, value_to_json
 
 __all__ = [
     "IPA_EUICC_DATA_TAGS",
@@ -225,33 +227,21 @@ class EimConfigurationData:
 
     def encode(self, tag: bytes = b"\x30") -> bytes:
         """The DER TLV; ``tag`` ``A8``/``AA`` gives the addEim/updateEim eCO (implicit tag)."""
-        parts = [tlv.encode_tlv(b"\x80", self.eim_id.encode("utf-8"))]
-        if self.eim_fqdn is not None:
-            parts.append(tlv.encode_tlv(b"\x81", self.eim_fqdn.encode("utf-8")))
-        for t, number in (
-            (b"\x82", self.eim_id_type),
-            (b"\x83", self.counter_value),
-            (b"\x84", self.association_token),
-        ):
-            if number is not None:
-                parts.append(tlv.encode_tlv(t, der_integer(number)))
-        for t, spki, cert in (
-            (b"\xa5", self.eim_public_key, self.eim_certificate),
-            (b"\xa6", self.trusted_eim_pk_tls, self.trusted_certificate_tls),
-        ):
-            # [5]/[6] wrap a CHOICE explicitly; its [0]/[1] replace the 30 of the DER.
-            if spki is not None:
-                parts.append(tlv.encode_tlv(t, b"\xa0" + spki[1:]))
-            elif cert is not None:
-                parts.append(tlv.encode_tlv(t, b"\xa1" + cert[1:]))
-        if self.eim_supported_protocol is not None:
-            data, nbits = schema.bits(self.eim_supported_protocol)
-            parts.append(tlv.encode_tlv(b"\x87", bytes([len(data) * 8 - nbits]) + data))
-        if self.euicc_ci_pkid is not None:
-            parts.append(tlv.encode_tlv(b"\x88", self.euicc_ci_pkid))
-        if self.indirect_profile_download:
-            parts.append(b"\x89\x00")
-        return tlv.encode_tlv(tag, b"".join(parts))
+        return encode_eim_configuration(
+            eim_id=self.eim_id,
+            eim_fqdn=self.eim_fqdn,
+            eim_id_type=self.eim_id_type,
+            counter_value=self.counter_value,
+            association_token=self.association_token,
+            eim_public_key=self.eim_public_key,
+            eim_certificate=self.eim_certificate,
+            trusted_eim_pk_tls=self.trusted_eim_pk_tls,
+            trusted_certificate_tls=self.trusted_certificate_tls,
+            supported_protocols=self.eim_supported_protocol,
+            euicc_ci_pkid=self.euicc_ci_pkid,
+            indirect_profile_download=self.indirect_profile_download,
+            tag=tag,
+        )
 
     def add_initial_eim_request(self) -> bytes:
         """``BF57 { A0 { 30 ... } }``: the ES10b.AddInitialEim request with this entry."""
