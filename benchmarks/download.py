@@ -27,17 +27,17 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from euicc_protocol import crypto, pki, scp03t
+from euicc_protocol.crypto import Curve
+from euicc_protocol.pki import CertRole
+from euicc_protocol.testpki import issue_server_certificate, load_sgp26
+from euicc_servers.smdpp import OrderStore, SmdpConfig, SmdpCore, create_app
+from euicc_servers.smdpp import run_in_thread as run_smdpp
 from euicc_sim.card import Euicc
 from ipa.download import download_profile_sync
 from ipa.es9p import Es9Config
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
-from rsp import crypto, pki, scp03t
-from rsp.crypto import Curve
-from rsp.pki import CertRole
-from rsp.testpki import issue_server_certificate, load_sgp26
-from servers.smdpp import OrderStore, SmdpConfig, SmdpCore, create_app
-from servers.smdpp import run_in_thread as run_smdpp
 
 PACKAGE = Path(__file__).resolve().parent.parent / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"
 

@@ -50,6 +50,9 @@ from typing import Any
 
 import httpx
 
+from euicc_protocol import saip
+from euicc_protocol.crypto import Curve
+from euicc_servers.eim import EimServer, OrderState, build_eim, create_app, run_in_thread
 from euicc_sim.card import Euicc
 from ipa import es10_iot
 from ipa.es10 import Es10Client
@@ -58,9 +61,6 @@ from ipa.fleet import Device, Fleet, FleetConfig, FleetStats, HttpMode
 from ipa.http_pool import FleetHttpClient
 from ipa.pull import PollOutcome, PullConfig
 from ipa.transport import InProcessTransport
-from rsp import saip
-from rsp.crypto import Curve
-from servers.eim import EimServer, OrderState, build_eim, create_app, run_in_thread
 
 PACKAGE = Path(__file__).resolve().parent.parent / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"
 FLOOR = 200.0

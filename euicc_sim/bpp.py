@@ -68,8 +68,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rsp import crypto, saip, schema, scp03t, tlv
-from rsp.crypto import Curve
+from euicc_protocol import crypto, saip, schema, scp03t, tlv
+from euicc_protocol.crypto import Curve
 
 from . import download, profiles
 from .apdu import StatusWordError

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from rsp import saip
-from rsp.crypto import Curve
-from rsp.iccid import iccid_to_ef
+from euicc_protocol import saip
+from euicc_protocol.crypto import Curve
+from euicc_protocol.iccid import iccid_to_ef
 
 from . import bpp, crl, download, eim, es10a, es10b, es10c, euicc_package, iot, profiles
 from . import credentials as make

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rsp.crypto import Curve
-from rsp.iccid import iccid_from_ef
+from euicc_protocol.crypto import Curve
+from euicc_protocol.iccid import iccid_from_ef
 
 from .card import CardError, Euicc
 from .state import ProfileClass, ProfileState
@@ -201,12 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_server_commands(sub: argparse._SubParsersAction) -> None:
     """The reference servers' commands (``smdpp``, ``eim``), when the servers are installed.
 
-    Only this command-line front end reaches into ``servers``; the card library itself never
+    Only this command-line front end reaches into ``euicc_servers``; the card library itself never
     imports it (the servers and the card talk over HTTP and APDUs only).
     """
     for module, function in (
-        ("servers.smdpp.serve", "add_smdpp_command"),
-        ("servers.eim.serve", "add_eim_command"),
+        ("euicc_servers.smdpp.serve", "add_smdpp_command"),
+        ("euicc_servers.eim.serve", "add_eim_command"),
     ):
         try:
             add = getattr(importlib.import_module(module), function)

@@ -10,9 +10,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rsp import pki, testpki
-from rsp.crypto import Curve
-from rsp.eid import InvalidEid, is_valid_eid, make_eid
+from euicc_protocol import pki, testpki
+from euicc_protocol.crypto import Curve
+from euicc_protocol.eid import InvalidEid, is_valid_eid, make_eid
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ObjectIdentifier
 
-from rsp import schema, tlv
+from euicc_protocol import schema, tlv
 
 from .apdu import StatusWordError
 from .isdr import IsdrContext, RawHandler

@@ -55,8 +55,8 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rsp import crypto, pki, schema, tlv
-from rsp.crypto import Curve
+from euicc_protocol import crypto, pki, schema, tlv
+from euicc_protocol.crypto import Curve
 
 from .apdu import StatusWordError
 from .ecasd import SigningChain

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rsp import crypto
+from euicc_protocol import crypto
 
 from .apdu import StatusWordError
 

@@ -64,9 +64,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from rsp import crypto, pki, schema, tlv
-from rsp.eim_config import encode_eim_configuration
-from rsp.tlv import der_integer
+from euicc_protocol import crypto, pki, schema, tlv
+from euicc_protocol.eim_config import encode_eim_configuration
+from euicc_protocol.tlv import der_integer
 
 from .apdu import StatusWordError
 from .ecasd import Credentials, SigningChain

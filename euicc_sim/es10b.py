@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsp import schema, tlv
+from euicc_protocol import schema, tlv
 
 from . import notifications
 from .registry import HandlerTable

@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from rsp import schema, tlv
+from euicc_protocol import schema, tlv
 
 from . import notifications, profiles
 from .registry import HandlerTable

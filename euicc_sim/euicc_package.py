@@ -56,7 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rsp import schema, tlv
+from euicc_protocol import schema, tlv
 
 from . import eim, es10b, es10c, iot, notifications, profiles
 from .apdu import StatusWordError

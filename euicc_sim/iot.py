@@ -82,7 +82,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from rsp import schema, tlv
+from euicc_protocol import schema, tlv
 
 from . import eim, notifications, profiles
 from .isdr import IsdrContext

@@ -1,6 +1,6 @@
 """ISD-R: receives whole ES10 requests from the card OS and dispatches them by BER tag.
 
-Which tag means which function comes from the ES10 catalogue (:mod:`rsp.es10`), which
+Which tag means which function comes from the ES10 catalogue (:mod:`euicc_protocol.es10`), which
 derives the tags from the ASN.1 schema. Handlers live in :mod:`es10a`, :mod:`es10b` and
 :mod:`es10c`, keyed by the ASN.1 name of their request type. A handler takes the
 :class:`IsdrContext` and the decoded request and returns either the response value (encoded
@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rsp import es10 as catalogue
-from rsp import schema, tlv
+from euicc_protocol import es10 as catalogue
+from euicc_protocol import schema, tlv
 
 from .apdu import StatusWordError
 from .config import CardConfig

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
-from rsp import schema, tlv
+from euicc_protocol import schema, tlv
 
 from .ecasd import SigningChain
 from .state import CardState, NotificationEvent, PendingNotification, Profile

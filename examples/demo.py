@@ -28,20 +28,20 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from euicc_protocol import saip
+from euicc_protocol.crypto import Curve
+from euicc_protocol.pki import CertRole
+from euicc_protocol.testpki import issue_server_certificate, load_sgp26
+from euicc_servers.eim import build_eim
+from euicc_servers.eim import run_in_thread as run_eim
+from euicc_servers.smdpp import OrderStore, SmdpConfig, SmdpCore, create_app
+from euicc_servers.smdpp import run_in_thread as run_smdpp
 from euicc_sim.card import Euicc
 from ipa.device import Ipad
 from ipa.esipa import Binding, EsipaConfig
 from ipa.pull import PullConfig
 from ipa.transport import InProcessTransport
 from ipa.types import iccid_digits
-from rsp import saip
-from rsp.crypto import Curve
-from rsp.pki import CertRole
-from rsp.testpki import issue_server_certificate, load_sgp26
-from servers.eim import build_eim
-from servers.eim import run_in_thread as run_eim
-from servers.smdpp import OrderStore, SmdpConfig, SmdpCore, create_app
-from servers.smdpp import run_in_thread as run_smdpp
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 BOOTSTRAP = TS48 / "TS48V1-A-UNIQUE.der"

@@ -51,6 +51,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from euicc_protocol import schema
 from ipa import es10_download as e10
 from ipa.activation import ActivationCode, parse_activation_code
 from ipa.errors import IpaError
@@ -67,7 +68,6 @@ from ipa.es10 import Es10Client
 from ipa.es10_download import CancelSessionReason, DeviceInfo, ProfileInstallationResult
 from ipa.notifications import NotificationOutcome, deliver_notification
 from ipa.types import ProfileInfo
-from rsp import schema
 
 __all__ = [
     "BppLoadFailed",

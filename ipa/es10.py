@@ -1,6 +1,6 @@
 """The IPAd's ES10 client: one typed method per ES10a/b/c function (SGP.22 §5.7, SGP.32 §5.9).
 
-Each method encodes its request with :mod:`rsp.schema`, sends it through an
+Each method encodes its request with :mod:`euicc_protocol.schema`, sends it through an
 :class:`~ipa.channel.Es10Channel`, decodes the response into the dataclasses of
 :mod:`ipa.types`, and turns every result or error code other than ``ok`` into an
 :class:`~ipa.errors.Es10Error` carrying that code and its ASN.1 name.
@@ -21,6 +21,9 @@ from functools import cache, lru_cache
 from types import TracebackType
 from typing import Any, NoReturn
 
+from euicc_protocol import es10 as es10_catalogue
+from euicc_protocol import schema, tlv
+from euicc_protocol.iccid import iccid_to_ef
 from ipa.channel import ChannelConfig, Es10Channel
 from ipa.errors import Es10Error, ResponseFormatError
 from ipa.transport import Transport
@@ -54,9 +57,6 @@ from ipa.types import (
     SetNicknameResult,
     events_to_bits,
 )
-from rsp import es10 as es10_catalogue
-from rsp import schema, tlv
-from rsp.iccid import iccid_to_ef
 
 __all__ = ["Es10Client", "profile_info_tags"]
 
@@ -304,9 +304,11 @@ class Es10Client:
         """Encode ``value`` as ``request_type``, send it, decode the answer.
 
         The escape hatch for functions without a typed method. ``response_type`` defaults
-        to the one the ES10 catalogue (:mod:`rsp.es10`) gives the request type, preferring
+        to the one the ES10 catalogue (:mod:`euicc_protocol.es10`) gives the request type,
+        preferring
         the SGP.32 form (``GetEuiccInfo2Request`` -> ``SGP32-EUICCInfo2``). Values use the
-        asn1tools Python form (see :mod:`rsp.schema`). Returns None for an empty response.
+        asn1tools Python form (see :mod:`euicc_protocol.schema`). Returns None for an empty
+        response.
         """
         if response_type is None:
             response_type = _response_type_of(request_type)

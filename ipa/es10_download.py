@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from euicc_protocol import bpp as rsp_bpp
+from euicc_protocol import schema, tlv
 from ipa.codes import Asn1Enum
 from ipa.errors import IpaError, ResponseFormatError
 from ipa.es10 import Es10Client
 from ipa.types import iccid_digits
-from rsp import bpp as rsp_bpp
-from rsp import schema, tlv
 
 __all__ = [
     "DEFAULT_TAC",
@@ -467,7 +467,8 @@ def split_bpp(bpp: bytes) -> list[bytes]:
     """The LoadBoundProfilePackage payloads of ``bpp`` in sending order (PROTOCOL.md §3.7).
 
     Raises:
-        ValueError (:class:`rsp.bpp.BppFormatError`): ``bpp`` is not a BF36 of that layout.
+        ValueError (:class:`euicc_protocol.bpp.BppFormatError`): ``bpp`` is not a BF36 of that
+        layout.
     """
     return rsp_bpp.split_bpp_for_loading(bpp)
 

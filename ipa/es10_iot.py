@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from euicc_protocol import schema, tlv
 from ipa.codes import Asn1Enum
 from ipa.errors import Es10Error, ResponseFormatError
 from ipa.es10 import Es10Client
-from rsp import schema, tlv
 
 __all__ = [
     "AddInitialEimError",

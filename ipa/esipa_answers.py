@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from euicc_protocol import schema, tlv
 from ipa.codes import Asn1Enum
 from ipa.esipa_codes import ERROR_ENUMS, EsipaProtocolError
 from ipa.esipa_messages import one_tlv
-from rsp import schema, tlv
 
 __all__ = [
     "PACKAGE_TAGS",

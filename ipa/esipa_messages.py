@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from euicc_protocol import tlv
 from ipa.esipa_codes import EimPackageResultErrorCode, ProfileDownloadErrorReason, StateChangeCause
-from rsp import tlv
 
 __all__ = [
     "authenticate_client_request",

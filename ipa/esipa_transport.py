@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from euicc_protocol import schema, tlv
 from ipa.esipa_codes import (
     AUTHENTICATE_CLIENT,
     CANCEL_SESSION,
@@ -52,7 +53,6 @@ from ipa.tls import (
     https_client,
     unverified_context,
 )
-from rsp import schema, tlv
 
 __all__ = [
     "ADMIN_PROTOCOL",

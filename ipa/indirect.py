@@ -42,6 +42,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from euicc_protocol import schema, tlv
 from ipa.activation import ActivationCode, parse_activation_code
 from ipa.download import DownloadResult, download_profile
 from ipa.es9p import (
@@ -64,7 +65,6 @@ from ipa.esipa import (
     EsipaProtocolError,
     EsipaTimeout,
 )
-from rsp import schema, tlv
 
 __all__ = ["EsipaRelay", "download_profile_indirect", "expand_ci_pkid"]
 

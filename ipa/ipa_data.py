@@ -46,12 +46,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from euicc_protocol import schema, tlv
 from ipa.codes import Asn1Enum
 from ipa.errors import Es10Error, ResponseFormatError
 from ipa.es10 import Es10Client
 from ipa.es10_download import DeviceInfo
 from ipa.es10_iot import get_eim_configuration_data, parse_euicc_package_result
-from rsp import schema, tlv
 
 __all__ = [
     "IPA_EUICC_DATA_TAGS",

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from euicc_protocol import schema
 from ipa import es10_iot
 from ipa.activation import ActivationCode, InvalidActivationCode, parse_activation_code
 from ipa.download import DownloadError, DownloadResult, ProfileInstallationFailed, download_profile
@@ -44,7 +45,6 @@ from ipa.indirect import download_profile_indirect
 from ipa.ipa_data import InvalidIpaEuiccDataRequest, build_ipa_euicc_data
 from ipa.pull_config import DownloadMode, PullConfig
 from ipa.types import EuiccInfo1
-from rsp import schema
 
 __all__ = [
     "CiRestricted",

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from rsp.iccid import InvalidIccid, iccid_from_ef
-from rsp.schema import bit_positions, bits
+from euicc_protocol.iccid import InvalidIccid, iccid_from_ef
+from euicc_protocol.schema import bit_positions, bits
 
 # The enums live in ipa.codes; they are re-exported here so callers need one import.
 from .codes import (

@@ -31,8 +31,8 @@ from asn1tools.codecs import ber, der
 from asn1tools.codecs import constraints_checker as cc
 from hypothesis import strategies as st
 
-from rsp import schema
-from rsp.tlv import encode_tlv
+from euicc_protocol import schema
+from euicc_protocol.tlv import encode_tlv
 
 __all__ = ["DEEP", "MAX_LIST", "MAX_OCTETS", "UnsupportedType", "strategy_for"]
 

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from euicc_protocol import tlv
+from euicc_protocol.eid import make_eid
+from euicc_protocol.iccid import iccid_from_header
 from euicc_sim.card import Euicc, ProfileInstallError
 from euicc_sim.config import CardConfig
 from euicc_sim.state import ProfileClass as CardProfileClass
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
 from ipa.types import ProfileClass, ProfileState
-from rsp import tlv
-from rsp.eid import make_eid
-from rsp.iccid import iccid_from_header
 
 TS48 = Path(__file__).resolve().parents[1] / "profiles" / "ts48"
 EID = make_eid("89049032", 1234)

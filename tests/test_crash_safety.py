@@ -33,6 +33,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from test_euicc_package import TestEim
 
 import euicc_sim.card as card_module
+from euicc_protocol import crypto, saip, schema, tlv
+from euicc_protocol import es10 as catalogue
+from euicc_protocol.crypto import Curve
+from euicc_protocol.iccid import iccid_from_ef
+from euicc_protocol.testpki import SGP26_DIR as SGP26
+from euicc_protocol.testpki import issue_crl, load_sgp26
 from euicc_sim import es10a
 from euicc_sim.card import CardError, Euicc, ProfileInstallError
 from euicc_sim.state import (
@@ -54,12 +60,6 @@ from euicc_sim.storage import (
 from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
-from rsp import crypto, saip, schema, tlv
-from rsp import es10 as catalogue
-from rsp.crypto import Curve
-from rsp.iccid import iccid_from_ef
-from rsp.testpki import SGP26_DIR as SGP26
-from rsp.testpki import issue_crl, load_sgp26
 
 TS48 = Path(__file__).resolve().parents[1] / "profiles" / "ts48"
 

@@ -12,6 +12,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from euicc_protocol import tlv
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import generate_test_pki, issue_crl, load_sgp26
 from euicc_sim.card import Euicc
 from euicc_sim.config import CardConfig
 from euicc_sim.state import StoredCrl
@@ -20,9 +23,6 @@ from ipa.errors import Es10Error, StatusWordError
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
 from ipa.types import LoadCrlError
-from rsp import tlv
-from rsp.crypto import Curve
-from rsp.testpki import generate_test_pki, issue_crl, load_sgp26
 
 NIST = load_sgp26(Curve.NIST_P256)
 BRAINPOOL = load_sgp26(Curve.BRAINPOOL_P256R1)

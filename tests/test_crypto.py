@@ -1,4 +1,4 @@
-"""Tests of rsp.crypto: curves, raw ECDSA signatures, points, key ids and ECDH."""
+"""Tests of euicc_protocol.crypto: curves, raw ECDSA signatures, points, key ids and ECDH."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rsp import crypto
-from rsp.crypto import Curve
-from rsp.pki import load_certificate
-from rsp.testpki import load_sgp26
+from euicc_protocol import crypto
+from euicc_protocol.crypto import Curve
+from euicc_protocol.pki import load_certificate
+from euicc_protocol.testpki import load_sgp26
 
 DATA = Path(__file__).with_name("data")
 CURVES = list(Curve)

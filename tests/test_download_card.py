@@ -26,6 +26,16 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from euicc_protocol import bpp, crypto, pki, saip, schema, tlv
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import (
+    Credential,
+    TestPki,
+    generate_test_pki,
+    issue_crl,
+    issue_server_certificate,
+    load_sgp26,
+)
 from euicc_sim import download
 from euicc_sim.card import Euicc
 from euicc_sim.config import CardConfig, RatRule
@@ -34,16 +44,6 @@ from euicc_sim.storage import CrashingIO, DirectoryStorage, SimulatedCrash
 from ipa.errors import StatusWordError
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
-from rsp import bpp, crypto, pki, saip, schema, tlv
-from rsp.crypto import Curve
-from rsp.testpki import (
-    Credential,
-    TestPki,
-    generate_test_pki,
-    issue_crl,
-    issue_server_certificate,
-    load_sgp26,
-)
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 PACKAGES = sorted(p.name for p in TS48.glob("*.der"))

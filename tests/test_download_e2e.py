@@ -13,18 +13,18 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from euicc_protocol import saip
+from euicc_protocol.crypto import Curve
+from euicc_protocol.pki import CertRole
+from euicc_protocol.testpki import issue_server_certificate, load_sgp26
+from euicc_servers.smdpp import OrderState, OrderStore, SmdpConfig, SmdpCore, create_app
+from euicc_servers.smdpp import run_in_thread as run_smdpp
 from euicc_sim.card import Euicc
 from ipa.codes import ProfileState
 from ipa.download import download_profile_sync
 from ipa.es9p import Es9Config
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
-from rsp import saip
-from rsp.crypto import Curve
-from rsp.pki import CertRole
-from rsp.testpki import issue_server_certificate, load_sgp26
-from servers.smdpp import OrderState, OrderStore, SmdpConfig, SmdpCore, create_app
-from servers.smdpp import run_in_thread as run_smdpp
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 PACKAGES = sorted(p.name for p in TS48.glob("*.der"))

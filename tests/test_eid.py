@@ -1,4 +1,4 @@
-"""Tests of rsp.eid: check digits, construction and the BCD wire form."""
+"""Tests of euicc_protocol.eid: check digits, construction and the BCD wire form."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rsp.eid import (
+from euicc_protocol.eid import (
     InvalidEid,
     eid_check_digits,
     eid_from_bytes,

@@ -21,12 +21,12 @@ from test_euicc_package import (
     spki,
 )
 
+from euicc_protocol import schema, tlv
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import generate_test_pki
 from euicc_sim import eim as eim_module
 from euicc_sim.card import Euicc
 from euicc_sim.state import EimConfig
-from rsp import schema, tlv
-from rsp.crypto import Curve
-from rsp.testpki import generate_test_pki
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The reference eIM (servers.eim): both ESipa bindings byte for byte, signed packages and
+"""The reference eIM (euicc_servers.eim): both ESipa bindings byte for byte, signed packages and
 counters, EPR verification and acknowledgements, the operator API, persistence, and the
 indirect download relayed to the reference SM-DP+.
 
@@ -23,23 +23,23 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from euicc_protocol import crypto, pki, schema, tlv
+from euicc_protocol.crypto import Curve
+from euicc_protocol.eid import make_eid
+from euicc_protocol.iccid import iccid_to_ef
+from euicc_protocol.testpki import TestPki, generate_test_pki, issue_euicc_certificate
+from euicc_servers.eim import build_eim, create_app, run_in_thread
+from euicc_servers.eim import serve as eim_serve
+from euicc_servers.eim.esipa import EimCore
+from euicc_servers.eim.relay import SmdpRelay
+from euicc_servers.smdpp import FunctionFailed, OrderState, SmdpConfig, SmdpCore
+from euicc_servers.smdpp import create_app as create_smdp_app
+from euicc_servers.smdpp import run_in_thread as run_smdp_in_thread
+from euicc_servers.smdpp.app import execute as smdp_execute
 from euicc_sim.card import Euicc
 from ipa import es10_download
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
-from rsp import crypto, pki, schema, tlv
-from rsp.crypto import Curve
-from rsp.eid import make_eid
-from rsp.iccid import iccid_to_ef
-from rsp.testpki import TestPki, generate_test_pki, issue_euicc_certificate
-from servers.eim import build_eim, create_app, run_in_thread
-from servers.eim import serve as eim_serve
-from servers.eim.esipa import EimCore
-from servers.eim.relay import SmdpRelay
-from servers.smdpp import FunctionFailed, OrderState, SmdpConfig, SmdpCore
-from servers.smdpp import create_app as create_smdp_app
-from servers.smdpp import run_in_thread as run_smdp_in_thread
-from servers.smdpp.app import execute as smdp_execute
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 PACKAGE = TS48 / "TS48V1-A-UNIQUE.der"

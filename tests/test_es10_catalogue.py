@@ -1,11 +1,11 @@
-"""Tests for rsp.es10: the ES10 function catalogue agrees with the schema and the standard."""
+"""euicc_protocol.es10: the ES10 function catalogue agrees with the schema and the standard."""
 
 from __future__ import annotations
 
 import pytest
 
-from rsp import es10, schema
-from rsp.es10 import FUNCTIONS, PROFILES, catalogue_for, function, lookup
+from euicc_protocol import es10, schema
+from euicc_protocol.es10 import FUNCTIONS, PROFILES, catalogue_for, function, lookup
 
 
 def test_every_request_and_response_type_exists_in_the_schema() -> None:

@@ -20,6 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from euicc_protocol import crypto, schema, tlv
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import generate_test_pki
 from euicc_sim import euicc_package
 from euicc_sim.card import Euicc
 from euicc_sim.state import CardState, NotificationEvent, ProfileClass
@@ -27,9 +30,6 @@ from euicc_sim.storage import STATE_FILE, CrashingIO, DirectoryStorage
 from ipa.errors import StatusWordError
 from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
-from rsp import crypto, schema, tlv
-from rsp.crypto import Curve
-from rsp.testpki import generate_test_pki
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 NOTIFY = "smdp.notify.example"
@@ -37,7 +37,7 @@ OTHER_EID = bytes.fromhex("89049032123451234512345678901235")
 
 
 def _iccid(name: str) -> bytes:
-    from rsp import saip
+    from euicc_protocol import saip
 
     return saip.read_package((TS48 / name).read_bytes()).iccid_ef
 

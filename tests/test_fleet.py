@@ -20,6 +20,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from euicc_protocol import saip
+from euicc_protocol.crypto import Curve
+from euicc_servers.eim import EimServer, OrderState, build_eim, create_app, run_in_thread
 from euicc_sim.card import Euicc
 from ipa import es10_iot
 from ipa.es10 import Es10Client
@@ -36,9 +39,6 @@ from ipa.fleet import (
 from ipa.http_pool import FleetHttpClient, PooledTransport
 from ipa.pull import PollOutcome, PullConfig, State
 from ipa.transport import InProcessTransport
-from rsp import saip
-from rsp.crypto import Curve
-from servers.eim import EimServer, OrderState, build_eim, create_app, run_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = (ROOT / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der").read_bytes()

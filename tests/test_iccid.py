@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rsp.iccid import (
+from euicc_protocol.iccid import (
     InvalidIccid,
     header_to_ef,
     iccid_from_ef,

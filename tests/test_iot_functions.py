@@ -22,9 +22,9 @@ from test_euicc_package import (
     verify_result,
 )
 
+from euicc_protocol import schema, tlv
 from euicc_sim.card import Euicc
 from euicc_sim.state import FallbackInfo, LastDownload, NotificationEvent
-from rsp import schema, tlv
 
 SMDP_OID = "2.999.10"
 SMDP_ADDRESS = "testsmdpplus1.example.com"

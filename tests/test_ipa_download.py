@@ -4,9 +4,10 @@ notification delivery, against the emulated card.
 Two SM-DP+ stand-ins:
 
 * :class:`FakeSmdp`, a small ES9+ server in this file (httpx.MockTransport, real SGP.26
-  credentials, real BPPs from :mod:`rsp.bpp`) that records what it receives and can be told to
+  credentials, real BPPs from :mod:`euicc_protocol.bpp`) that records what it receives and can
+  be told to
   misbehave; it drives every failure path deterministically.
-* the reference SM-DP+ of ``servers/smdpp`` over real HTTPS on 127.0.0.1 (end-to-end tests at
+* the reference SM-DP+ of ``euicc_servers/smdpp`` over real HTTPS on 127.0.0.1 (end-to-end tests at
   the bottom, skipped while that server is not available).
 """
 
@@ -24,6 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
+from euicc_protocol import bpp, crypto, pki, saip, schema, tlv
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import load_sgp26
+from euicc_servers.smdpp import OrderState, OrderStore, SmdpConfig, SmdpCore, create_app
+from euicc_servers.smdpp import run_in_thread as run_smdpp
 from euicc_sim.card import Euicc
 from ipa import es10_download as e10
 from ipa.download import (
@@ -46,11 +52,6 @@ from ipa.es10 import Es10Client
 from ipa.notifications import process_notifications, process_notifications_sync
 from ipa.transport import InProcessTransport
 from ipa.types import ProfileState
-from rsp import bpp, crypto, pki, saip, schema, tlv
-from rsp.crypto import Curve
-from rsp.testpki import load_sgp26
-from servers.smdpp import OrderState, OrderStore, SmdpConfig, SmdpCore, create_app
-from servers.smdpp import run_in_thread as run_smdpp
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 UPP = (TS48 / "TS48V1-A-UNIQUE.der").read_bytes()
@@ -757,8 +758,8 @@ class Reference:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from rsp.pki import CertRole
-    from rsp.testpki import issue_server_certificate
+    from euicc_protocol.pki import CertRole
+    from euicc_protocol.testpki import issue_server_certificate
 
     nist = load_sgp26(Curve.NIST_P256)
     tls = issue_server_certificate(

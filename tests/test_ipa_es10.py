@@ -12,11 +12,11 @@ import pytest
 from cardscript import ScriptedCard
 
 import ipa.types as t
+from euicc_protocol import schema
 from ipa.channel import ChannelConfig
 from ipa.errors import Es10Error, ResponseFormatError
 from ipa.es10 import Es10Client, profile_info_tags
 from ipa.transport import InProcessTransport
-from rsp import schema
 
 ICCID_EF = bytes.fromhex("98001032547698103214")
 ICCID = "89000123456789012341"

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import TestPki, generate_test_pki
 from ipa.es9p import (
     Es9Config,
     Es9ConnectionError,
@@ -30,8 +32,6 @@ from ipa.es9p import (
     base_url_for,
     load_trust_anchors,
 )
-from rsp.crypto import Curve
-from rsp.testpki import TestPki, generate_test_pki
 
 VECTOR = json.loads(
     (Path(__file__).parent / "data" / "es9p_initiateAuthentication_production.json").read_text()

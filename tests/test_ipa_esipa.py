@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from euicc_protocol import schema, tlv
 from ipa import esipa
 from ipa.esipa import (
     AuthenticateClientErrorEsipa,
@@ -39,7 +40,6 @@ from ipa.esipa import (
     StateChangeCause,
     TlsPinMismatch,
 )
-from rsp import schema, tlv
 
 EID = "89049032123451234512345678901235"
 EID_BYTES = bytes.fromhex(EID)
@@ -353,8 +353,8 @@ def _initiate_ok_asn1(*, with_tid: bool = True) -> bytes:
 
 
 def _certificate() -> bytes:
-    from rsp.crypto import Curve
-    from rsp.testpki import load_sgp26
+    from euicc_protocol.crypto import Curve
+    from euicc_protocol.testpki import load_sgp26
 
     return load_sgp26(Curve.NIST_P256).dp_auth.cert_der
 
@@ -597,11 +597,11 @@ def test_json_download_relay_functions() -> None:
 
 
 try:
-    from servers.smdpp.serve import run_in_thread
+    from euicc_servers.smdpp.serve import run_in_thread
 
     SERVE_MISSING = ""
 except ImportError as exc:  # pragma: no cover
-    SERVE_MISSING = f"servers.smdpp.serve is not available: {exc}"
+    SERVE_MISSING = f"euicc_servers.smdpp.serve is not available: {exc}"
 
 
 @pytest.fixture(scope="module")
@@ -611,9 +611,9 @@ def tls_eim(tmp_path_factory: pytest.TempPathFactory) -> Any:
         pytest.skip(SERVE_MISSING)
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from rsp.crypto import Curve
-    from rsp.pki import CertRole
-    from rsp.testpki import issue_server_certificate, load_sgp26
+    from euicc_protocol.crypto import Curve
+    from euicc_protocol.pki import CertRole
+    from euicc_protocol.testpki import issue_server_certificate, load_sgp26
 
     ci = load_sgp26(Curve.NIST_P256).ci
     tls = issue_server_certificate(
@@ -647,8 +647,8 @@ def fetch(url: str, config: EsipaConfig | None = None) -> Any:
 def test_tls_is_verified_against_the_configured_anchors(tls_eim: Any) -> None:
     url, ca_pem, _, _ = tls_eim
     assert fetch(url, EsipaConfig(ca_certificates=(Path(ca_pem).read_bytes(),))) is None
-    from rsp.crypto import Curve
-    from rsp.testpki import load_sgp26
+    from euicc_protocol.crypto import Curve
+    from euicc_protocol.testpki import load_sgp26
 
     other = load_sgp26(Curve.BRAINPOOL_P256R1).ci.cert_der
     with pytest.raises(EsipaConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -665,8 +665,8 @@ def test_configured_anchors_replace_the_system_store(
     url, ca_pem, _, _ = tls_eim
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_pem))  # the "system" store now holds the CI
     assert fetch(url) is None  # no anchors: the system store applies
-    from rsp.crypto import Curve
-    from rsp.testpki import load_sgp26
+    from euicc_protocol.crypto import Curve
+    from euicc_protocol.testpki import load_sgp26
 
     other = load_sgp26(Curve.BRAINPOOL_P256R1).ci.cert_der
     with pytest.raises(EsipaConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
@@ -683,8 +683,8 @@ def test_pinned_public_key(tls_eim: Any) -> None:
     assert fetch(url, EsipaConfig(pinned_public_key=key)) is None
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from rsp import crypto
-    from rsp.crypto import Curve
+    from euicc_protocol import crypto
+    from euicc_protocol.crypto import Curve
 
     other = crypto.generate_private_key(Curve.NIST_P256).public_key()
     wrong = other.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

@@ -7,7 +7,8 @@ Three layers:
   randomness are injected, so back-off and restarts run without waiting;
 * the card's answers to bad packages (replay, forged signature, other EID, unknown eIM, stale
   token) relayed to the eIM exactly, the card unchanged;
-* end to end with the reference eIM (``servers.eim``) and SM-DP+ (``servers.smdpp``) over real
+* end to end with the reference eIM (``euicc_servers.eim``) and SM-DP+
+  (``euicc_servers.smdpp``) over real
   HTTPS on 127.0.0.1 (skipped while those are not available).
 """
 
@@ -26,6 +27,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from euicc_protocol import crypto, saip, schema, tlv
+from euicc_protocol.crypto import Curve
 from euicc_sim.card import Euicc
 from ipa import es10_iot
 from ipa.device import Ipad
@@ -42,8 +45,6 @@ from ipa.pull import (
     State,
 )
 from ipa.transport import InProcessTransport
-from rsp import crypto, saip, schema, tlv
-from rsp.crypto import Curve
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 PKG_A, PKG_B = "TS48V1-A-UNIQUE.der", "TS48V1-B-UNIQUE.der"
@@ -855,21 +856,21 @@ def test_cli_poll_unprovisioned_card_fails(tmp_path: Path, capsys: Any) -> None:
 # the IPAd's only TLS anchor for the eIM. The SM-DP+ serves the SGP.26 SM-DP+ credentials.
 
 try:
-    from servers.eim import OrderState as EimOrderState
-    from servers.eim import build_eim
-    from servers.eim import run_in_thread as run_eim
+    from euicc_servers.eim import OrderState as EimOrderState
+    from euicc_servers.eim import build_eim
+    from euicc_servers.eim import run_in_thread as run_eim
 
     EIM_MISSING = ""
-except ImportError as exc:  # pragma: no cover - while servers/eim is being written
-    EIM_MISSING = f"the reference eIM (servers.eim) is not available: {exc}"
+except ImportError as exc:  # pragma: no cover - while euicc_servers/eim is being written
+    EIM_MISSING = f"the reference eIM (euicc_servers.eim) is not available: {exc}"
 try:
-    from servers.smdpp import OrderState as SmdpOrderState
-    from servers.smdpp import OrderStore, SmdpConfig, SmdpCore, create_app
-    from servers.smdpp import run_in_thread as run_smdpp
+    from euicc_servers.smdpp import OrderState as SmdpOrderState
+    from euicc_servers.smdpp import OrderStore, SmdpConfig, SmdpCore, create_app
+    from euicc_servers.smdpp import run_in_thread as run_smdpp
 
     SMDPP_MISSING = ""
 except ImportError as exc:  # pragma: no cover
-    SMDPP_MISSING = f"the reference SM-DP+ (servers.smdpp) is not available: {exc}"
+    SMDPP_MISSING = f"the reference SM-DP+ (euicc_servers.smdpp) is not available: {exc}"
 
 needs_eim = pytest.mark.skipif(bool(EIM_MISSING), reason=EIM_MISSING)
 needs_both = pytest.mark.skipif(
@@ -879,10 +880,10 @@ needs_both = pytest.mark.skipif(
 
 @dataclass
 class Servers:
-    eim: Any  # servers.eim.EimServer
+    eim: Any  # euicc_servers.eim.EimServer
     eim_url: str
     ci_pem: bytes  # SGP.26 NIST CI: the SM-DP+ TLS anchor for direct downloads
-    smdp: Any = None  # servers.smdpp.SmdpCore
+    smdp: Any = None  # euicc_servers.smdpp.SmdpCore
     smdp_address: str = ""
 
     def provision(self, card: Euicc, **register: Any) -> bytes:
@@ -903,8 +904,8 @@ def servers() -> Any:
         pytest.skip(EIM_MISSING)
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from rsp.pki import CertRole
-    from rsp.testpki import issue_server_certificate, load_sgp26
+    from euicc_protocol.pki import CertRole
+    from euicc_protocol.testpki import issue_server_certificate, load_sgp26
 
     nist = load_sgp26(Curve.NIST_P256)
     eim = build_eim("sgp26")
@@ -1029,7 +1030,7 @@ def test_e2e_add_eim_then_the_second_eim_manages_the_card(servers: Servers) -> N
 def test_e2e_refused_packages(servers: Servers, monkeypatch: Any, case: str, expected: str) -> None:
     from dataclasses import replace as dc_replace
 
-    from servers.eim import packages as eim_packages
+    from euicc_servers.eim import packages as eim_packages
 
     card = provisioned_card(servers)
     core = servers.eim.core

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import generate_test_pki
 from ipa.es9p import Es9Config
 from ipa.esipa import EsipaConfig
 from ipa.tls import anchored_context, certificate_public_key, unverified_context
-from rsp.crypto import Curve
-from rsp.testpki import generate_test_pki
 
 PEM = serialization.Encoding.PEM
 

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import strategy_for
 
+from euicc_protocol import es10, schema
 from euicc_sim.card import Euicc
 from euicc_sim.isdr import ISDR_AID
-from rsp import es10, schema
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 # Functions whose requests need a download session (issue 3) or an eIM (issue 4).

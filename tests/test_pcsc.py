@@ -350,8 +350,8 @@ class Served(VpcdCard):
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """An emulated card with a TS.48 profile (enabled) in a vpcd reader of the real pcscd."""
     require_pcsc()
+    from euicc_protocol.iccid import iccid_from_ef
     from euicc_sim.card import Euicc
-    from rsp.iccid import iccid_from_ef
 
     with vpcd_port() as port:
         card = Euicc.create(tmp_path_factory.mktemp("pcsc") / "card", fsync=False)
@@ -499,7 +499,7 @@ def test_card_shell_start_up_sequence_through_pcsc(
     for aid in ("A000000087100A", "A0000000871004", "A0000000871002", "A000000087100B"):
         assert raw.sw(f"00 A4 04 04 07 {aid} 00") == "6A82"
     assert raw.fetch(raw.send("00 A4 00 04 02 2F E2"), 0x00)[1] == "9000"
-    from rsp.iccid import iccid_to_ef
+    from euicc_protocol.iccid import iccid_to_ef
 
     assert raw.send("00 B0 00 00 0A") == iccid_to_ef(served.iccid) + h("90 00")
 

@@ -1,4 +1,4 @@
-"""Tests of rsp.pki: SGP.22 chain checks on the SGP.26 set and on generated test PKIs."""
+"""Tests of euicc_protocol.pki: SGP.22 chain checks on the SGP.26 set and on generated test PKIs."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from rsp import crypto, pki
-from rsp.crypto import Curve
-from rsp.eid import InvalidEid, make_eid
-from rsp.pki import (
+from euicc_protocol import crypto, pki
+from euicc_protocol.crypto import Curve
+from euicc_protocol.eid import InvalidEid, make_eid
+from euicc_protocol.pki import (
     BadCertificateSignature,
     CertificateExpired,
     CertRole,
@@ -34,7 +34,7 @@ from rsp.pki import (
     check_euicc_chain,
     check_server_certificate,
 )
-from rsp.testpki import (
+from euicc_protocol.testpki import (
     Credential,
     TestPki,
     generate_test_pki,

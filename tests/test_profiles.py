@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from euicc_protocol.iccid import iccid_to_ef
 from euicc_sim import profiles as pm
 from euicc_sim.profiles import Actor, ResetOption
 from euicc_sim.state import (
@@ -19,7 +20,6 @@ from euicc_sim.state import (
     ProfileClass,
     ProfileState,
 )
-from rsp.iccid import iccid_to_ef
 
 ALL_EVENTS = frozenset(NotificationEvent)
 NOTIFY_ALL = (NotificationConfig(ALL_EVENTS, "smdp.example.com"),)

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import UnsupportedType, _primitive, strategy_for
 
-from rsp import schema, tlv
-from rsp.es10 import FUNCTIONS
+from euicc_protocol import schema, tlv
+from euicc_protocol.es10 import FUNCTIONS
 
 #: Request and response types of every ES10 function, both card profiles.
 ES10_TYPES = sorted({t for fn in FUNCTIONS for t in (fn.request_type, fn.response_type)})

@@ -1,4 +1,5 @@
-"""rsp.bpp: the SM-DP+ side builds BPPs the conformant vector describes, and the LPA side cuts
+"""euicc_protocol.bpp: the SM-DP+ side builds BPPs the conformant vector describes, and the LPA
+side cuts
 any BPP into the exact LoadBoundProfilePackage payloads of PROTOCOL.md §3.7."""
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rsp import bpp, crypto, schema, scp03t, tlv
-from rsp.crypto import Curve
-from rsp.testpki import load_sgp26
+from euicc_protocol import bpp, crypto, schema, scp03t, tlv
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import load_sgp26
 
 ROOT = Path(__file__).resolve().parent.parent
 TS48 = ROOT / "profiles" / "ts48"

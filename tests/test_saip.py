@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rsp.iccid import luhn_valid
-from rsp.saip import SaipError, read_package
+from euicc_protocol.iccid import luhn_valid
+from euicc_protocol.saip import SaipError, read_package
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 

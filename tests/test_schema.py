@@ -1,4 +1,4 @@
-"""Tests for rsp.schema: pinned encodings of PROTOCOL.md §2.4 and §9, tags, the asn1tools
+"""Tests for euicc_protocol.schema: pinned encodings of PROTOCOL.md §2.4 and §9, tags, the asn1tools
 fixes, BIT STRING minimality, typed errors and the disk cache."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import strategy_for
 
-from rsp import schema
-from rsp.schema import Asn1Error, DecodeError, EncodeError, bit_positions, bits
+from euicc_protocol import schema
+from euicc_protocol.schema import Asn1Error, DecodeError, EncodeError, bit_positions, bits
 
 DATA = Path(__file__).with_name("data")
 
@@ -455,7 +455,7 @@ def test_damaged_encodings_raise_only_decode_error(type_name: str, data: st.Data
 # --- disk cache ------------------------------------------------------------------------
 
 _LOAD = (
-    "from rsp import schema; "
+    "from euicc_protocol import schema; "
     "assert schema.decode('GetEuiccDataRequest', bytes.fromhex('BF3E035C015A')) "
     "== {'tagList': b'Z'}; "
     "print(schema.cache_dir())"

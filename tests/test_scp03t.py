@@ -1,4 +1,4 @@
-"""Tests of rsp.scp03t: X9.63 KDF, session keys and SCP03t segment protection."""
+"""Tests of euicc_protocol.scp03t: X9.63 KDF, session keys and SCP03t segment protection."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rsp import crypto
-from rsp.crypto import Curve
-from rsp.eid import eid_to_bytes
-from rsp.scp03t import (
+from euicc_protocol import crypto
+from euicc_protocol.crypto import Curve
+from euicc_protocol.eid import eid_to_bytes
+from euicc_protocol.scp03t import (
     Scp03tError,
     Scp03tSecurityError,
     Scp03tStructureError,

@@ -1,4 +1,5 @@
-"""Every ES10 function of the SGP.32 v1.2 catalogue (``rsp.es10.catalogue_for("sgp32")``) is
+"""Every ES10 function of the SGP.32 v1.2 catalogue
+(``euicc_protocol.es10.catalogue_for("sgp32")``) is
 answered by the card: a meaningful request for each gets ``9000`` and a response that
 decodes as the function's response type, under the request's tag.
 
@@ -13,10 +14,10 @@ from collections.abc import Callable
 import pytest
 from test_euicc_package import TestEim, add_initial_eim, new_card, send
 
+from euicc_protocol import es10, schema, tlv
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import issue_crl, load_sgp26
 from euicc_sim.card import Euicc
-from rsp import es10, schema, tlv
-from rsp.crypto import Curve
-from rsp.testpki import issue_crl, load_sgp26
 
 Request = Callable[[Euicc, TestEim], bytes]
 

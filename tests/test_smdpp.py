@@ -1,7 +1,8 @@
-"""The reference SM-DP+ (servers.smdpp): ES9+ JSON binding, protocol checks, orders.
+"""The reference SM-DP+ (euicc_servers.smdpp): ES9+ JSON binding, protocol checks, orders.
 
 Most tests talk HTTP to the ASGI app in-process (httpx.ASGITransport) while a software
-eUICC built from rsp primitives plays the card: it holds its one-time key, so the test can
+eUICC built from euicc_protocol primitives plays the card: it holds its one-time key, so the test
+can
 open the bound profile package and compare it with the profile package on disk. One test runs
 the real uvicorn server over HTTPS on 127.0.0.1 (TLS verified against the CI certificate)
 with the emulated card (euicc_sim) doing the card side through raw ES10 payloads; another
@@ -30,15 +31,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from euicc_sim.card import Euicc
-from ipa.es10 import Es10Client
-from ipa.transport import InProcessTransport
-from rsp import bpp, crypto, pki, schema, scp03t, tlv
-from rsp.crypto import Curve
-from rsp.eid import eid_to_bytes, make_eid
-from rsp.iccid import iccid_to_ef
-from rsp.testpki import TestPki, generate_test_pki, issue_euicc_certificate, load_sgp26
-from servers.smdpp import (
+from euicc_protocol import bpp, crypto, pki, schema, scp03t, tlv
+from euicc_protocol.crypto import Curve
+from euicc_protocol.eid import eid_to_bytes, make_eid
+from euicc_protocol.iccid import iccid_to_ef
+from euicc_protocol.testpki import TestPki, generate_test_pki, issue_euicc_certificate, load_sgp26
+from euicc_servers.smdpp import (
     FunctionFailed,
     OrderState,
     OrderStore,
@@ -47,10 +45,13 @@ from servers.smdpp import (
     create_app,
     run_in_thread,
 )
-from servers.smdpp import serve as serve_module
-from servers.smdpp.config import SGP26, ConfigError, DpCredentials
-from servers.smdpp.orders import OrderEvent, cc_digest
-from servers.smdpp.serve import add_smdpp_command, build_core
+from euicc_servers.smdpp import serve as serve_module
+from euicc_servers.smdpp.config import SGP26, ConfigError, DpCredentials
+from euicc_servers.smdpp.orders import OrderEvent, cc_digest
+from euicc_servers.smdpp.serve import add_smdpp_command, build_core
+from euicc_sim.card import Euicc
+from ipa.es10 import Es10Client
+from ipa.transport import InProcessTransport
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 PACKAGE = TS48 / "TS48V1-A-UNIQUE.der"

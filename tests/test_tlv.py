@@ -1,4 +1,4 @@
-"""Tests for rsp.tlv: round trips, the X.690 tag/length rules and truncated input."""
+"""Tests for euicc_protocol.tlv: round trips, the X.690 tag/length rules and truncated input."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rsp.tlv import (
+from euicc_protocol.tlv import (
     Tlv,
     TlvError,
     encode_length,

@@ -24,6 +24,8 @@ from typing import ClassVar
 import pytest
 from pcsc_support import SLOT_TIMEOUT, file_lock, lock_name
 
+from euicc_protocol.eid import make_eid
+from euicc_protocol.iccid import iccid_from_ef
 from euicc_sim.card import Euicc
 from euicc_sim.state import ProfileClass as CardProfileClass
 from ipa.channel import ChannelConfig
@@ -32,8 +34,6 @@ from ipa.es10 import Es10Client
 from ipa.pcsc import PcscTransport, open_reader_transport
 from ipa.transport import InProcessTransport
 from ipa.types import NotificationEvent, ProfileClass, ProfileInfo, ProfileState
-from rsp.eid import make_eid
-from rsp.iccid import iccid_from_ef
 
 TS48_DIR = Path(__file__).resolve().parents[2] / "profiles" / "ts48"
 

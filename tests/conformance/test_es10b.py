@@ -6,11 +6,11 @@ import re
 
 import pytest
 
+from euicc_protocol import pki
+from euicc_protocol.eid import is_valid_eid
 from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
 from ipa.types import EuiccCertificates, IpaMode
-from rsp import pki
-from rsp.eid import is_valid_eid
 
 VERSION = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}")
 SKI_LENGTH = 20

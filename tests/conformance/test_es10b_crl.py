@@ -14,11 +14,11 @@ import time
 
 import pytest
 
+from euicc_protocol.crypto import Curve
+from euicc_protocol.testpki import Credential, generate_test_pki, issue_crl, load_sgp26
 from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
 from ipa.types import LoadCrlError
-from rsp.crypto import Curve
-from rsp.testpki import Credential, generate_test_pki, issue_crl, load_sgp26
 
 SGP26_CIS = {pki.ci.ski: pki.ci for pki in (load_sgp26(c) for c in Curve)}
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import pytest
 from backends import CardProfile, ProfileSpec
 
+from euicc_protocol import pki
+from euicc_protocol.eid import is_valid_eid
+from euicc_protocol.iccid import iccid_to_ef
 from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
 from ipa.types import ProfileClass, ProfileInfo, ProfileState, ResetOption, ResetResult
-from rsp import pki
-from rsp.eid import is_valid_eid
-from rsp.iccid import iccid_to_ef
 
 modifies = pytest.mark.modifies_card
 

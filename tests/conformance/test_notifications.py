@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from backends import ProfileSpec
 
+from euicc_protocol import crypto, pki, schema, tlv
+from euicc_protocol.iccid import iccid_to_ef
 from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
 from ipa.types import NotificationEvent, PendingNotification, ProfileClass, ResetOption
-from rsp import crypto, pki, schema, tlv
-from rsp.iccid import iccid_to_ef
 
 pytestmark = pytest.mark.modifies_card
 

@@ -27,11 +27,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from euicc_protocol import crypto, pki, tlv
+from euicc_protocol.iccid import iccid_to_ef
 from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
 from ipa.types import NotificationEvent, PendingNotification, ProfileClass, ProfileState
-from rsp import crypto, pki, tlv
-from rsp.iccid import iccid_to_ef
 
 TEST = ProfileClass.TEST
 PROVISIONING = ProfileClass.PROVISIONING

@@ -1,0 +1,205 @@
+"""A small BER-TLV toolkit for hot paths and for looking at bytes by hand.
+
+The ASN.1 schema (:mod:`euicc_protocol.schema`) decodes whole messages; this module only finds tags
+and
+lengths, so the card can route a STORE DATA payload by its outer tag, or a test can pick one
+element out of a response, without building Python values for everything around it.
+
+Rules (X.690 §8.1), checked on input:
+
+* Tags: low-tag-number form for numbers 0..30, high-tag-number form (``xF`` marker plus base-128
+  octets) for 31 and above. Up to :data:`MAX_TAG_LEN` octets. A high-tag form that could have
+  been a low one, or whose first subsequent octet is ``80``, is rejected: X.690 forbids both,
+  and accepting them would let two byte strings name the same tag.
+* Lengths: definite only. Short form, or ``81``..``84`` followed by 1..4 octets. Non-minimal
+  long forms (``81 05``) are valid BER and accepted; :func:`encode_length` always writes the
+  minimal (DER) form.
+
+Every malformed or truncated input raises :class:`TlvError` carrying the offset where the
+problem was found; never ``IndexError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+__all__ = [
+    "MAX_LENGTH",
+    "MAX_TAG_LEN",
+    "Tlv",
+    "TlvError",
+    "der_integer",
+    "encode_length",
+    "encode_tlv",
+    "first_tag",
+    "is_constructed",
+    "iter_tlvs",
+    "read_length",
+    "read_tag",
+    "read_tlv",
+]
+
+#: Longest tag accepted, in octets (tag numbers up to 2**21 - 1).
+MAX_TAG_LEN = 4
+#: Largest length that fits the four length octets allowed.
+MAX_LENGTH = 0xFFFFFFFF
+
+_Bytes = bytes | bytearray | memoryview
+
+
+class TlvError(ValueError):
+    """Malformed or truncated BER-TLV data; ``offset`` is where it was detected."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(f"{message} (at offset {offset})")
+        self.offset = offset
+
+
+class Tlv(NamedTuple):
+    """Where one TLV sits in a buffer. Offsets index the buffer that was parsed.
+
+    ``value_end`` and ``end`` are equal for the definite lengths this module reads; both are
+    kept so code can say which one it means.
+    """
+
+    tag: bytes
+    value_start: int
+    value_end: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        """Number of value octets."""
+        return self.value_end - self.value_start
+
+    @property
+    def constructed(self) -> bool:
+        """Whether the tag marks a constructed encoding (its value is more TLVs)."""
+        return is_constructed(self.tag)
+
+    def value(self, data: _Bytes) -> bytes:
+        """The value octets, copied out of ``data`` (the buffer this TLV was read from)."""
+        return bytes(data[self.value_start : self.value_end])
+
+
+def is_constructed(tag: bytes) -> bool:
+    """Whether ``tag`` (encoded tag octets) has the constructed bit set."""
+    return bool(tag[0] & 0x20)
+
+
+def read_tag(data: _Bytes, offset: int = 0) -> tuple[bytes, int]:
+    """Read one tag at ``offset``; return its octets and the offset just after it."""
+    if offset < 0:
+        raise TlvError("negative offset", offset)
+    end = len(data)
+    if offset >= end:
+        raise TlvError("missing tag", offset)
+    first = data[offset]
+    if first & 0x1F != 0x1F:
+        return bytes((first,)), offset + 1
+    pos = offset + 1
+    if pos >= end:
+        raise TlvError("truncated tag", pos)
+    if data[pos] == 0x80:
+        raise TlvError("tag number with leading zero bits", pos)
+    number = 0
+    while True:
+        if pos >= end:
+            raise TlvError("truncated tag", pos)
+        octet = data[pos]
+        number = (number << 7) | (octet & 0x7F)
+        pos += 1
+        if not octet & 0x80:
+            break
+        if pos - offset >= MAX_TAG_LEN:
+            raise TlvError(f"tag longer than {MAX_TAG_LEN} octets", offset)
+    if number < 31:
+        raise TlvError(f"tag number {number} must use the one-octet form", offset)
+    return bytes(data[offset:pos]), pos
+
+
+def read_length(data: _Bytes, offset: int) -> tuple[int, int]:
+    """Read one definite length at ``offset``; return it and the offset just after it."""
+    if offset < 0:
+        raise TlvError("negative offset", offset)
+    if offset >= len(data):
+        raise TlvError("missing length", offset)
+    first = data[offset]
+    if first < 0x80:
+        return first, offset + 1
+    count = first & 0x7F
+    if count == 0:
+        raise TlvError("indefinite length not allowed", offset)
+    if count > 4:
+        raise TlvError(f"{count} length octets (at most 4 allowed)", offset)
+    start = offset + 1
+    stop = start + count
+    if stop > len(data):
+        raise TlvError("truncated length", offset)
+    return int.from_bytes(data[start:stop], "big"), stop
+
+
+def read_tlv(data: _Bytes, offset: int = 0) -> Tlv:
+    """Read the TLV starting at ``offset``; its value must lie entirely inside ``data``."""
+    tag, pos = read_tag(data, offset)
+    length, value_start = read_length(data, pos)
+    value_end = value_start + length
+    if value_end > len(data):
+        raise TlvError(
+            f"value of tag {tag.hex().upper()} needs {length} octets, "
+            f"{len(data) - value_start} present",
+            value_start,
+        )
+    return Tlv(tag, value_start, value_end, value_end)
+
+
+def iter_tlvs(data: _Bytes, start: int = 0, end: int | None = None) -> Iterator[Tlv]:
+    """Yield the consecutive TLVs in ``data[start:end]`` (e.g. the value of a constructed TLV).
+
+    Offsets stay relative to ``data``, so ``iter_tlvs(buf, t.value_start, t.value_end)`` walks
+    the children of ``t`` without copying. A TLV that runs past ``end`` is an error.
+    """
+    stop = len(data) if end is None else end
+    if stop > len(data):
+        raise TlvError("end beyond the data", len(data))
+    pos = start
+    while pos < stop:
+        tlv = read_tlv(data, pos)
+        if tlv.end > stop:
+            raise TlvError(f"TLV with tag {tlv.tag.hex().upper()} runs past the end", pos)
+        yield tlv
+        pos = tlv.end
+
+
+def encode_length(n: int) -> bytes:
+    """The minimal (DER) encoding of length ``n``."""
+    if n < 0:
+        raise ValueError(f"negative length {n}")
+    if n < 0x80:
+        return bytes((n,))
+    if n > MAX_LENGTH:
+        raise ValueError(f"length {n} needs more than 4 length octets")
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(body),)) + body
+
+
+def encode_tlv(tag: bytes, value: bytes) -> bytes:
+    """``tag`` (one complete encoded tag) followed by the length and ``value``."""
+    try:
+        _, after = read_tag(tag, 0)
+    except TlvError as exc:
+        raise ValueError(f"invalid tag {bytes(tag).hex().upper()}: {exc}") from None
+    if after != len(tag):
+        raise ValueError(f"{bytes(tag).hex().upper()} is more than one tag")
+    return bytes(tag) + encode_length(len(value)) + bytes(value)
+
+
+def der_integer(value: int) -> bytes:
+    """The content octets of a DER INTEGER: two's complement (128 is ``00 80``)."""
+    return value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
+
+
+def first_tag(data: _Bytes) -> bytes:
+    """The tag of the first TLV in ``data`` (how ES10 requests are routed)."""
+    return read_tag(data, 0)[0]

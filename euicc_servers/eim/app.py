@@ -1,0 +1,569 @@
+"""The eIM as a Starlette ASGI app: both ESipa bindings and the operator API.
+
+ESipa, ASN.1 binding (PROTOCOL.md §5.9): ``POST /gsma/rsp2/asn1`` with
+``Content-Type: application/x-gsma-rsp-asn1`` (else 415); the body is the DER of one
+EsipaMessageFromIpaToEim, the answer the DER of the EsipaMessageFromEimToIpa (200), or 204
+with no body for HandleNotification. A message the eIM does not take is 400 (plain text).
+
+ESipa, JSON binding: ``POST /gsma/rsp2/esipa/<function>`` with the ES9+ JSON conventions
+(§4.2): ASN.1 objects as standard base64 of the complete TLV, ``euiccChallenge`` as base64 of
+its 16 bytes, ``transactionId``/``eimTransactionId`` in hex, ``eidValue``/``rPlmn`` in hex.
+Each request is turned into the ASN.1 message and handled like the ASN.1 binding; the answer
+is turned back into JSON fields (:data:`JSON_FUNCTIONS`). Protocol failures are HTTP 200 with
+``functionExecutionStatus.status`` Failed and statusCodeData (a relayed SM-DP+ failure keeps
+the SM-DP+'s codes); the integer error alternatives of getEimPackage and
+provideEimPackageResult are the fields ``eimPackageError`` / ``provideEimPackageResultError``.
+handleNotification answers 204.
+
+The operator API (JSON, ``/api/...``) is described in ``docs/eim.md``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from euicc_protocol import pki, schema, tlv
+from euicc_servers.smdpp import FunctionFailed
+from euicc_servers.smdpp.app import ADMIN_PROTOCOL, JSON_CONTENT_TYPE, failed_response
+
+from ..common import (
+    b64,
+    is_hex,
+    is_json_content_type,
+    json_error,
+    json_response,
+    pem,
+    tlv_children,
+    unb64,
+)
+from .esipa import EimCore, MessageError, RegistrationError
+from .packages import PackageError
+from .relay import Answer
+from .store import Conflict, NotFound
+
+__all__ = ["ASN1_CONTENT_TYPE", "JSON_FUNCTIONS", "create_app", "execute_json"]
+
+log = logging.getLogger(__name__)
+
+#: Content-Type of the ESipa ASN.1 binding.
+ASN1_CONTENT_TYPE = "application/x-gsma-rsp-asn1"
+
+_B64, _HEX, _TEXT, _INT, _BOOL, _RAW = "b64", "hex", "text", "int", "bool", "raw"
+
+
+class _BadField(Exception):
+    def __init__(self, failure: FunctionFailed) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def _field(body: dict[str, Any], name: str, kind: str, *, required: bool = True) -> Any:
+    """A JSON request field decoded by ``kind`` (None when optional and absent)."""
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise _BadField(FunctionFailed("1.3.1", "2.2", f"mandatory element {name} is missing"))
+        return None
+    bad = FunctionFailed("1.3.1", "2.1", f"{name} is not a valid {kind} value")
+    if kind == _BOOL:
+        if not isinstance(value, bool):
+            raise _BadField(bad)
+        return value
+    if kind == _INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _BadField(bad)
+        return value
+    if not isinstance(value, str):
+        raise _BadField(bad)
+    if kind == _TEXT:
+        return value
+    if kind == _HEX:
+        if not is_hex(value.strip(), max_bytes=16):
+            raise _BadField(bad)
+        return bytes.fromhex(value.strip())
+    try:
+        data = unb64(value)
+        if kind == _B64:  # a complete TLV
+            if tlv.read_tlv(data).end != len(data):
+                raise ValueError
+    except (ValueError, tlv.TlvError):
+        raise _BadField(bad) from None
+    return data
+
+
+# --------------------------------------------------------------------------- JSON → ASN.1
+
+
+def _get_eim_package(body: dict[str, Any]) -> bytes:
+    value: dict[str, Any] = {"eidValue": _field(body, "eidValue", _HEX)}
+    if _field(body, "notifyStateChange", _BOOL, required=False):
+        value["notifyStateChange"] = None
+    cause = _field(body, "stateChangeCause", _INT, required=False)
+    if cause is not None:
+        value["stateChangeCause"] = cause
+    rplmn = _field(body, "rPlmn", _HEX, required=False)
+    if rplmn is not None:
+        value["rPLMN"] = rplmn
+    return schema.encode("GetEimPackageRequest", value)
+
+
+def _provide_eim_package_result(body: dict[str, Any]) -> bytes:
+    eid = _field(body, "eidValue", _HEX, required=False)
+    content = tlv.encode_tlv(b"\x5a", eid) if eid is not None else b""
+    content += _field(body, "eimPackageResult", _B64)
+    return tlv.encode_tlv(b"\xbf\x50", content)
+
+
+def _handle_notification(body: dict[str, Any]) -> bytes:
+    notification = _field(body, "pendingNotification", _B64, required=False)
+    if notification is not None:
+        return tlv.encode_tlv(b"\xbf\x3d", tlv.encode_tlv(b"\xa0", notification))
+    return tlv.encode_tlv(b"\xbf\x3d", _field(body, "provideEimPackageResult", _B64))
+
+
+def _initiate_authentication(body: dict[str, Any]) -> bytes:
+    content = tlv.encode_tlv(b"\x81", _field(body, "euiccChallenge", _RAW))
+    address = _field(body, "smdpAddress", _TEXT, required=False)
+    if address is not None:
+        content += tlv.encode_tlv(b"\x83", address.encode("utf-8"))
+    content += _field(body, "euiccInfo1", _B64, required=False) or b""
+    tid = _field(body, "eimTransactionId", _HEX, required=False)
+    if tid is not None:
+        content += tlv.encode_tlv(b"\x82", tid)
+    return tlv.encode_tlv(b"\xbf\x39", content)
+
+
+def _with_transaction(tag: bytes, payload_field: str) -> Callable[[dict[str, Any]], bytes]:
+    def build(body: dict[str, Any]) -> bytes:
+        content = tlv.encode_tlv(b"\x80", _field(body, "transactionId", _HEX))
+        payload = _field(body, payload_field, _B64)
+        if tag == b"\xbf\x41":  # [1] IMPLICIT: A1 replaces the BF41 of CancelSessionResponse
+            payload = tlv.encode_tlv(b"\xa1", tlv.read_tlv(payload).value(payload))
+        return tlv.encode_tlv(tag, content + payload)
+
+    return build
+
+
+# --------------------------------------------------------------------------- ASN.1 → JSON
+
+# Children of each ok alternative, in order: (tag, JSON name, encoding, optional).
+_OK_FIELDS: dict[str, list[tuple[bytes, str, str, bool]]] = {
+    "initiateAuthentication": [
+        (b"\x80", "transactionId", _HEX, True),
+        (b"\x30", "serverSigned1", _B64, False),
+        (b"\x5f\x37", "serverSignature1", _B64, False),
+        (b"\x04", "euiccCiPKIdentifierToBeUsed", _B64, False),
+        (b"\x30", "serverCertificate", _B64, False),
+        (b"\x0c", "matchingId", _TEXT, True),
+        (b"\xa2", "ctxParams1", _RAW, True),
+    ],
+    "authenticateClient": [
+        (b"\x80", "transactionId", _HEX, True),
+        (b"\xbf\x25", "profileMetadata", _B64, True),
+        (b"\x30", "smdpSigned2", _B64, False),
+        (b"\x5f\x37", "smdpSignature2", _B64, False),
+        (b"\x30", "smdpCertificate", _B64, False),
+        (b"\x04", "hashCc", _B64, True),
+    ],
+    "getBoundProfilePackage": [
+        (b"\x80", "transactionId", _HEX, True),
+        (b"\xbf\x36", "boundProfilePackage", _B64, False),
+    ],
+    "cancelSession": [],
+}
+
+
+def _ok_fields(function: str, message: bytes) -> dict[str, Any]:
+    """The JSON fields of the ok alternative ``A0 {...}`` of a relayed function's answer."""
+    alternative = tlv_children(message)[0][1]
+    children = tlv_children(alternative)
+    out: dict[str, Any] = {}
+    for tag, name, kind, optional in _OK_FIELDS[function]:
+        if children and children[0][0] == tag:
+            raw = children.pop(0)[1]
+            item = tlv.read_tlv(raw)
+            if kind == _HEX:
+                out[name] = item.value(raw).hex().upper()
+            elif kind == _TEXT:
+                out[name] = item.value(raw).decode("utf-8")
+            elif kind == _RAW:  # [2] wraps the CtxParams1 CHOICE: send the inner TLV
+                out[name] = b64(item.value(raw))
+            else:
+                out[name] = b64(raw)
+        elif not optional:
+            raise ValueError(f"{function} answer lacks {name}")
+    return out
+
+
+def _get_eim_package_json(message: bytes) -> dict[str, Any]:
+    tag, raw = tlv_children(message)[0]
+    names = {
+        b"\xbf\x51": "euiccPackageRequest",
+        b"\xbf\x52": "ipaEuiccDataRequest",
+        b"\xbf\x54": "profileDownloadTriggerRequest",
+    }
+    if tag in names:
+        return {names[tag]: b64(raw)}
+    return {"eimPackageError": schema.decode("GetEimPackageResponse", message)[1]}
+
+
+def _provide_result_json(message: bytes) -> dict[str, Any]:
+    tag, raw = tlv_children(message)[0]
+    if tag == b"\xbf\x53":
+        return {"eimAcknowledgements": b64(raw)}
+    if tag == b"\x02":
+        code = schema.decode("ProvideEimPackageResultResponse", message)[1]
+        return {"provideEimPackageResultError": code}
+    return {}
+
+
+#: The JSON binding: function → (request builder, answer converter or None for 204).
+JSON_FUNCTIONS: dict[
+    str,
+    tuple[Callable[[dict[str, Any]], bytes], Callable[[bytes], dict[str, Any]] | None],
+] = {
+    "getEimPackage": (_get_eim_package, _get_eim_package_json),
+    "provideEimPackageResult": (_provide_eim_package_result, _provide_result_json),
+    "handleNotification": (_handle_notification, None),
+    "initiateAuthentication": (
+        _initiate_authentication,
+        lambda m: _ok_fields("initiateAuthentication", m),
+    ),
+    "authenticateClient": (
+        _with_transaction(b"\xbf\x3b", "authenticateServerResponse"),
+        lambda m: _ok_fields("authenticateClient", m),
+    ),
+    "getBoundProfilePackage": (
+        _with_transaction(b"\xbf\x3a", "prepareDownloadResponse"),
+        lambda m: _ok_fields("getBoundProfilePackage", m),
+    ),
+    "cancelSession": (
+        _with_transaction(b"\xbf\x41", "cancelSessionResponse"),
+        lambda m: _ok_fields("cancelSession", m),
+    ),
+}
+
+
+def _success(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"header": {"functionExecutionStatus": {"status": "Executed-Success"}}, **fields}
+
+
+def execute_json(core: EimCore, function: str, body: Any) -> tuple[int, dict[str, Any] | None]:
+    """Run ESipa ``function`` on a decoded JSON request body: (HTTP status, JSON or None).
+
+    Raises:
+        KeyError: ``function`` is not one of :data:`JSON_FUNCTIONS`.
+    """
+    build, convert = JSON_FUNCTIONS[function]
+    try:
+        if not isinstance(body, dict) or not isinstance(body.get("header", {}), dict):
+            raise _BadField(FunctionFailed("1.3.1", "2.1", "the body must be a JSON object"))
+        answer = core.handle(build(body))
+    except _BadField as exc:
+        return 200, failed_response(exc.failure)
+    except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
+        return 200, failed_response(FunctionFailed("1.3.1", "2.1", str(exc)))
+    if convert is None or answer is None:
+        return 204, None
+    if answer.failure is not None:
+        return 200, failed_response(answer.failure)
+    return 200, _success(convert(answer.message))
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _esipa_json_response(status: int, body: dict[str, Any] | None) -> Response:
+    headers = {"X-Admin-Protocol": ADMIN_PROTOCOL}
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    headers["Content-Type"] = JSON_CONTENT_TYPE
+    return Response(json.dumps(body, separators=(",", ":")).encode(), status, headers=headers)
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+_Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _store_only(message: bytes) -> bool:
+    """Whether handling ``message`` touches nothing but the store (no SM-DP+ is reached):
+    GetEimPackage, and ProvideEimPackageResult with an EuiccPackageResult alone. Those run
+    on the event loop: the hop to the thread pool costs more CPU than handling them."""
+    if message[:2] == b"\xbf\x4f":
+        return True
+    if message[:2] != b"\xbf\x50":
+        return False
+    try:
+        tags = [tag for tag, _ in tlv_children(message)]
+    except tlv.TlvError:
+        return False
+    return tags in ([b"\xbf\x51"], [b"\x5a", b"\xbf\x51"])
+
+
+def create_app(core: EimCore) -> Starlette:
+    """The ASGI app serving ``core``: ESipa (both bindings) and the operator API."""
+
+    async def asn1(request: Request) -> Response:
+        if _media_type(request.headers.get("content-type")) != ASN1_CONTENT_TYPE:
+            return Response(
+                f"Content-Type must be {ASN1_CONTENT_TYPE}", 415, media_type="text/plain"
+            )
+        body = await request.body()
+        try:
+            if _store_only(body):
+                answer: Answer | None = core.handle(body)
+            else:  # may relay to an SM-DP+ (blocking HTTP)
+                answer = await run_in_threadpool(core.handle, body)
+        except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
+            log.info("ESipa message refused: %s", exc)
+            return Response(str(exc), 400, media_type="text/plain")
+        headers = {"X-Admin-Protocol": ADMIN_PROTOCOL}
+        if answer is None:
+            return Response(status_code=204, headers=headers)
+        return Response(answer.message, 200, headers=headers, media_type=ASN1_CONTENT_TYPE)
+
+    async def esipa_json(request: Request) -> Response:
+        function = request.path_params["function"]
+        if function not in JSON_FUNCTIONS:
+            status = 501 if function == "transferEimPackage" else 404
+            failure = FunctionFailed("1.3.1", "2.1", f"function {function} is not offered")
+            return _esipa_json_response(status, failed_response(failure))
+        if not is_json_content_type(request.headers.get("content-type")):
+            failure = FunctionFailed("1.2.1", "2.1", "Content-Type must be application/json")
+            return _esipa_json_response(200, failed_response(failure))
+        protocol = request.headers.get("x-admin-protocol")
+        if protocol is not None and not protocol.startswith("gsma/rsp/v"):
+            failure = FunctionFailed("1.2.2", "2.1", f"unsupported X-Admin-Protocol {protocol!r}")
+            return _esipa_json_response(200, failed_response(failure))
+        try:
+            body = json.loads((await request.body()).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            failure = FunctionFailed("1.3.1", "2.1", "the body is not JSON")
+            return _esipa_json_response(200, failed_response(failure))
+        status, out = await run_in_threadpool(execute_json, core, function, body)
+        return _esipa_json_response(status, out)
+
+    routes = [
+        Route("/gsma/rsp2/asn1", asn1, methods=["POST"]),
+        Route("/gsma/rsp2/esipa/{function}", esipa_json, methods=["POST"]),
+        *_operator_routes(core),
+    ]
+    app = Starlette(routes=routes)
+    app.state.core = core
+    return app
+
+
+# --------------------------------------------------------------------------- operator API
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads((await request.body()).decode("utf-8") or "null")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _ApiError(400, "the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise _ApiError(400, "the body must be a JSON object")
+    return data
+
+
+def _only(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    extra = sorted(set(data) - set(allowed))
+    if extra:
+        raise _ApiError(400, f"unknown field(s) {', '.join(extra)}; allowed: {', '.join(allowed)}")
+
+
+def _certificate(data: dict[str, Any], name: str) -> bytes | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or "-----BEGIN CERTIFICATE-----" not in value:
+        raise _ApiError(400, f"{name} must be a PEM certificate")
+    try:
+        return pki.load_certificate(value.encode()).public_bytes(Encoding.DER)
+    except pki.CertificateError as exc:
+        raise _ApiError(400, f"{name}: {exc}") from None
+
+
+def _int(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _ApiError(400, f"{name} must be an integer")
+    return value
+
+
+def _operator_routes(core: EimCore) -> list[Route]:
+    def guarded(handler: _Handler) -> _Handler:
+        async def run(request: Request) -> Response:
+            token = core.settings.admin_token
+            if token is not None:
+                given = request.headers.get("authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                    return json_error(401, "unauthorised")
+            try:
+                return await handler(request)
+            except _ApiError as exc:
+                return json_error(exc.status, str(exc))
+            except (PackageError, RegistrationError) as exc:
+                return json_error(400, str(exc))
+            except NotFound as exc:
+                return json_error(404, str(exc))
+            except Conflict as exc:
+                return json_error(409, str(exc))
+
+        return run
+
+    def eid_of(request: Request) -> str:
+        eid = request.path_params["eid"]
+        if core.store.euicc(eid) is None:
+            raise _ApiError(404, f"EID {eid} is not registered")
+        return str(eid)
+
+    def order_id(request: Request) -> int:
+        text = request.path_params["order_id"]
+        if not text.isdigit():
+            raise _ApiError(404, f"no order {text}")
+        return int(text)
+
+    def configuration(eid: str) -> dict[str, Any]:
+        config = core.configuration(eid)
+        return {
+            "eimConfiguration": config.to_json(),
+            "eimConfigurationData": config.encode().hex().upper(),
+            "addInitialEimRequest": config.add_initial_eim_request().hex().upper(),
+        }
+
+    async def eim_info(request: Request) -> Response:
+        settings = core.settings
+        return json_response(
+            200,
+            {
+                "eimId": settings.eim_id,
+                "eimFqdn": core.eim_fqdn,
+                "eimIdType": settings.eim_id_type,
+                "eimPublicKey": pem(settings.public_key_info, "PUBLIC KEY"),
+                "indirectProfileDownload": core.relay is not None,
+            },
+        )
+
+    async def list_euiccs(request: Request) -> Response:
+        return json_response(200, {"euiccs": [e.to_json() for e in core.store.euiccs()]})
+
+    async def register(request: Request) -> Response:
+        data = await _json_body(request)
+        fields = (
+            "eid",
+            "euiccCertificate",
+            "eumCertificate",
+            "associationToken",
+            "counterValue",
+            "euiccCiPKId",
+        )
+        _only(data, fields)
+        eid = data.get("eid")
+        if not isinstance(eid, str):
+            raise _ApiError(400, "eid (32 digits) is required")
+        ci: bytes | None | str = "default"
+        if "euiccCiPKId" in data:
+            value = data["euiccCiPKId"]
+            if value is not None and not (isinstance(value, str) and is_hex(value, max_bytes=20)):
+                raise _ApiError(400, "euiccCiPKId must be hex of 1..20 bytes, or null")
+            ci = bytes.fromhex(value) if value is not None else None
+        record = core.register(
+            eid,
+            euicc_certificate=_certificate(data, "euiccCertificate"),
+            eum_certificate=_certificate(data, "eumCertificate"),
+            association_token=_int(data, "associationToken"),
+            counter_value=_int(data, "counterValue") or 0,
+            euicc_ci_pkid=ci,
+        )
+        return json_response(201, {"euicc": record.to_json(), **configuration(record.eid)})
+
+    async def get_euicc(request: Request) -> Response:
+        record = core.store.euicc(eid_of(request))
+        assert record is not None
+        return json_response(200, {"euicc": record.to_json(), **configuration(record.eid)})
+
+    async def patch_euicc(request: Request) -> Response:
+        eid = eid_of(request)
+        data = await _json_body(request)
+        _only(data, ("euiccCertificate", "eumCertificate", "associationToken", "counterValue"))
+        record = core.update_registration(
+            eid,
+            euicc_certificate=_certificate(data, "euiccCertificate"),
+            eum_certificate=_certificate(data, "eumCertificate"),
+            association_token=_int(data, "associationToken"),
+            counter_value=_int(data, "counterValue"),
+        )
+        return json_response(200, {"euicc": record.to_json(), **configuration(record.eid)})
+
+    async def delete_euicc(request: Request) -> Response:
+        core.store.delete_euicc(eid_of(request))
+        return Response(status_code=204)
+
+    async def get_configuration(request: Request) -> Response:
+        return json_response(200, configuration(eid_of(request)))
+
+    async def list_orders(request: Request) -> Response:
+        orders = core.store.orders(eid_of(request))
+        return json_response(200, {"orders": [o.to_json() for o in orders]})
+
+    async def add_order(request: Request) -> Response:
+        eid = eid_of(request)
+        order = core.queue(eid, await _json_body(request))
+        return json_response(201, order.to_json())
+
+    async def list_events(request: Request) -> Response:
+        events = core.store.events(eid_of(request))
+        return json_response(200, {"events": [e.to_json() for e in events]})
+
+    async def get_order(request: Request) -> Response:
+        order = core.store.require_order(order_id(request))
+        events = [e.to_json() for e in core.store.events(order_id=order.id)]
+        return json_response(200, {**order.to_json(), "events": events})
+
+    async def cancel_order(request: Request) -> Response:
+        return json_response(200, core.cancel(order_id(request)).to_json())
+
+    async def requeue_order(request: Request) -> Response:
+        return json_response(200, core.requeue(order_id(request)).to_json())
+
+    async def list_sessions(request: Request) -> Response:
+        return json_response(200, {"sessions": [s.to_json() for s in core.store.sessions()]})
+
+    table: list[tuple[str, _Handler, str]] = [
+        ("/api/eim", eim_info, "GET"),
+        ("/api/euiccs", list_euiccs, "GET"),
+        ("/api/euiccs", register, "POST"),
+        ("/api/euiccs/{eid}", get_euicc, "GET"),
+        ("/api/euiccs/{eid}", patch_euicc, "PATCH"),
+        ("/api/euiccs/{eid}", delete_euicc, "DELETE"),
+        ("/api/euiccs/{eid}/configuration", get_configuration, "GET"),
+        ("/api/euiccs/{eid}/orders", list_orders, "GET"),
+        ("/api/euiccs/{eid}/orders", add_order, "POST"),
+        ("/api/euiccs/{eid}/events", list_events, "GET"),
+        ("/api/orders/{order_id}", get_order, "GET"),
+        ("/api/orders/{order_id}", cancel_order, "DELETE"),
+        ("/api/orders/{order_id}/requeue", requeue_order, "POST"),
+        ("/api/sessions", list_sessions, "GET"),
+    ]
+    return [Route(path, guarded(handler), methods=[method]) for path, handler, method in table]

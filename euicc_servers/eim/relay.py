@@ -1,0 +1,496 @@
+"""Indirect profile download: the eIM relays ESipa requests to an SM-DP+ over ES9+ (JSON).
+
+:class:`IndirectDownload` is the ESipa side (InitiateAuthentication, AuthenticateClient,
+GetBoundProfilePackage, CancelSession) with the sessions it keeps in the store.
+
+PROTOCOL.md §5.9: the IPAd sends the eIM the ES9+ payloads as ESipa ASN.1 messages; the eIM
+calls the SM-DP+ with the ES9+ JSON binding (§4.2: the same TLVs in standard base64,
+transactionId in hex) and wraps the answer in the ESipa response. TLVs pass through byte for
+byte, never re-encoded, so every signature in them still verifies.
+
+:class:`Es9Client` does the HTTPS calls (httpx; the SM-DP+ certificate is verified against
+the configured CA certificates, or the system trust store without them). :class:`SmdpRelay`
+translates. A failed ES9+ function becomes the ESipa error alternative of the function
+(:data:`ESIPA_ERRORS`, codes by subjectCode/reasonCode; anything else undefinedError 127);
+the :class:`Answer` keeps the SM-DP+'s statusCodeData for the JSON binding.
+
+Compact ES10 forms (``minimizeEsipaBytes``) cannot be relayed to an ES9+ server, which needs
+the full objects: they are refused with undefinedError.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from euicc_protocol import pki, schema, tlv
+from euicc_servers.smdpp import FunctionFailed
+
+from ..common import b64, tlv_children, unb64
+from .packages import MessageError, activation_code_address, decode_message, message_parts
+from .store import EimStore, OrderState, Session
+
+__all__ = [
+    "ESIPA_ERRORS",
+    "Answer",
+    "Es9Client",
+    "Es9Transport",
+    "IndirectDownload",
+    "SmdpRelay",
+    "esipa_error",
+]
+
+log = logging.getLogger(__name__)
+
+#: X-Admin-Protocol the eIM sends to SM-DP+s (they check the ``gsma/rsp/v2`` prefix).
+ES9_ADMIN_PROTOCOL = "gsma/rsp/v2.5.0"
+_ADDRESS = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
+
+#: A function that POSTs an ES9+ JSON request: (SM-DP+ address, function, body) → response
+#: body (None for 204), raising FunctionFailed for status Failed or a transport problem.
+Es9Transport = Callable[[str, str, dict[str, Any]], "dict[str, Any] | None"]
+
+#: ESipa error code per (function, subjectCode, reasonCode) of the ES9+ failure.
+ESIPA_ERRORS: dict[str, dict[tuple[str, str], int]] = {
+    "initiateAuthentication": {
+        ("8.8.1", "3.8"): 1,  # invalidDpAddress
+        ("8.8.3", "3.1"): 2,  # euiccVersionNotSupportedByDp
+        ("8.8.2", "3.1"): 3,  # ciPKIdNotSupported
+        ("8.8.4", "3.7"): 3,
+    },
+    "authenticateClient": {
+        ("8.1.2", "6.1"): 1,  # eumCertificateInvalid
+        ("8.1.2", "6.3"): 2,
+        ("8.1.3", "6.1"): 3,  # euiccCertificateInvalid
+        ("8.1.3", "6.3"): 4,
+        ("8.1", "6.1"): 5,  # euiccSignatureInvalid
+        ("8.2.6", "3.8"): 6,  # matchingIdRefused
+        ("8.2.1", "3.9"): 6,
+        ("8.1.1", "3.8"): 7,  # eidMismatch
+        ("8.2.5", "4.3"): 8,  # noEligibleProfile
+        ("8.11.1", "3.9"): 9,  # ciPKUnknown
+        ("8.10.1", "3.9"): 10,  # invalidTransactionId
+        ("8.1", "4.8"): 11,  # insufficientMemory
+    },
+    "getBoundProfilePackage": {
+        ("8.1", "6.1"): 1,  # euiccSignatureInvalid
+        ("8.2.7", "2.2"): 2,  # confirmationCodeMissing
+        ("8.2.7", "3.8"): 3,  # confirmationCodeRefused
+        ("8.2.7", "6.4"): 4,  # confirmationCodeRetriesExceeded
+        ("8.2", "3.7"): 5,  # bppRebindingRefused
+        ("8.8.5", "4.1"): 6,  # downloadOrderExpired
+        ("8.10.1", "3.9"): 95,  # invalidTransactionId
+    },
+    "cancelSession": {
+        ("8.10.1", "3.9"): 1,  # invalidTransactionId
+        ("8.1", "6.1"): 2,  # euiccSignatureInvalid
+    },
+}
+UNDEFINED_ERROR = 127
+
+# The ESipa response type of each relayed function and its error alternative.
+_ERROR_TYPES = {
+    "initiateAuthentication": (
+        "InitiateAuthenticationResponseEsipa",
+        "initiateAuthenticationErrorEsipa",
+    ),
+    "authenticateClient": ("AuthenticateClientResponseEsipa", "authenticateClientErrorEsipa"),
+    "getBoundProfilePackage": (
+        "GetBoundProfilePackageResponseEsipa",
+        "getBoundProfilePackageErrorEsipa",
+    ),
+    "cancelSession": ("CancelSessionResponseEsipa", "cancelSessionError"),
+}
+_RESPONSE_TAGS = {
+    "initiateAuthentication": b"\xbf\x39",
+    "authenticateClient": b"\xbf\x3b",
+    "getBoundProfilePackage": b"\xbf\x3a",
+    "cancelSession": b"\xbf\x41",
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An ESipa response message; ``failure`` is set when it is an error alternative (the
+    JSON binding reports it as status Failed with this statusCodeData)."""
+
+    message: bytes
+    failure: FunctionFailed | None = None
+
+
+def unreachable(message: str) -> FunctionFailed:
+    """The failure for an SM-DP+ that cannot be reached or answers nonsense."""
+    return FunctionFailed("8.8", "5.1", message)
+
+
+def esipa_error(function: str, failure: FunctionFailed) -> Answer:
+    """The ESipa error response of ``function`` for an ES9+ ``failure``."""
+    code = ESIPA_ERRORS[function].get((failure.subject, failure.reason), UNDEFINED_ERROR)
+    type_name, alternative = _ERROR_TYPES[function]
+    return Answer(schema.encode(type_name, (alternative, code)), failure)
+
+
+class Es9Client:
+    """ES9+ JSON calls over HTTPS (or HTTP with ``scheme="http"``), thread-safe.
+
+    ``ca_pem`` holds the CA certificates (PEM) that SM-DP+ TLS certificates must chain to;
+    without it the system trust store is used.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca_pem: bytes | None = None,
+        scheme: str = "https",
+        timeout: float = 30.0,
+        requester: str = "euicc-sim eIM",
+    ) -> None:
+        if scheme not in ("https", "http"):
+            raise ValueError(f"scheme must be https or http, not {scheme!r}")
+        self.scheme = scheme
+        self._requester = requester
+        self._verify: ssl.SSLContext | bool = True
+        if ca_pem is not None:
+            self._verify = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
+        self._timeout = timeout
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+        self._calls = 0
+
+    def close(self) -> None:
+        """Close the kept-alive connections; a later call opens new ones."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(verify=self._verify, timeout=self._timeout)
+            return self._client
+
+    def __call__(self, address: str, function: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        if not _ADDRESS.match(address):
+            raise FunctionFailed("8.8.1", "3.8", f"invalid SM-DP+ address {address!r}")
+        with self._lock:
+            self._calls += 1
+            call_id = f"{self._calls}"
+        payload = {
+            "header": {
+                "functionRequesterIdentifier": self._requester,
+                "functionCallIdentifier": call_id,
+            },
+            **body,
+        }
+        url = f"{self.scheme}://{address}/gsma/rsp2/es9plus/{function}"
+        headers = {
+            "Content-Type": "application/json",
+            "X-Admin-Protocol": ES9_ADMIN_PROTOCOL,
+            "User-Agent": "euicc-sim-eim",
+        }
+        try:
+            response = self._http().post(url, json=payload, headers=headers)
+        except httpx.HTTPError as exc:
+            raise unreachable(f"{function} at {address}: {exc}") from None
+        if response.status_code == 204:
+            return None
+        if response.status_code != 200:
+            raise unreachable(f"{function} at {address}: HTTP {response.status_code}")
+        try:
+            answer = response.json()
+            status = answer["header"]["functionExecutionStatus"]
+        except (ValueError, KeyError, TypeError):
+            raise unreachable(f"{function} at {address}: not an ES9+ response") from None
+        if status.get("status") in ("Executed-Success", "Executed-WithWarning"):
+            return dict(answer)
+        data = status.get("statusCodeData") or {}
+        raise FunctionFailed(
+            str(data.get("subjectCode", "")),
+            str(data.get("reasonCode", "")),
+            str(data.get("message", status.get("status", "Failed"))),
+        )
+
+
+def _field(body: dict[str, Any] | None, name: str, tag: bytes | None) -> bytes:
+    """A base64 ES9+ response field, checked to be one TLV with ``tag`` (if given)."""
+    value = (body or {}).get(name)
+    if not isinstance(value, str):
+        raise unreachable(f"the SM-DP+ answer lacks {name}")
+    try:
+        data = unb64(value)
+        item = tlv.read_tlv(data)
+    except (ValueError, tlv.TlvError):
+        raise unreachable(f"{name} in the SM-DP+ answer is not a base64 TLV") from None
+    if item.end != len(data) or (tag is not None and item.tag != tag):
+        raise unreachable(f"{name} in the SM-DP+ answer is not one {tag!r} TLV")
+    return data
+
+
+def _transaction_id(body: dict[str, Any] | None) -> bytes:
+    value = (body or {}).get("transactionId")
+    try:
+        tid = bytes.fromhex(value) if isinstance(value, str) else b""
+    except ValueError:
+        tid = b""
+    if not 1 <= len(tid) <= 16:
+        raise unreachable("the SM-DP+ answer has no valid transactionId")
+    return tid
+
+
+class SmdpRelay:
+    """ESipa ⇄ ES9+ translation over an :data:`Es9Transport` (default :class:`Es9Client`)."""
+
+    def __init__(self, transport: Es9Transport) -> None:
+        self.transport = transport
+
+    def _call(self, address: str, function: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        log.debug("relaying %s to %s", function, address)
+        return self.transport(address, function, body)
+
+    def initiate_authentication(
+        self, address: str, euicc_challenge: bytes, euicc_info1: bytes | None
+    ) -> tuple[Answer, bytes | None]:
+        """InitiateAuthentication; returns the answer and the SM-DP+'s transactionId."""
+        if euicc_info1 is None:
+            failure = FunctionFailed("1.3.1", "2.2", "euiccInfo1 is needed to relay to ES9+")
+            return esipa_error("initiateAuthentication", failure), None
+        body = {
+            "euiccChallenge": b64(euicc_challenge),
+            "euiccInfo1": b64(euicc_info1),
+            "smdpAddress": address,
+        }
+        try:
+            answer = self._call(address, "initiateAuthentication", body)
+            tid = _transaction_id(answer)
+            content = tlv.encode_tlv(b"\x80", tid)
+            content += _field(answer, "serverSigned1", b"\x30")
+            content += _field(answer, "serverSignature1", b"\x5f\x37")
+            content += _field(answer, "euiccCiPKIdToBeUsed", b"\x04")
+            content += _field(answer, "serverCertificate", b"\x30")
+        except FunctionFailed as exc:
+            return esipa_error("initiateAuthentication", exc), None
+        message = tlv.encode_tlv(b"\xbf\x39", tlv.encode_tlv(b"\xa0", content))
+        return Answer(message), tid
+
+    def authenticate_client(
+        self, address: str, transaction_id: bytes, authenticate_server_response: bytes
+    ) -> Answer:
+        """AuthenticateClient with the ``BF38`` AuthenticateServerResponse TLV."""
+        body = {
+            "transactionId": transaction_id.hex().upper(),
+            "authenticateServerResponse": b64(authenticate_server_response),
+        }
+        try:
+            answer = self._call(address, "authenticateClient", body)
+            content = tlv.encode_tlv(b"\x80", _transaction_id(answer))
+            if (answer or {}).get("profileMetadata") is not None:
+                content += _field(answer, "profileMetadata", b"\xbf\x25")
+            content += _field(answer, "smdpSigned2", b"\x30")
+            content += _field(answer, "smdpSignature2", b"\x5f\x37")
+            content += _field(answer, "smdpCertificate", b"\x30")
+        except FunctionFailed as exc:
+            return esipa_error("authenticateClient", exc)
+        return Answer(tlv.encode_tlv(b"\xbf\x3b", tlv.encode_tlv(b"\xa0", content)))
+
+    def get_bound_profile_package(
+        self, address: str, transaction_id: bytes, prepare_download_response: bytes
+    ) -> Answer:
+        """GetBoundProfilePackage with the ``BF21`` PrepareDownloadResponse TLV."""
+        body = {
+            "transactionId": transaction_id.hex().upper(),
+            "prepareDownloadResponse": b64(prepare_download_response),
+        }
+        try:
+            answer = self._call(address, "getBoundProfilePackage", body)
+            content = tlv.encode_tlv(b"\x80", _transaction_id(answer))
+            content += _field(answer, "boundProfilePackage", b"\xbf\x36")
+        except FunctionFailed as exc:
+            return esipa_error("getBoundProfilePackage", exc)
+        return Answer(tlv.encode_tlv(b"\xbf\x3a", tlv.encode_tlv(b"\xa0", content)))
+
+    def cancel_session(
+        self, address: str, transaction_id: bytes, cancel_session_response: bytes
+    ) -> Answer:
+        """CancelSession with the ES10b ``BF41`` CancelSessionResponse TLV."""
+        body = {
+            "transactionId": transaction_id.hex().upper(),
+            "cancelSessionResponse": b64(cancel_session_response),
+        }
+        try:
+            self._call(address, "cancelSession", body)
+        except FunctionFailed as exc:
+            return esipa_error("cancelSession", exc)
+        return Answer(schema.encode("CancelSessionResponseEsipa", ("cancelSessionOk", {})))
+
+    def handle_notification(self, address: str, pending_notification: bytes) -> None:
+        """Forward a notification (a ``BF37`` PIR) to the SM-DP+ at ``address``.
+
+        Raises:
+            FunctionFailed: it could not be delivered.
+        """
+        self._call(
+            address, "handleNotification", {"pendingNotification": b64(pending_notification)}
+        )
+
+
+def is_compact(tag: bytes, message: bytes) -> bool:
+    """Whether an AuthenticateServerResponse/PrepareDownloadResponse/CancelSessionResponse
+    TLV (``BF38``/``BF21``/``BF41``) holds the compact alternative (``A2``), which ES9+ cannot
+    take."""
+    try:
+        children = tlv_children(message)
+    except tlv.TlvError:
+        return False
+    return message[: len(tag)] == tag and bool(children) and children[0][0] == b"\xa2"
+
+
+#: Called with (EID, eUICC certificate DER, EUM certificate DER) seen in an
+#: AuthenticateServerResponse of a registered eUICC, so the eIM may learn its key.
+CertificateSeen = Callable[[str, bytes, bytes], object]
+
+
+class IndirectDownload:
+    """The relayed ESipa functions and their sessions (one per SM-DP+ transactionId).
+
+    The SM-DP+ is the request's smdpAddress, else the address in the activation code of the
+    download order its eimTransactionId names, else ``default_smdp_address``. An
+    eimTransactionId naming no download order is invalidEimTransactionId (52); a
+    transactionId without session is invalidTransactionId, answered without asking the
+    SM-DP+. Sessions not used for ``session_timeout`` seconds are dropped.
+    """
+
+    def __init__(
+        self,
+        store: EimStore,
+        relay: SmdpRelay | None,
+        *,
+        default_smdp_address: str | None = None,
+        session_timeout: float = 3600.0,
+        certificate_seen: CertificateSeen | None = None,
+    ) -> None:
+        self.store = store
+        self.relay = relay
+        self.default_smdp_address = default_smdp_address
+        self.session_timeout = session_timeout
+        self._certificate_seen = certificate_seen
+
+    def _expire_sessions(self) -> None:
+        limit = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.session_timeout)
+        self.store.drop_sessions_before(limit.isoformat(timespec="seconds"))
+
+    def initiate_authentication(self, message: bytes) -> Answer:
+        """ESipa.InitiateAuthentication: start a session with the SM-DP+."""
+        function = "initiateAuthentication"
+        request = decode_message("InitiateAuthenticationRequestEsipa", message)
+        info1 = dict(message_parts(message)).get(b"\xbf\x20")
+        self._expire_sessions()
+        order = None
+        if "eimTransactionId" in request:
+            eim_tid = bytes(request["eimTransactionId"])
+            order = self.store.find_order(None, kinds=["download"], eim_transaction_id=eim_tid)
+            if order is None:
+                failure = FunctionFailed("8.10.1", "3.9", "eimTransactionId names no download")
+                error = ("initiateAuthenticationErrorEsipa", 52)  # invalidEimTransactionId
+                return Answer(schema.encode(_ERROR_TYPES[function][0], error), failure)
+        address = request.get("smdpAddress")
+        if not address and order is not None and "activationCode" in order.request:
+            address = activation_code_address(order.request["activationCode"])
+        address = address or self.default_smdp_address
+        if not address:
+            return esipa_error(function, FunctionFailed("8.8.1", "3.8", "no SM-DP+ address"))
+        if self.relay is None:
+            return esipa_error(function, unreachable("no SM-DP+ relay configured"))
+        answer, tid = self.relay.initiate_authentication(
+            address, bytes(request["euiccChallenge"]), info1
+        )
+        if tid is not None:
+            self.store.add_session(tid.hex().upper(), address, order.id if order else None)
+        return answer
+
+    def _relayed(
+        self, function: str, message: bytes, tag: bytes
+    ) -> tuple[Session, bytes, bytes, SmdpRelay] | Answer:
+        """(session, transactionId, ES10 response TLV with ``tag``, relay) of a request, or
+        the error answer when it cannot be relayed."""
+        parts = message_parts(message)
+        if len(parts) != 2 or parts[0][0] != b"\x80":
+            raise MessageError(f"{function}: expected transactionId and one TLV")
+        tid = tlv.read_tlv(parts[0][1]).value(parts[0][1])
+        response = parts[1][1]
+        if tag == b"\xbf\x41":  # [1] IMPLICIT replaced the BF41 of CancelSessionResponse
+            response = tlv.encode_tlv(tag, tlv.read_tlv(response).value(response))
+        session = self.store.session(tid.hex().upper())
+        if session is None:
+            failure = FunctionFailed("8.10.1", "3.9", "transactionId unknown to this eIM")
+            return esipa_error(function, failure)
+        if self.relay is None:
+            return esipa_error(function, unreachable("no SM-DP+ relay configured"))
+        if is_compact(tag, response):
+            failure = FunctionFailed("1.3.1", "2.1", "compact ES10 forms cannot be relayed")
+            return esipa_error(function, failure)
+        return session, tid, response, self.relay
+
+    def authenticate_client(self, message: bytes) -> Answer:
+        """ESipa.AuthenticateClient; the session learns its EID (and download order)."""
+        decode_message("AuthenticateClientRequestEsipa", message)
+        relayed = self._relayed("authenticateClient", message, b"\xbf\x38")
+        if isinstance(relayed, Answer):
+            return relayed
+        session, tid, response, relay = relayed
+        self._identify(session, response)
+        answer = relay.authenticate_client(session.smdp_address, tid, response)
+        state = "ended" if answer.failure else "authenticated"
+        self.store.update_session(session.transaction_id, state=state)
+        return answer
+
+    def _identify(self, session: Session, response: bytes) -> None:
+        """The EID of an authenticateResponseOk (``A0 {30, 5F37, 30 euicc, 30 eum}``)."""
+        try:
+            ok = message_parts(response)
+            if ok[0][0] != b"\xa0":
+                return
+            items = message_parts(ok[0][1])
+            euicc_der, eum_der = items[2][1], items[3][1]
+            eid = pki.subject_serial_number(pki.load_certificate(euicc_der))
+        except (MessageError, IndexError, ValueError, pki.CertificateError):
+            return
+        if eid is None or self.store.euicc(eid) is None:
+            return
+        if self._certificate_seen is not None:
+            self._certificate_seen(eid, euicc_der, eum_der)
+        order_id = session.order_id
+        if order_id is None:
+            order = self.store.find_order(eid, kinds=["download"], states=[OrderState.SENT])
+            order_id = order.id if order else None
+        self.store.update_session(session.transaction_id, eid=eid, order_id=order_id)
+
+    def get_bound_profile_package(self, message: bytes) -> Answer:
+        """ESipa.GetBoundProfilePackage."""
+        decode_message("GetBoundProfilePackageRequestEsipa", message)
+        relayed = self._relayed("getBoundProfilePackage", message, b"\xbf\x21")
+        if isinstance(relayed, Answer):
+            return relayed
+        session, tid, response, relay = relayed
+        answer = relay.get_bound_profile_package(session.smdp_address, tid, response)
+        self.store.update_session(session.transaction_id, state="bound")
+        return answer
+
+    def cancel_session(self, message: bytes) -> Answer:
+        """ESipa.CancelSession (the ``A1`` becomes the ES10b ``BF41`` again for ES9+)."""
+        decode_message("CancelSessionRequestEsipa", message)
+        relayed = self._relayed("cancelSession", message, b"\xbf\x41")
+        if isinstance(relayed, Answer):
+            return relayed
+        session, tid, response, relay = relayed
+        answer = relay.cancel_session(session.smdp_address, tid, response)
+        self.store.update_session(session.transaction_id, state="ended")
+        return answer

@@ -1,0 +1,381 @@
+"""Results reaching the reference eIM: ESipa.ProvideEimPackageResult, and HandleNotification
+(which may carry one), rules 3 to 5 of :mod:`.esipa`.
+
+Each EimPackageResult alternative is matched to its order and recorded: EPRs (checked against
+this eIM's eimId, the order's counterValue and the eUICC's key), IpaEuiccData (learning the
+association token and the eUICC's key), ProfileDownloadTriggerResults and the IPAd's
+eimPackageResultResponseError. The seqNumbers to acknowledge are collected in the store.
+Notifications inside results are handled by :class:`~.notifications.EimNotifications`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from euicc_protocol import pki, schema, tlv
+from euicc_protocol.eid import InvalidEid, eid_from_bytes
+
+from ..common import spki, value_to_json
+from . import packages
+from .notifications import EimNotifications
+from .packages import MessageError, PackageError, decode_message, message_parts
+from .store import Order, OrderState, now
+
+__all__ = [
+    "EID_NOT_FOUND",
+    "INVALID_EID",
+    "MISSING_EID",
+    "NO_PACKAGE",
+    "PACKAGE_KINDS",
+    "UNDEFINED",
+    "EimResults",
+    "eid_or_none",
+]
+
+log = logging.getLogger(__name__)
+
+# GetEimPackageResponse.eimPackageError / ProvideEimPackageResultResponse error codes
+NO_PACKAGE, EID_NOT_FOUND, INVALID_EID, MISSING_EID, UNDEFINED = 1, 2, 3, 4, 127
+#: Order kinds delivered as signed eUICC packages.
+PACKAGE_KINDS = ("psmo", "eco")
+_PACKAGE_ERRORS = {1: "invalidPackageFormat", 2: "unknownPackage", 127: "undefinedError"}
+_EPR_ERRORS = {3: "invalidEid", 4: "replayError", 6: "counterValueOutOfRange", 15: "sizeOverflow"}
+
+
+class _ResultError(Exception):
+    """A ProvideEimPackageResult answered with provideEimPackageResultError ``code``."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def eid_or_none(data: bytes) -> str | None:
+    """The EID (32 digits) of an ``eidValue``, or None when it is not a valid EID."""
+    try:
+        return eid_from_bytes(bytes(data))
+    except InvalidEid:
+        return None
+
+
+class EimResults(EimNotifications):
+    """Part of :class:`~.esipa.EimCore`: ProvideEimPackageResult and HandleNotification."""
+
+    def provide_eim_package_result(self, message: bytes) -> bytes:
+        """ESipa.ProvideEimPackageResult (rules 3-5): the ``BF50`` response."""
+        decode_message("ProvideEimPackageResult", message)
+        try:
+            eid = self._take_result(message)
+        except _ResultError as exc:
+            return schema.encode(
+                "ProvideEimPackageResultResponse", ("provideEimPackageResultError", exc.code)
+            )
+        acks = self.store.take_acks(eid)
+        if acks:
+            return schema.encode("ProvideEimPackageResultResponse", ("eimAcknowledgements", acks))
+        return schema.encode("ProvideEimPackageResultResponse", ("emptyResponse", {}))
+
+    def handle_notification(self, message: bytes) -> None:
+        """ESipa.HandleNotification: store (rule 6); ``BF50`` inside is a result (rule 4)."""
+        decode_message("HandleNotificationEsipa", message)
+        tag, inner = message_parts(message)[0]
+        if tag not in (b"\xa0", b"\xbf\x50"):
+            raise MessageError(f"unknown HandleNotification alternative {tag.hex().upper()}")
+        if tag == b"\xbf\x50":
+            try:
+                self._take_result(inner)
+            except _ResultError as exc:
+                log.warning("result in HandleNotification dropped: error %d", exc.code)
+            return None
+        self._notification(None, message_parts(inner)[0][1], acknowledge=False)
+        return None
+
+    def _take_result(self, message: bytes) -> str:
+        """Store a ProvideEimPackageResult; returns the EID it was for."""
+        parts = message_parts(message)
+        eid: str | None = None
+        if parts and parts[0][0] == b"\x5a":
+            eid = eid_or_none(tlv.read_tlv(parts[0][1]).value(parts[0][1]))
+            if eid is None:
+                raise _ResultError(INVALID_EID)
+            if self.store.euicc(eid) is None:
+                raise _ResultError(EID_NOT_FOUND)
+            parts = parts[1:]
+        if len(parts) != 1:
+            raise MessageError("ProvideEimPackageResult must hold one EimPackageResult")
+        tag, raw = parts[0]
+        with self.store.transaction():
+            if tag == b"\xbf\x51":
+                return self._epr(eid, raw)
+            if tag == b"\x30":
+                both = message_parts(raw)  # ePRAndNotifications { BF51, A0 {...} }
+                if len(both) < 2:
+                    raise MessageError("ePRAndNotifications needs the EPR and the list")
+                eid = self._epr(eid, both[0][1])
+                for _, item in message_parts(both[1][1]):
+                    self._notification(eid, item, acknowledge=True)
+                return eid
+            if tag == b"\xbf\x52":
+                return self._euicc_data(eid, raw)
+            if tag == b"\xbf\x54":
+                return self._download_result(eid, raw)
+            if tag == b"\xa0":
+                return self._package_error_result(eid, raw)
+        raise MessageError(f"unknown EimPackageResult alternative {tag.hex().upper()}")
+
+    def _require_eid(self, eid: str | None, order: Order | None) -> str:
+        eid = eid or (order.eid if order is not None else None)
+        if eid is None:
+            raise _ResultError(MISSING_EID)
+        if self.store.euicc(eid) is None:
+            raise _ResultError(EID_NOT_FOUND)
+        return eid
+
+    def _order_for(
+        self, eid: str | None, kinds: tuple[str, ...], tid: bytes | None, **extra: Any
+    ) -> Order | None:
+        if tid is not None:
+            order = self.store.find_order(eid, kinds=kinds, eim_transaction_id=tid)
+            if order is not None:
+                return order
+        if extra.get("counter_value") is not None and eid is not None:
+            order = self.store.find_order(eid, kinds=kinds, counter_value=extra["counter_value"])
+            if order is not None:
+                return order
+        if eid is None or tid is not None or extra.get("counter_value") is not None:
+            return None  # it names an order, but not one of ours
+        return self.store.find_order(eid, kinds=kinds, states=[OrderState.SENT])
+
+    def _epr(self, eid: str | None, raw: bytes) -> str:
+        """Rule 3 for one EuiccPackageResult; returns its EID."""
+        try:
+            info = packages.parse_epr(raw)
+        except PackageError as exc:
+            raise MessageError(str(exc)) from None
+        order = self._order_for(
+            eid, PACKAGE_KINDS, info.eim_transaction_id, counter_value=info.counter_value
+        )
+        eid = self._require_eid(eid, order)
+        record = self.store.euicc(eid)
+        assert record is not None
+        verified: bool | None = None
+        if info.signed is not None and record.public_key is not None:
+            key = pki.load_public_key(record.public_key)
+            verified = packages.verify_epr(info, key, record.association_token)
+        problem = None
+        if info.eim_id != self.settings.eim_id:
+            problem = f"eimId {info.eim_id!r} is not this eIM"
+        elif verified is False:
+            problem = "the eUICC signature does not verify"
+        elif order is None:
+            problem = "it matches no order"
+        elif info.counter_value is not None and info.counter_value != order.counter_value:
+            problem = f"counterValue {info.counter_value} is not the order's {order.counter_value}"
+        if order is not None and order.result == raw:
+            accepted = True  # the same result again: its acknowledgement was lost
+        else:
+            accepted = problem is None
+            self.store.add_event(
+                "epr",
+                raw,
+                eid=eid,
+                order_id=order.id if order else None,
+                seq_number=info.seq_number,
+                decoded=info.decoded,
+                verified=verified,
+                accepted=accepted,
+                note=problem,
+            )
+            if problem is not None:
+                log.warning("EPR from %s rejected: %s", eid, problem)
+            if accepted and order is not None and order.state == OrderState.SENT:
+                self._complete_package(order, info, verified)
+        # A verified EPR that matches no order still comes from the card: free it too.
+        if info.seq_number is not None and (
+            accepted or (problem == "it matches no order" and verified)
+        ):
+            self.store.add_acks(eid, [info.seq_number])
+        return eid
+
+    def _complete_package(
+        self, order: Order, info: packages.EprInfo, verified: bool | None
+    ) -> None:
+        error = None
+        if info.kind == "euiccPackageErrorUnsigned":
+            error = "the eUICC refused the package: eIM unknown or eimSignature invalid"
+        elif info.kind == "euiccPackageErrorSigned":
+            code = info.error_code or UNDEFINED
+            error = f"euiccPackageErrorCode {_EPR_ERRORS.get(code, 'undefinedError')} ({code})"
+        self.store.update_order(
+            order.id,
+            state=OrderState.FAILED if error else OrderState.DONE,
+            result=info.raw,
+            result_json=info.decoded,
+            verified=verified,
+            error=error,
+            completed=now(),
+        )
+        if error is None and order.kind == "eco":
+            self._follow_own_eco(order, info)
+        log.info("order %d: %s", order.id, error or "done")
+
+    def _follow_own_eco(self, order: Order, info: packages.EprInfo) -> None:
+        """An updateEim of this eIM that succeeded changes our counter or token too."""
+        results = info.decoded["euiccPackageResultSigned"]["euiccPackageResultDataSigned"]
+        for operation, result in zip(
+            order.request["operations"], results["euiccResult"], strict=False
+        ):
+            update = operation.get("updateEim")
+            if not update or update.get("eimId") != self.settings.eim_id:
+                continue
+            if result != {"updateEimResult": 0}:
+                continue
+            changes = {}
+            if "counterValue" in update:
+                changes["counter"] = update["counterValue"]
+            if update.get("associationToken", -1) > 0:
+                changes["association_token"] = update["associationToken"]
+            if changes:
+                self.store.update_euicc(order.eid, **changes)
+
+    def _euicc_data(self, eid: str | None, raw: bytes) -> str:
+        kind, value = decode_message("IpaEuiccDataResponse", raw)
+        order_tid = value.get("eimTransactionId")
+        order = self._order_for(eid, ("euiccData",), order_tid)
+        eid = self._require_eid(eid, order)
+        if kind == "ipaEuiccDataResponseError":
+            code = value["ipaEuiccDataErrorCode"]
+            self.store.add_event(
+                "euiccData",
+                raw,
+                eid=eid,
+                order_id=order.id if order else None,
+                decoded=value_to_json(value),
+                note=f"error {code}",
+            )
+            if order is not None and order.state == OrderState.SENT:
+                self._fail(
+                    order, raw, {kind: value_to_json(value)}, f"ipaEuiccDataErrorCode {code}"
+                )
+            return eid
+        fields = dict(message_parts(message_parts(raw)[0][1]))
+        decoded = value_to_json(value)
+        for tag, name in ((b"\xa5", "eumCertificate"), (b"\xa6", "euiccCertificate")):
+            if tag in fields:
+                decoded[name] = (b"\x30" + fields[tag][1:]).hex().upper()
+        self._learn(eid, value, fields)
+        for _, item in message_parts(fields[b"\xa0"]) if b"\xa0" in fields else ():
+            self._notification(eid, item, acknowledge=True)
+        for _, item in message_parts(fields[b"\xa2"]) if b"\xa2" in fields else ():
+            self._epr(eid, item)
+        self.store.add_event(
+            "euiccData", raw, eid=eid, order_id=order.id if order else None, decoded={kind: decoded}
+        )
+        if order is not None and order.state == OrderState.SENT:
+            self.store.update_order(
+                order.id,
+                state=OrderState.DONE,
+                result=raw,
+                result_json={kind: decoded},
+                completed=now(),
+            )
+        return eid
+
+    def _learn(self, eid: str, value: Mapping[str, Any], fields: Mapping[bytes, bytes]) -> None:
+        """Rule 5 for an IpaEuiccData: the token while unknown, the key from A5 + A6."""
+        record = self.store.euicc(eid)
+        assert record is not None
+        if record.association_token is None and "associationToken" in value:
+            self.store.update_euicc(eid, association_token=value["associationToken"])
+            log.info("%s: association token %d learnt", eid, value["associationToken"])
+        if b"\xa5" in fields and b"\xa6" in fields:
+            euicc_der = b"\x30" + fields[b"\xa6"][1:]
+            eum_der = b"\x30" + fields[b"\xa5"][1:]
+            self._learn_certificate(eid, euicc_der, eum_der, "ipaEuiccData")
+
+    def _learn_certificate(self, eid: str, euicc_der: bytes, eum_der: bytes, source: str) -> bool:
+        record = self.store.euicc(eid)
+        if record is None or record.euicc_certificate == euicc_der:
+            return record is not None
+        try:
+            euicc_cert = pki.load_certificate(euicc_der)
+            eum_cert = pki.load_certificate(eum_der)
+            named = pki.check_euicc_chain(euicc_cert, eum_cert, self.settings.trusted_ci_keys)
+            ci = pki.authority_key_id(eum_cert)
+        except (pki.CertificateError, ValueError) as exc:
+            log.warning("%s: eUICC certificate from %s not trusted: %s", eid, source, exc)
+            return False
+        if named != eid or (record.euicc_ci_pkid not in (None, ci)):
+            log.warning("%s: certificate from %s is for %s under CI %s", eid, source, named, ci)
+            return False
+        key = euicc_cert.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        self.store.update_euicc(
+            eid,
+            euicc_certificate=euicc_der,
+            eum_certificate=eum_der,
+            public_key=spki(key),
+            key_source=source,
+        )
+        log.info("%s: eUICC key learnt from %s", eid, source)
+        return True
+
+    def _download_result(self, eid: str | None, raw: bytes) -> str:
+        value = decode_message("ProfileDownloadTriggerResult", raw)
+        parts = dict(message_parts(raw))
+        pir = parts.get(b"\xbf\x37")
+        session_order = None
+        if pir is not None:
+            tid = decode_message("ProfileInstallationResult", pir)["profileInstallationResultData"][
+                "transactionId"
+            ]
+            session = self.store.session(bytes(tid).hex().upper())
+            if session is not None:
+                eid = eid or session.eid
+                session_order = self.store.order(session.order_id) if session.order_id else None
+        order = self._order_for(eid, ("download",), value.get("eimTransactionId")) or session_order
+        eid = self._require_eid(eid, order)
+        decoded = value_to_json(value)
+        self.store.add_event(
+            "downloadResult", raw, eid=eid, order_id=order.id if order else None, decoded=decoded
+        )
+        if pir is not None:
+            self._notification(eid, pir, acknowledge=True, order=order)
+        elif order is not None and order.state == OrderState.SENT:
+            reason = value["profileDownloadTriggerResultData"][1]["profileDownloadErrorReason"]
+            self._fail(order, raw, decoded, f"profileDownloadErrorReason {reason}")
+        return eid
+
+    def _package_error_result(self, eid: str | None, raw: bytes) -> str:
+        value = decode_message("EimPackageResult", raw)[1]
+        order = self._order_for(eid, packages.ORDER_KINDS, value.get("eimTransactionId"))
+        eid = self._require_eid(eid, order)
+        code = value["eimPackageResultErrorCode"]
+        name = _PACKAGE_ERRORS.get(code, "undefinedError")
+        self.store.add_event(
+            "packageError",
+            raw,
+            eid=eid,
+            order_id=order.id if order else None,
+            decoded=value_to_json(value),
+            note=name,
+        )
+        if order is not None and order.state == OrderState.SENT:
+            error = f"the IPAd refused the package: {name} ({code})"
+            self._fail(order, raw, value_to_json(value), error)
+        return eid
+
+    def _fail(self, order: Order, raw: bytes, result_json: Any, error: str) -> None:
+        """``order`` failed with the result ``raw``."""
+        self.store.update_order(
+            order.id,
+            state=OrderState.FAILED,
+            result=raw,
+            result_json=result_json,
+            completed=now(),
+            error=error,
+        )
