@@ -26,7 +26,7 @@ demo: $(STAMP)
 # The PC/SC set-up needs root to install Debian packages; without it the reader tests skip.
 test: $(STAMP)
 	scripts/setup-pcsc.sh || echo "PC/SC stack not available: the pcsc tests will skip"
-	$(BIN)/ruff check euicc_protocol euicc_sim ipa euicc_servers tests benchmarks examples
+	$(BIN)/ruff check euicc_protocol euicc_sim ipa euicc_servers euicc_cli tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2
 

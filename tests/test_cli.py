@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from euicc_sim import cli as card_cli
-from ipa import cli as ipa_cli
+from euicc_cli import ipa_command as ipa_cli
+from euicc_cli import sim_command as card_cli
 
 TS48 = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
 A = "8949449999999990023"  # TS48V1-A-UNIQUE
@@ -161,7 +161,7 @@ def test_ipa_on_a_directory_without_a_card_fails_clearly(
 
 
 def test_ipa_reader_options_need_a_reader(card: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from ipa.cli import main as ipa_main
+    from euicc_cli.ipa_command import main as ipa_main
 
     assert ipa_main(["--card", card, "--protocol", "T1", "eid"]) == 2
     assert "--protocol and --exclusive are for --reader" in capsys.readouterr().err

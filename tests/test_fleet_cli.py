@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from euicc_cli import ipa_command as cli
+from euicc_cli import sim_command as card_cli
 from euicc_protocol import saip
 from euicc_servers.eim import EimServer, OrderState, build_eim, run_in_thread
-from euicc_sim import cli as card_cli
 from euicc_sim.card import Euicc
-from ipa import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_FILE = ROOT / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"

@@ -702,7 +702,7 @@ def test_unreachable_notification_server_keeps_the_notification() -> None:
 
 
 def test_cli_download_with_an_invalid_activation_code(tmp_path: Path, capsys: Any) -> None:
-    from ipa.cli import main
+    from euicc_cli.ipa_command import main
 
     Euicc.create(tmp_path / "card")
     assert main(["--card", str(tmp_path / "card"), "download", "LPA:2$x.example$M"]) == 1
@@ -712,7 +712,7 @@ def test_cli_download_with_an_invalid_activation_code(tmp_path: Path, capsys: An
 def test_cli_notifications_process_and_remove_exclude_each_other(
     tmp_path: Path, capsys: Any
 ) -> None:
-    from ipa.cli import main
+    from euicc_cli.ipa_command import main
 
     Euicc.create(tmp_path / "card")
     argv = ["--card", str(tmp_path / "card"), "notifications", "--process", "--remove", "1"]
@@ -721,7 +721,7 @@ def test_cli_notifications_process_and_remove_exclude_each_other(
 
 
 def test_cli_notifications_process_with_nothing_pending(tmp_path: Path, capsys: Any) -> None:
-    from ipa.cli import main
+    from euicc_cli.ipa_command import main
 
     Euicc.create(tmp_path / "card")
     assert main(["--card", str(tmp_path / "card"), "--json", "notifications", "--process"]) == 0
@@ -854,7 +854,7 @@ def test_e2e_untrusted_tls_certificate_is_refused(reference: Reference) -> None:
 
 
 def test_e2e_command_line(reference: Reference, tmp_path: Path, capsys: Any) -> None:
-    from ipa.cli import main
+    from euicc_cli.ipa_command import main
 
     ac = reference.order("E2E-CLI", "TS48V5-SAIP2-1A-NOBERTLV-UNIQUE.der")
     card_dir = tmp_path / "card"

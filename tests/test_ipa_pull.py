@@ -813,7 +813,8 @@ def test_device_run_forever_stops_on_the_event(card: Euicc) -> None:
 
 def test_cli_poll_once(card: Euicc, tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     """``ipa poll --once`` against a plain-HTTP fake eIM (the transport is patched in)."""
-    from ipa import cli, esipa
+    from euicc_cli import ipa_command as cli
+    from ipa import esipa
 
     eim = FakeEim()
     card_dir = tmp_path / "card"
@@ -842,7 +843,7 @@ def test_cli_poll_once(card: Euicc, tmp_path: Path, capsys: Any, monkeypatch: An
 
 
 def test_cli_poll_unprovisioned_card_fails(tmp_path: Path, capsys: Any) -> None:
-    from ipa import cli
+    from euicc_cli import ipa_command as cli
 
     Euicc.create(tmp_path / "card")
     assert cli.main(["--card", str(tmp_path / "card"), "poll", "--once"]) == 1

@@ -557,7 +557,7 @@ def test_ipa_command_line_works_with_reader_as_with_card(
     """``ipa --reader NAME`` runs the same commands as ``ipa --card DIR``."""
     import json
 
-    from ipa.cli import main
+    from euicc_cli.ipa_command import main
 
     assert main(["--reader", served.reader, "eid"]) == 0
     assert capsys.readouterr().out.strip() == served.eid

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import signal
 import sys
@@ -23,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import es10_iot
-from .cli_pull import add_pull_options, pull_config
-from .errors import IpaError
-from .es10 import Es10Client
-from .fleet import Device, Fleet, FleetConfig, FleetStats
-from .pull import PollOutcome
-from .transport import InProcessTransport
+from euicc_cli.pull_options import add_pull_options, pull_config
+from ipa import es10_iot
+from ipa.errors import IpaError
+from ipa.es10 import Es10Client
+from ipa.fleet import Device, Fleet, FleetConfig, FleetStats
+from ipa.pull import PollOutcome
+from ipa.transport import InProcessTransport
 
 __all__ = ["add_fleet_command", "cmd_fleet"]
 
@@ -79,14 +78,12 @@ def cmd_fleet(args: argparse.Namespace) -> None:
         raise ValueError("--duration must be positive")
     if args.report <= 0:
         raise ValueError("--report must be positive")
-    try:
-        card_module = importlib.import_module("euicc_sim.card")
-    except ImportError as exc:
-        raise IpaError("ipa fleet needs the euicc_sim emulator installed") from exc
+    from euicc_sim.card import Euicc  # loaded only when a fleet runs
+
     directories = [Path(d).resolve() for d in args.cards]
     if len(set(directories)) != len(directories):
         raise ValueError("a card directory is named twice (one card, one device)")
-    cards = [card_module.Euicc.open(directory) for directory in directories]
+    cards = [Euicc.open(directory) for directory in directories]
     initial_eim = args.initial_eim
     if initial_eim is not None and Path(initial_eim).is_dir():
         _provision_from_directory(cards, Path(initial_eim))

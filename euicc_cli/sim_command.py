@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -12,10 +11,9 @@ from pathlib import Path
 
 from euicc_protocol.crypto import Curve
 from euicc_protocol.iccid import iccid_from_ef
-
-from .card import CardError, Euicc
-from .state import ProfileClass, ProfileState
-from .vpcd import add_serve_command
+from euicc_sim.card import CardError, Euicc
+from euicc_sim.state import ProfileClass, ProfileState
+from euicc_sim.vpcd import add_serve_command
 
 _CURVES = {
     "nist": (Curve.NIST_P256,),
@@ -199,20 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_server_commands(sub: argparse._SubParsersAction) -> None:
-    """The reference servers' commands (``smdpp``, ``eim``), when the servers are installed.
+    """The reference servers' commands (``smdpp``, ``eim``)."""
+    from euicc_servers.eim.serve import add_eim_command
+    from euicc_servers.smdpp.serve import add_smdpp_command
 
-    Only this command-line front end reaches into ``euicc_servers``; the card library itself never
-    imports it (the servers and the card talk over HTTP and APDUs only).
-    """
-    for module, function in (
-        ("euicc_servers.smdpp.serve", "add_smdpp_command"),
-        ("euicc_servers.eim.serve", "add_eim_command"),
-    ):
-        try:
-            add = getattr(importlib.import_module(module), function)
-        except (ImportError, AttributeError):
-            continue
-        add(sub)
+    add_smdpp_command(sub)
+    add_eim_command(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

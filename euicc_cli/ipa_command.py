@@ -9,23 +9,22 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import importlib
 import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .channel import ChannelConfig
-from .cli_pull import add_pull_options, pull_config
-from .download import DownloadError, download_profile_sync
-from .errors import IpaError
-from .es9p import Es9Config, load_trust_anchors
-from .es10 import Es10Client
-from .fleet_cli import add_fleet_command, cmd_fleet
-from .notifications import process_notifications_sync
-from .transport import InProcessTransport, Transport
-from .types import ProfileInfo
+from euicc_cli.fleet_command import add_fleet_command, cmd_fleet
+from euicc_cli.pull_options import add_pull_options, pull_config
+from ipa.channel import ChannelConfig
+from ipa.download import DownloadError, download_profile_sync
+from ipa.errors import IpaError
+from ipa.es9p import Es9Config, load_trust_anchors
+from ipa.es10 import Es10Client
+from ipa.notifications import process_notifications_sync
+from ipa.transport import InProcessTransport, Transport
+from ipa.types import ProfileInfo
 
 
 class UsageError(Exception):
@@ -39,15 +38,13 @@ def open_transport(args: argparse.Namespace) -> Transport:
     if args.card and (args.protocol != "any" or args.exclusive):
         raise UsageError("--protocol and --exclusive are for --reader")
     if args.reader:
-        from .pcsc import open_reader_transport  # pyscard is optional: import on demand
+        from ipa.pcsc import open_reader_transport  # pyscard is optional: import on demand
 
         return open_reader_transport(args.reader, protocol=args.protocol, exclusive=args.exclusive)
     if args.card:
-        try:
-            card_module = importlib.import_module("euicc_sim.card")
-        except ImportError as exc:
-            raise UsageError("--card needs the euicc_sim emulator installed") from exc
-        return InProcessTransport(card_module.Euicc.open(args.card))
+        from euicc_sim.card import Euicc  # the emulator is loaded only when a command uses it
+
+        return InProcessTransport(Euicc.open(args.card))
     raise UsageError("say which card to use: --card DIR or --reader NAME")
 
 
@@ -286,7 +283,7 @@ def cmd_poll(client: Es10Client, args: argparse.Namespace) -> None:
     """Poll the card's eIM once (--once) or until interrupted."""
     import asyncio
 
-    from .pull import PollOutcome, PullFlow
+    from ipa.pull import PollOutcome, PullFlow
 
     flow = PullFlow(client, pull_config(args, eim_url=args.eim_url), state_dir=args.state)
 

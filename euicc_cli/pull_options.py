@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .es9p import Es9Config, load_trust_anchors
-from .esipa import Binding, EsipaConfig
-from .pull import Backoff, PullConfig
+from ipa.es9p import Es9Config, load_trust_anchors
+from ipa.esipa import Binding, EsipaConfig
+from ipa.pull import Backoff, PullConfig
 
 __all__ = ["add_pull_options", "pull_config"]
 
