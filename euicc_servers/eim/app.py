@@ -20,8 +20,6 @@ The operator API (JSON, ``/api/...``) is described in ``docs/eim.md``.
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,13 +27,12 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from euicc_protocol import pki, schema, tlv
-from euicc_servers.smdpp import FunctionFailed
-from euicc_servers.smdpp.app import ADMIN_PROTOCOL, JSON_CONTENT_TYPE, failed_response
 
 from ..common import (
     b64,
@@ -47,6 +44,14 @@ from ..common import (
     tlv_children,
     unb64,
 )
+from ..common.functions import (
+    ADMIN_PROTOCOL,
+    FunctionFailed,
+    failed_response,
+    function_response,
+    success_response,
+)
+from ..common.limits import JsonError, RequestGuard, exception_handlers, parse_json
 from .esipa import EimCore, MessageError, RegistrationError
 from .packages import PackageError
 from .relay import Answer
@@ -255,8 +260,7 @@ JSON_FUNCTIONS: dict[
 }
 
 
-def _success(fields: dict[str, Any]) -> dict[str, Any]:
-    return {"header": {"functionExecutionStatus": {"status": "Executed-Success"}}, **fields}
+_success = success_response
 
 
 def execute_json(core: EimCore, function: str, body: Any) -> tuple[int, dict[str, Any] | None]:
@@ -284,12 +288,7 @@ def execute_json(core: EimCore, function: str, body: Any) -> tuple[int, dict[str
 # --------------------------------------------------------------------------- HTTP
 
 
-def _esipa_json_response(status: int, body: dict[str, Any] | None) -> Response:
-    headers = {"X-Admin-Protocol": ADMIN_PROTOCOL}
-    if body is None:
-        return Response(status_code=status, headers=headers)
-    headers["Content-Type"] = JSON_CONTENT_TYPE
-    return Response(json.dumps(body, separators=(",", ":")).encode(), status, headers=headers)
+_esipa_json_response = function_response
 
 
 def _media_type(content_type: str | None) -> str:
@@ -350,10 +349,11 @@ def create_app(core: EimCore) -> Starlette:
             failure = FunctionFailed("1.2.2", "2.1", f"unsupported X-Admin-Protocol {protocol!r}")
             return _esipa_json_response(200, failed_response(failure))
         try:
-            body = json.loads((await request.body()).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            failure = FunctionFailed("1.3.1", "2.1", "the body is not JSON")
-            return _esipa_json_response(200, failed_response(failure))
+            body = parse_json(await request.body(), core.settings.limits)
+        except JsonError as exc:
+            return _esipa_json_response(
+                200, failed_response(FunctionFailed("1.3.1", "2.1", str(exc)))
+            )
         status, out = await run_in_threadpool(execute_json, core, function, body)
         return _esipa_json_response(status, out)
 
@@ -362,7 +362,11 @@ def create_app(core: EimCore) -> Starlette:
         Route("/gsma/rsp2/esipa/{function}", esipa_json, methods=["POST"]),
         *_operator_routes(core),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestGuard, limits=core.settings.limits)],  # type: ignore[arg-type]
+        exception_handlers=exception_handlers(),
+    )
     app.state.core = core
     return app
 
@@ -377,10 +381,11 @@ class _ApiError(Exception):
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
+    core: EimCore = request.app.state.core
     try:
-        data = json.loads((await request.body()).decode("utf-8") or "null")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _ApiError(400, "the body is not JSON") from None
+        data = parse_json(await request.body() or b"null", core.settings.limits)
+    except JsonError as exc:
+        raise _ApiError(400, str(exc)) from None
     if not isinstance(data, dict):
         raise _ApiError(400, "the body must be a JSON object")
     return data
@@ -404,21 +409,20 @@ def _certificate(data: dict[str, Any], name: str) -> bytes | None:
         raise _ApiError(400, f"{name}: {exc}") from None
 
 
-def _int(data: dict[str, Any], name: str) -> int | None:
+def _int(data: dict[str, Any], name: str, low: int = -1, high: int = 2**31 - 1) -> int | None:
     value = data.get(name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise _ApiError(400, f"{name} must be an integer")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _ApiError(400, f"{name} must be an integer in {low}..{high}")
     return value
 
 
 def _operator_routes(core: EimCore) -> list[Route]:
     def guarded(handler: _Handler) -> _Handler:
         async def run(request: Request) -> Response:
-            token = core.settings.admin_token
-            if token is not None:
-                given = request.headers.get("authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    return json_error(401, "unauthorised")
+            if not core.auth.allows(request.headers.get("authorization")):
+                return json_error(401, "unauthorised: send Authorization: Bearer <token>")
             try:
                 return await handler(request)
             except _ApiError as exc:
@@ -435,13 +439,15 @@ def _operator_routes(core: EimCore) -> list[Route]:
     def eid_of(request: Request) -> str:
         eid = request.path_params["eid"]
         if core.store.euicc(eid) is None:
-            raise _ApiError(404, f"EID {eid} is not registered")
+            raise _ApiError(404, f"EID {eid[:40]} is not registered")
         return str(eid)
 
     def order_id(request: Request) -> int:
         text = request.path_params["order_id"]
-        if not text.isdigit():
-            raise _ApiError(404, f"no order {text}")
+        # SQLite row ids are below 2^63: a longer number names no order (and must not reach
+        # the database, which cannot bind it).
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+            raise _ApiError(404, f"no order {text[:40]}")
         return int(text)
 
     def configuration(eid: str) -> dict[str, Any]:

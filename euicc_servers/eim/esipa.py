@@ -55,6 +55,7 @@ from typing import Any
 
 from euicc_protocol import schema, tlv
 
+from ..common.auth import OperatorAuth
 from . import packages
 from .operator import EimOperator, RegistrationError
 from .packages import MessageError, PackageError, decode_message
@@ -92,6 +93,11 @@ class EimCore(EimResults, EimOperator):
         self.store = store or EimStore()
         self.eim_fqdn = settings.eim_fqdn
         self._random = random_bytes
+        self.auth = OperatorAuth.resolve(
+            settings.admin_token,
+            open_api=settings.open_operator_api,
+            state_dir=self.store.directory,
+        )
         self.downloads = IndirectDownload(
             self.store,
             relay,
@@ -110,6 +116,11 @@ class EimCore(EimResults, EimOperator):
             b"\xbf\x3a": self.downloads.get_bound_profile_package,
             b"\xbf\x41": self.downloads.cancel_session,
         }
+
+    @property
+    def admin_token(self) -> str | None:
+        """The operator API token (``None`` only when the API was opened on purpose)."""
+        return self.auth.token
 
     @property
     def relay(self) -> SmdpRelay | None:

@@ -14,9 +14,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from euicc_protocol import pki, tlv
-from euicc_servers.smdpp import FunctionFailed
 
 from ..common import value_to_json
+from ..common.functions import FunctionFailed
 from . import packages
 from .packages import decode_message, message_parts
 from .relay import SmdpRelay

@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 
 from euicc_protocol import pki, schema, tlv
-from euicc_servers.smdpp import FunctionFailed
 
 from ..common import b64, tlv_children, unb64
+from ..common.functions import FunctionFailed
 from .packages import MessageError, activation_code_address, decode_message, message_parts
 from .store import EimStore, OrderState, Session
 

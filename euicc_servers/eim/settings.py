@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..common import spki
+from ..common.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["EimSettings"]
 
@@ -21,6 +22,11 @@ class EimSettings:
     a port). ``tls_trust_certificate`` (DER) is given to eUICCs as trustedCertificateTls (the
     CA of the eIM's TLS certificate); ``None`` when serving plain HTTP. ``trusted_ci_keys``
     verify eUICC certificate chains; ``euicc_ci_pkid`` is the default euiccCiPKId.
+
+    ``admin_token`` is required as ``Authorization: Bearer <token>`` on the operator API;
+    without it the core makes one (kept in the state directory, see
+    :class:`euicc_servers.common.auth.OperatorAuth`) unless ``open_operator_api`` is set.
+    ``limits`` bound what clients may send (:class:`euicc_servers.common.limits.Limits`).
     """
 
     eim_id: str
@@ -33,6 +39,8 @@ class EimSettings:
     default_smdp_address: str | None = None
     session_timeout: float = 3600.0
     admin_token: str | None = field(default=None, repr=False)
+    open_operator_api: bool = False
+    limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if not self.eim_id or len(self.eim_id.encode()) > 128:

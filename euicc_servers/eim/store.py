@@ -303,6 +303,8 @@ class EimStore:
     """The eIM database: ``directory/eim.sqlite3``, or in memory without a directory."""
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        #: The state directory (``None``: in memory).
+        self.directory = Path(directory) if directory is not None else None
         if directory is None:
             target = ":memory:"
         else:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from euicc_protocol import crypto, pki, schema, tlv
 
 from ..common import tlv_children
+from ..common.functions import FunctionFailed
 
 __all__ = [
     "SIG",
@@ -36,20 +37,6 @@ __all__ = [
 
 #: Tag of an ECDSA signature TLV (``5F37``).
 SIG = b"\x5f\x37"
-
-
-class FunctionFailed(Exception):
-    """An ES9+ function ends with status Failed and this statusCodeData."""
-
-    def __init__(self, subject: str, reason: str, message: str) -> None:
-        super().__init__(f"{subject}/{reason}: {message}")
-        self.subject = subject
-        self.reason = reason
-        self.message = message
-
-    def status_code_data(self) -> dict[str, str]:
-        """The JSON ``statusCodeData`` object."""
-        return {"subjectCode": self.subject, "reasonCode": self.reason, "message": self.message}
 
 
 def invalid(name: str, why: str) -> FunctionFailed:
