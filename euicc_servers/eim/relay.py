@@ -354,8 +354,9 @@ def is_compact(tag: bytes, message: bytes) -> bool:
 
 
 #: Called with (EID, eUICC certificate DER, EUM certificate DER) seen in an
-#: AuthenticateServerResponse of a registered eUICC, so the eIM may learn its key.
-CertificateSeen = Callable[[str, bytes, bytes], object]
+#: AuthenticateServerResponse of a registered eUICC that the SM-DP+ accepted, so the eIM may
+#: learn its key; returns whether the chain verified for that EID.
+CertificateSeen = Callable[[str, bytes, bytes], bool]
 
 
 class IndirectDownload:
@@ -446,10 +447,13 @@ class IndirectDownload:
         if isinstance(relayed, Answer):
             return relayed
         session, tid, response, relay = relayed
-        self._identify(session, response)
         answer = relay.authenticate_client(session.smdp_address, tid, response)
         state = "ended" if answer.failure else "authenticated"
         self.store.update_session(session.transaction_id, state=state)
+        if answer.failure is None:
+            # The SM-DP+ verified euiccSignature1 with the certificate: the session is that
+            # eUICC's (a certificate alone proves nothing, anyone may copy it).
+            self._identify(session, response)
         return answer
 
     def _identify(self, session: Session, response: bytes) -> None:
@@ -465,9 +469,14 @@ class IndirectDownload:
             return
         if eid is None or self.store.euicc(eid) is None:
             return
-        if self._certificate_seen is not None:
-            self._certificate_seen(eid, euicc_der, eum_der)
+        if self._certificate_seen is not None and not self._certificate_seen(
+            eid, euicc_der, eum_der
+        ):
+            return  # the chain does not verify, or it is not the EID's
         order_id = session.order_id
+        owner = self.store.order(order_id) if order_id is not None else None
+        if owner is not None and owner.eid != eid:
+            order_id = None  # the eimTransactionId named another eUICC's order
         if order_id is None:
             order = self.store.find_order(eid, kinds=["download"], states=[OrderState.SENT])
             order_id = order.id if order else None
