@@ -372,7 +372,7 @@ def test_unsigned_errors_are_reports_that_do_not_end_the_order(nist: TestPki) ->
     )
     assert provide(client, euicc.eid_bytes, unsigned) == bytes.fromhex("BF50023000")
     order = client.api("GET", f"/orders/{order_id}", 200)
-    assert order["state"] == "sent" and "EuiccPackageErrorUnsigned" in order["unverifiedReport"]
+    assert order["state"] == "sent" and "euiccPackageErrorUnsigned" in order["unverifiedReport"]
     # An IPAd that cannot run a package says so (unsigned too); without eidValue the
     # transaction id finds the order.
     error = tlv.encode_tlv(b"\xa0", tlv.encode_tlv(b"\x80", tid) + bytes.fromhex("020102"))

@@ -179,7 +179,7 @@ class EimResults(EimNotifications):
         if info.eim_id != self.settings.eim_id:
             problem = f"eimId {info.eim_id!r} is not this eIM"
         elif info.signed is None:
-            problem = "unverified report: an unsigned error (EuiccPackageErrorUnsigned)"
+            problem = "unverified report: an unsigned error (euiccPackageErrorUnsigned)"
         elif verified is None:
             problem = "unverified report: no eUICC key to verify the signature with"
         elif verified is False:
