@@ -121,7 +121,7 @@ class EimNotifications:
                     order.id,
                     state=OrderState.DONE if success else OrderState.FAILED,
                     result=raw,
-                    result_json=value_to_json(value),
+                    result_json={"profileInstallationResult": value_to_json(value)},
                     verified=True,
                     error=None if success else "profile installation failed",
                     completed=now(),
