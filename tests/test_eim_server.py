@@ -773,7 +773,7 @@ class FakeEs9:
 
 
 def test_relay_maps_failures_to_esipa_errors(nist: TestPki) -> None:
-    eim = build_eim(nist, eim_fqdn=FQDN)
+    eim = build_eim(nist, eim_fqdn=FQDN, smdp_addresses=frozenset({"smdp.example"}))
     fake = FakeEs9(FunctionFailed("8.8.2", "3.1", "no CI"))
     eim.core.relay = SmdpRelay(fake)
     client = Client(create_app(eim.core))

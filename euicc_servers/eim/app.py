@@ -20,13 +20,15 @@ The operator API (JSON, ``/api/...``) is described in ``docs/eim.md``.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -57,7 +59,16 @@ from .packages import PackageError
 from .relay import Answer
 from .store import Conflict, NotFound
 
-__all__ = ["ASN1_CONTENT_TYPE", "JSON_FUNCTIONS", "create_app", "execute_json"]
+__all__ = [
+    "ASN1_CONTENT_TYPE",
+    "JSON_FUNCTIONS",
+    "LaneBusy",
+    "RelayLane",
+    "create_app",
+    "execute_json",
+    "json_answer",
+    "json_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -263,26 +274,82 @@ JSON_FUNCTIONS: dict[
 _success = success_response
 
 
+def json_message(function: str, body: Any) -> bytes:
+    """The ESipa ASN.1 message of a JSON request of ``function``.
+
+    Raises:
+        KeyError: ``function`` is not one of :data:`JSON_FUNCTIONS`.
+        FunctionFailed: a field is missing or malformed (1.3.1).
+    """
+    build, _ = JSON_FUNCTIONS[function]
+    if not isinstance(body, dict) or not isinstance(body.get("header", {}), dict):
+        raise FunctionFailed("1.3.1", "2.1", "the body must be a JSON object")
+    try:
+        return build(body)
+    except _BadField as exc:
+        raise exc.failure from None
+    except (ValueError, schema.Asn1Error, tlv.TlvError) as exc:
+        raise FunctionFailed("1.3.1", "2.1", str(exc)) from None
+
+
+def json_answer(function: str, answer: Answer | None) -> tuple[int, dict[str, Any] | None]:
+    """(HTTP status, JSON body or None) of ``function``'s ``answer``."""
+    _, convert = JSON_FUNCTIONS[function]
+    if convert is None or answer is None:
+        return 204, None
+    if answer.failure is not None:
+        return 200, failed_response(answer.failure)
+    return 200, _success(convert(answer.message))
+
+
 def execute_json(core: EimCore, function: str, body: Any) -> tuple[int, dict[str, Any] | None]:
     """Run ESipa ``function`` on a decoded JSON request body: (HTTP status, JSON or None).
 
     Raises:
         KeyError: ``function`` is not one of :data:`JSON_FUNCTIONS`.
     """
-    build, convert = JSON_FUNCTIONS[function]
     try:
-        if not isinstance(body, dict) or not isinstance(body.get("header", {}), dict):
-            raise _BadField(FunctionFailed("1.3.1", "2.1", "the body must be a JSON object"))
-        answer = core.handle(build(body))
-    except _BadField as exc:
-        return 200, failed_response(exc.failure)
+        answer = core.handle(json_message(function, body))
+    except FunctionFailed as exc:
+        return 200, failed_response(exc)
     except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
         return 200, failed_response(FunctionFailed("1.3.1", "2.1", str(exc)))
-    if convert is None or answer is None:
-        return 204, None
-    if answer.failure is not None:
-        return 200, failed_response(answer.failure)
-    return 200, _success(convert(answer.message))
+    return json_answer(function, answer)
+
+
+class LaneBusy(Exception):
+    """Too many ESipa requests wait for an SM-DP+ already."""
+
+
+class RelayLane:
+    """Where ESipa requests that may reach an SM-DP+ run: ``threads`` threads of their own
+    (never the event loop, never the pool other requests use), at most ``threads * 4``
+    waiting; more are refused at once. A slow SM-DP+ so fills this lane only, and
+    GetEimPackage and results (run on the event loop) go on being served."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.max_waiting = threads * 4
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, "eim-relay")
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    async def run(self, fn: Callable[[bytes], Answer | None], message: bytes) -> Answer | None:
+        """``fn(message)`` in the lane.
+
+        Raises:
+            LaneBusy: the lane is full.
+        """
+        with self._lock:
+            if self._in_flight >= self.threads + self.max_waiting:
+                raise LaneBusy("too many requests wait for an SM-DP+; try again later")
+            self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, fn, message)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -316,6 +383,14 @@ def _store_only(message: bytes) -> bool:
 def create_app(core: EimCore) -> Starlette:
     """The ASGI app serving ``core``: ESipa (both bindings) and the operator API."""
 
+    transport = core.relay.transport if core.relay is not None else None
+    lane = RelayLane(getattr(transport, "max_concurrent", 8))
+
+    async def handle(message: bytes) -> Answer | None:
+        if _store_only(message):
+            return core.handle(message)  # the store only: quicker here than a thread hop
+        return await lane.run(core.handle, message)  # may reach an SM-DP+ (blocking HTTP)
+
     async def asn1(request: Request) -> Response:
         if _media_type(request.headers.get("content-type")) != ASN1_CONTENT_TYPE:
             return Response(
@@ -323,13 +398,12 @@ def create_app(core: EimCore) -> Starlette:
             )
         body = await request.body()
         try:
-            if _store_only(body):
-                answer: Answer | None = core.handle(body)
-            else:  # may relay to an SM-DP+ (blocking HTTP)
-                answer = await run_in_threadpool(core.handle, body)
+            answer = await handle(body)
         except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
             log.info("ESipa message refused: %s", exc)
             return Response(str(exc), 400, media_type="text/plain")
+        except LaneBusy as exc:
+            return Response(str(exc), 503, headers={"Retry-After": "5"}, media_type="text/plain")
         headers = {"X-Admin-Protocol": ADMIN_PROTOCOL}
         if answer is None:
             return Response(status_code=204, headers=headers)
@@ -354,8 +428,17 @@ def create_app(core: EimCore) -> Starlette:
             return _esipa_json_response(
                 200, failed_response(FunctionFailed("1.3.1", "2.1", str(exc)))
             )
-        status, out = await run_in_threadpool(execute_json, core, function, body)
-        return _esipa_json_response(status, out)
+        try:
+            answer = await handle(json_message(function, body))
+        except FunctionFailed as exc:
+            return _esipa_json_response(200, failed_response(exc))
+        except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
+            failure = FunctionFailed("1.3.1", "2.1", str(exc))
+            return _esipa_json_response(200, failed_response(failure))
+        except LaneBusy as exc:
+            failure = FunctionFailed("8.8", "5.1", str(exc))  # as an unreachable SM-DP+
+            return _esipa_json_response(200, failed_response(failure))
+        return _esipa_json_response(*json_answer(function, answer))
 
     routes = [
         Route("/gsma/rsp2/asn1", asn1, methods=["POST"]),

@@ -112,6 +112,7 @@ class EimCore(EimResults, EimOperator):
             self.store,
             relay,
             default_smdp_address=settings.default_smdp_address,
+            smdp_addresses=settings.smdp_addresses,
             session_timeout=settings.session_timeout,
             certificate_seen=lambda eid, euicc, eum: self._learn_certificate(
                 eid, euicc, eum, "authenticateServer"

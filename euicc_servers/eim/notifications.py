@@ -14,6 +14,7 @@ EUM to a trusted CI), which must name the EID it is reported for.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -82,7 +83,8 @@ class EimNotifications:
         if acknowledge and verified and eid is not None and seq is not None:
             self.store.add_acks(eid, [seq])
         if forward_to is not None and not duplicate:
-            self.store.set_forwarded(event.id, self._forward(forward_to, raw))
+            # Sent after the store's transaction ends: a slow SM-DP+ must not hold the store.
+            self._outbox().append((event.id, forward_to, raw))
 
     def _installation_result(
         self, raw: bytes, eid: str | None, order: Order | None
@@ -149,6 +151,19 @@ class EimNotifications:
         except (pki.CertificateError, ValueError, tlv.TlvError) as exc:
             log.warning("notification with an untrusted eUICC chain: %s", exc)
             return seq, None, False
+
+    def _outbox(self) -> list[tuple[int, str, bytes]]:
+        """PIRs to forward once the current message is stored (per thread)."""
+        local = self.__dict__.setdefault("_outbox_local", threading.local())
+        items: list[tuple[int, str, bytes]] = local.__dict__.setdefault("items", [])
+        return items
+
+    def send_forwards(self) -> None:
+        """Forward the PIRs the last message brought (outside any store transaction)."""
+        outbox = self._outbox()
+        while outbox:
+            event_id, address, raw = outbox.pop(0)
+            self.store.set_forwarded(event_id, self._forward(address, raw))
 
     def _forward(self, address: str, pir: bytes) -> str:
         if self.relay is None:

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +33,10 @@ import httpx
 from euicc_protocol import pki, schema, tlv
 
 from ..common import b64, tlv_children, unb64
+from ..common.addresses import AddressError, canonical_address, is_valid_address
 from ..common.functions import FunctionFailed
 from .packages import MessageError, activation_code_address, decode_message, message_parts
-from .store import EimStore, OrderState, Session
+from .store import EimStore, Order, OrderState, Session
 
 __all__ = [
     "ESIPA_ERRORS",
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 #: X-Admin-Protocol the eIM sends to SM-DP+s (they check the ``gsma/rsp/v2`` prefix).
 ES9_ADMIN_PROTOCOL = "gsma/rsp/v2.5.0"
-_ADDRESS = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
 
 #: A function that POSTs an ES9+ JSON request: (SM-DP+ address, function, body) → response
 #: body (None for 204), raising FunctionFailed for status Failed or a transport problem.
@@ -142,7 +141,11 @@ class Es9Client:
     """ES9+ JSON calls over HTTPS (or HTTP with ``scheme="http"``), thread-safe.
 
     ``ca_pem`` holds the CA certificates (PEM) that SM-DP+ TLS certificates must chain to;
-    without it the system trust store is used.
+    without it the system trust store is used. Every call is bounded: ``connect_timeout``
+    to connect, ``timeout`` for each read or write, at most ``max_concurrent`` calls in
+    flight (a call that finds none free within ``queue_timeout`` fails at once, as an
+    unreachable SM-DP+). The address must be a well-formed host[:port]
+    (:mod:`euicc_servers.common.addresses`).
     """
 
     def __init__(
@@ -150,17 +153,30 @@ class Es9Client:
         *,
         ca_pem: bytes | None = None,
         scheme: str = "https",
-        timeout: float = 30.0,
+        timeout: float = 20.0,
+        connect_timeout: float = 5.0,
+        max_concurrent: int = 8,
+        queue_timeout: float = 5.0,
         requester: str = "euicc-sim eIM",
     ) -> None:
         if scheme not in ("https", "http"):
             raise ValueError(f"scheme must be https or http, not {scheme!r}")
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
         self.scheme = scheme
         self._requester = requester
         self._verify: ssl.SSLContext | bool = True
         if ca_pem is not None:
             self._verify = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
-        self._timeout = timeout
+        # Every phase bounded: connect, each read/write, and the wait for a free pool slot.
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout, pool=queue_timeout)
+        self._limits = httpx.Limits(
+            max_connections=max_concurrent, max_keepalive_connections=max_concurrent
+        )
+        #: Calls in flight at most; more wait ``queue_timeout`` seconds, then fail.
+        self.max_concurrent = max_concurrent
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._queue_timeout = queue_timeout
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
         self._calls = 0
@@ -175,12 +191,22 @@ class Es9Client:
     def _http(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(verify=self._verify, timeout=self._timeout)
+                self._client = httpx.Client(
+                    verify=self._verify, timeout=self._timeout, limits=self._limits
+                )
             return self._client
 
     def __call__(self, address: str, function: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        if not _ADDRESS.match(address):
-            raise FunctionFailed("8.8.1", "3.8", f"invalid SM-DP+ address {address!r}")
+        if not is_valid_address(address):
+            raise FunctionFailed("8.8.1", "3.8", f"invalid SM-DP+ address {address[:64]!r}")
+        if not self._slots.acquire(timeout=self._queue_timeout):
+            raise unreachable(f"{function} at {address}: too many SM-DP+ calls in progress")
+        try:
+            return self._post(address, function, body)
+        finally:
+            self._slots.release()
+
+    def _post(self, address: str, function: str, body: dict[str, Any]) -> dict[str, Any] | None:
         with self._lock:
             self._calls += 1
             call_id = f"{self._calls}"
@@ -363,7 +389,11 @@ class IndirectDownload:
     """The relayed ESipa functions and their sessions (one per SM-DP+ transactionId).
 
     The SM-DP+ is the request's smdpAddress, else the address in the activation code of the
-    download order its eimTransactionId names, else ``default_smdp_address``. An
+    download order its eimTransactionId names, else ``default_smdp_address``. The eIM
+    connects only to SM-DP+s it is configured for: ``default_smdp_address``,
+    ``smdp_addresses``, and the activation-code address of its own download orders (the one
+    the eimTransactionId names, else any queued or sent); any other is invalidDpAddress (1)
+    without a connection. An
     eimTransactionId naming no download order is invalidEimTransactionId (52); a
     transactionId without session is invalidTransactionId, answered without asking the
     SM-DP+. Sessions not used for ``session_timeout`` seconds are dropped.
@@ -375,14 +405,35 @@ class IndirectDownload:
         relay: SmdpRelay | None,
         *,
         default_smdp_address: str | None = None,
+        smdp_addresses: Iterable[str] = (),
         session_timeout: float = 3600.0,
         certificate_seen: CertificateSeen | None = None,
     ) -> None:
         self.store = store
         self.relay = relay
         self.default_smdp_address = default_smdp_address
+        self.smdp_addresses = tuple(smdp_addresses)
         self.session_timeout = session_timeout
         self._certificate_seen = certificate_seen
+
+    def allowed(self, address: str, order: Order | None = None) -> bool:
+        """Whether the eIM may connect to the SM-DP+ at ``address`` (rule of the class)."""
+        try:
+            wanted = canonical_address(address)
+        except AddressError:
+            return False
+        known = [*self.smdp_addresses]
+        if self.default_smdp_address:
+            known.append(self.default_smdp_address)
+        orders = (
+            [order]
+            if order is not None
+            else self.store.orders(kinds=["download"], states=[OrderState.QUEUED, OrderState.SENT])
+        )
+        for item in orders:
+            if "activationCode" in item.request:
+                known.append(activation_code_address(item.request["activationCode"]) or "")
+        return any(is_valid_address(a) and canonical_address(a) == wanted for a in known)
 
     def _expire_sessions(self) -> None:
         limit = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.session_timeout)
@@ -408,6 +459,10 @@ class IndirectDownload:
         address = address or self.default_smdp_address
         if not address:
             return esipa_error(function, FunctionFailed("8.8.1", "3.8", "no SM-DP+ address"))
+        if not self.allowed(address, order):
+            log.warning("InitiateAuthentication for an SM-DP+ not allowed: %.64r", address)
+            failure = FunctionFailed("8.8.1", "3.8", "this eIM does not relay to that SM-DP+")
+            return esipa_error(function, failure)
         if self.relay is None:
             return esipa_error(function, unreachable("no SM-DP+ relay configured"))
         answer, tid = self.relay.initiate_authentication(

@@ -68,8 +68,10 @@ class EimResults(EimNotifications):
     def provide_eim_package_result(self, message: bytes) -> bytes:
         """ESipa.ProvideEimPackageResult (rules 3-5): the ``BF50`` response."""
         decode_message("ProvideEimPackageResult", message)
+        self._outbox().clear()  # what a failed message left is not to be sent
         try:
             eid = self._take_result(message)
+            self.send_forwards()
         except _ResultError as exc:
             return schema.encode(
                 "ProvideEimPackageResultResponse", ("provideEimPackageResultError", exc.code)
@@ -82,6 +84,7 @@ class EimResults(EimNotifications):
     def handle_notification(self, message: bytes) -> None:
         """ESipa.HandleNotification: store (rule 6); ``BF50`` inside is a result (rule 4)."""
         decode_message("HandleNotificationEsipa", message)
+        self._outbox().clear()
         tag, inner = message_parts(message)[0]
         if tag not in (b"\xa0", b"\xbf\x50"):
             raise MessageError(f"unknown HandleNotification alternative {tag.hex().upper()}")
@@ -90,8 +93,10 @@ class EimResults(EimNotifications):
                 self._take_result(inner)
             except _ResultError as exc:
                 log.warning("result in HandleNotification dropped: error %d", exc.code)
+            self.send_forwards()
             return None
         self._notification(None, message_parts(inner)[0][1], acknowledge=False)
+        self.send_forwards()
         return None
 
     def _take_result(self, message: bytes) -> str:

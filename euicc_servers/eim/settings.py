@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..common import spki
+from ..common.addresses import is_valid_address
 from ..common.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["EimSettings"]
@@ -26,7 +27,9 @@ class EimSettings:
     ``admin_token`` is required as ``Authorization: Bearer <token>`` on the operator API;
     without it the core makes one (kept in the state directory, see
     :class:`euicc_servers.common.auth.OperatorAuth`) unless ``open_operator_api`` is set.
-    ``limits`` bound what clients may send (:class:`euicc_servers.common.limits.Limits`).
+    ``smdp_addresses`` are SM-DP+s the eIM may relay to besides ``default_smdp_address`` and
+    those of its own download orders. ``limits`` bound what clients may send
+    (:class:`euicc_servers.common.limits.Limits`).
     """
 
     eim_id: str
@@ -37,6 +40,7 @@ class EimSettings:
     trusted_ci_keys: Mapping[bytes, ec.EllipticCurvePublicKey] = field(default_factory=dict)
     euicc_ci_pkid: bytes | None = None
     default_smdp_address: str | None = None
+    smdp_addresses: frozenset[str] = frozenset()
     session_timeout: float = 3600.0
     admin_token: str | None = field(default=None, repr=False)
     open_operator_api: bool = False
@@ -45,6 +49,9 @@ class EimSettings:
     def __post_init__(self) -> None:
         if not self.eim_id or len(self.eim_id.encode()) > 128:
             raise ValueError("eimId must be 1..128 bytes")
+        for address in (self.default_smdp_address, *self.smdp_addresses):
+            if address is not None and not is_valid_address(address):
+                raise ValueError(f"invalid SM-DP+ address {address!r}")
         if self.eim_id_type is None:
             object.__setattr__(self, "eim_id_type", _guess_id_type(self.eim_id))
 

@@ -498,12 +498,17 @@ class EimStore:
             raise NotFound(f"no order {order_id}")
         return order
 
-    def orders(self, eid: str | None = None, *, states: Sequence[str] = ()) -> list[Order]:
-        """Orders (of ``eid``; in ``states``), oldest first."""
+    def orders(
+        self, eid: str | None = None, *, states: Sequence[str] = (), kinds: Sequence[str] = ()
+    ) -> list[Order]:
+        """Orders (of ``eid``; in ``states``; of ``kinds``), oldest first."""
         sql, args = "SELECT * FROM orders WHERE 1", list[Any]()
         if eid is not None:
             sql += " AND eid = ?"
             args.append(eid)
+        if kinds:
+            sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            args.extend(kinds)
         if states:
             sql += f" AND state IN ({', '.join('?' for _ in states)})"
             args.extend(states)
