@@ -34,17 +34,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from euicc_protocol import pki, schema, tlv
+from euicc_protocol import bindings, pki, schema, tlv
 
 from ..common import (
-    b64,
     is_hex,
     is_json_content_type,
     json_error,
     json_response,
     pem,
     tlv_children,
-    unb64,
 )
 from ..common.functions import (
     ADMIN_PROTOCOL,
@@ -75,95 +73,50 @@ log = logging.getLogger(__name__)
 #: Content-Type of the ESipa ASN.1 binding.
 ASN1_CONTENT_TYPE = "application/x-gsma-rsp-asn1"
 
-_B64, _HEX, _TEXT, _INT, _BOOL, _RAW = "b64", "hex", "text", "int", "bool", "raw"
-
-
-class _BadField(Exception):
-    def __init__(self, failure: FunctionFailed) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
-def _field(body: dict[str, Any], name: str, kind: str, *, required: bool = True) -> Any:
-    """A JSON request field decoded by ``kind`` (None when optional and absent)."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise _BadField(FunctionFailed("1.3.1", "2.2", f"mandatory element {name} is missing"))
-        return None
-    bad = FunctionFailed("1.3.1", "2.1", f"{name} is not a valid {kind} value")
-    if kind == _BOOL:
-        if not isinstance(value, bool):
-            raise _BadField(bad)
-        return value
-    if kind == _INT:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _BadField(bad)
-        return value
-    if not isinstance(value, str):
-        raise _BadField(bad)
-    if kind == _TEXT:
-        return value
-    if kind == _HEX:
-        if not is_hex(value.strip(), max_bytes=16):
-            raise _BadField(bad)
-        return bytes.fromhex(value.strip())
-    try:
-        data = unb64(value)
-        if kind == _B64:  # a complete TLV
-            if tlv.read_tlv(data).end != len(data):
-                raise ValueError
-    except (ValueError, tlv.TlvError):
-        raise _BadField(bad) from None
-    return data
-
+_B64, _HEX, _TEXT, _RAW = "b64", "hex", "text", "raw"
 
 # --------------------------------------------------------------------------- JSON → ASN.1
+# Each builder takes the request values decoded by the binding (euicc_protocol.bindings).
 
 
-def _get_eim_package(body: dict[str, Any]) -> bytes:
-    value: dict[str, Any] = {"eidValue": _field(body, "eidValue", _HEX)}
-    if _field(body, "notifyStateChange", _BOOL, required=False):
+def _get_eim_package(values: dict[str, Any]) -> bytes:
+    value: dict[str, Any] = {"eidValue": values["eidValue"]}
+    if values.get("notifyStateChange"):
         value["notifyStateChange"] = None
-    cause = _field(body, "stateChangeCause", _INT, required=False)
-    if cause is not None:
-        value["stateChangeCause"] = cause
-    rplmn = _field(body, "rPlmn", _HEX, required=False)
-    if rplmn is not None:
-        value["rPLMN"] = rplmn
+    if "stateChangeCause" in values:
+        value["stateChangeCause"] = values["stateChangeCause"]
+    if "rPlmn" in values:
+        value["rPLMN"] = values["rPlmn"]
     return schema.encode("GetEimPackageRequest", value)
 
 
-def _provide_eim_package_result(body: dict[str, Any]) -> bytes:
-    eid = _field(body, "eidValue", _HEX, required=False)
+def _provide_eim_package_result(values: dict[str, Any]) -> bytes:
+    eid = values.get("eidValue")
     content = tlv.encode_tlv(b"\x5a", eid) if eid is not None else b""
-    content += _field(body, "eimPackageResult", _B64)
-    return tlv.encode_tlv(b"\xbf\x50", content)
+    return tlv.encode_tlv(b"\xbf\x50", content + values["eimPackageResult"])
 
 
-def _handle_notification(body: dict[str, Any]) -> bytes:
-    notification = _field(body, "pendingNotification", _B64, required=False)
+def _handle_notification(values: dict[str, Any]) -> bytes:
+    notification = values.get("pendingNotification")
     if notification is not None:
         return tlv.encode_tlv(b"\xbf\x3d", tlv.encode_tlv(b"\xa0", notification))
-    return tlv.encode_tlv(b"\xbf\x3d", _field(body, "provideEimPackageResult", _B64))
+    return tlv.encode_tlv(b"\xbf\x3d", values["provideEimPackageResult"])
 
 
-def _initiate_authentication(body: dict[str, Any]) -> bytes:
-    content = tlv.encode_tlv(b"\x81", _field(body, "euiccChallenge", _RAW))
-    address = _field(body, "smdpAddress", _TEXT, required=False)
-    if address is not None:
-        content += tlv.encode_tlv(b"\x83", address.encode("utf-8"))
-    content += _field(body, "euiccInfo1", _B64, required=False) or b""
-    tid = _field(body, "eimTransactionId", _HEX, required=False)
-    if tid is not None:
-        content += tlv.encode_tlv(b"\x82", tid)
+def _initiate_authentication(values: dict[str, Any]) -> bytes:
+    content = tlv.encode_tlv(b"\x81", values["euiccChallenge"])
+    if "smdpAddress" in values:
+        content += tlv.encode_tlv(b"\x83", values["smdpAddress"].encode("utf-8"))
+    content += values.get("euiccInfo1", b"")
+    if "eimTransactionId" in values:
+        content += tlv.encode_tlv(b"\x82", values["eimTransactionId"])
     return tlv.encode_tlv(b"\xbf\x39", content)
 
 
 def _with_transaction(tag: bytes, payload_field: str) -> Callable[[dict[str, Any]], bytes]:
-    def build(body: dict[str, Any]) -> bytes:
-        content = tlv.encode_tlv(b"\x80", _field(body, "transactionId", _HEX))
-        payload = _field(body, payload_field, _B64)
+    def build(values: dict[str, Any]) -> bytes:
+        content = tlv.encode_tlv(b"\x80", values["transactionId"])
+        payload = values[payload_field]
         if tag == b"\xbf\x41":  # [1] IMPLICIT: A1 replaces the BF41 of CancelSessionResponse
             payload = tlv.encode_tlv(b"\xa1", tlv.read_tlv(payload).value(payload))
         return tlv.encode_tlv(tag, content + payload)
@@ -201,7 +154,7 @@ _OK_FIELDS: dict[str, list[tuple[bytes, str, str, bool]]] = {
 
 
 def _ok_fields(function: str, message: bytes) -> dict[str, Any]:
-    """The JSON fields of the ok alternative ``A0 {...}`` of a relayed function's answer."""
+    """The values of the ok alternative ``A0 {...}`` of a relayed function's answer."""
     alternative = tlv_children(message)[0][1]
     children = tlv_children(alternative)
     out: dict[str, Any] = {}
@@ -210,13 +163,13 @@ def _ok_fields(function: str, message: bytes) -> dict[str, Any]:
             raw = children.pop(0)[1]
             item = tlv.read_tlv(raw)
             if kind == _HEX:
-                out[name] = item.value(raw).hex().upper()
+                out[name] = item.value(raw)
             elif kind == _TEXT:
                 out[name] = item.value(raw).decode("utf-8")
             elif kind == _RAW:  # [2] wraps the CtxParams1 CHOICE: send the inner TLV
-                out[name] = b64(item.value(raw))
+                out[name] = item.value(raw)
             else:
-                out[name] = b64(raw)
+                out[name] = raw
         elif not optional:
             raise ValueError(f"{function} answer lacks {name}")
     return out
@@ -230,14 +183,14 @@ def _get_eim_package_json(message: bytes) -> dict[str, Any]:
         b"\xbf\x54": "profileDownloadTriggerRequest",
     }
     if tag in names:
-        return {names[tag]: b64(raw)}
+        return {names[tag]: raw}
     return {"eimPackageError": schema.decode("GetEimPackageResponse", message)[1]}
 
 
 def _provide_result_json(message: bytes) -> dict[str, Any]:
     tag, raw = tlv_children(message)[0]
     if tag == b"\xbf\x53":
-        return {"eimAcknowledgements": b64(raw)}
+        return {"eimAcknowledgements": raw}
     if tag == b"\x02":
         code = schema.decode("ProvideEimPackageResultResponse", message)[1]
         return {"provideEimPackageResultError": code}
@@ -284,10 +237,12 @@ def json_message(function: str, body: Any) -> bytes:
     build, _ = JSON_FUNCTIONS[function]
     if not isinstance(body, dict) or not isinstance(body.get("header", {}), dict):
         raise FunctionFailed("1.3.1", "2.1", "the body must be a JSON object")
+    binding = bindings.ESIPA[function]
     try:
-        return build(body)
-    except _BadField as exc:
-        raise exc.failure from None
+        values = bindings.decode(binding.request, body, one_of=binding.one_of_request)
+        return build(values)
+    except bindings.BindingError as exc:
+        raise FunctionFailed("1.3.1", "2.2" if exc.missing else "2.1", str(exc)) from None
     except (ValueError, schema.Asn1Error, tlv.TlvError) as exc:
         raise FunctionFailed("1.3.1", "2.1", str(exc)) from None
 
@@ -299,7 +254,11 @@ def json_answer(function: str, answer: Answer | None) -> tuple[int, dict[str, An
         return 204, None
     if answer.failure is not None:
         return 200, failed_response(answer.failure)
-    return 200, _success(convert(answer.message))
+    binding = bindings.ESIPA[function]
+    fields = bindings.encode(
+        binding.response, convert(answer.message), one_of=binding.one_of_response
+    )
+    return 200, _success(fields)
 
 
 def execute_json(core: EimCore, function: str, body: Any) -> tuple[int, dict[str, Any] | None]:

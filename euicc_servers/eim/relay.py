@@ -30,9 +30,9 @@ from typing import Any
 
 import httpx
 
-from euicc_protocol import pki, schema, tlv
+from euicc_protocol import bindings, pki, schema, tlv
 
-from ..common import b64, tlv_children, unb64
+from ..common import tlv_children
 from ..common.addresses import AddressError, canonical_address, is_valid_address
 from ..common.functions import FunctionFailed
 from .packages import MessageError, activation_code_address, decode_message, message_parts
@@ -246,113 +246,96 @@ class Es9Client:
         )
 
 
-def _field(body: dict[str, Any] | None, name: str, tag: bytes | None) -> bytes:
-    """A base64 ES9+ response field, checked to be one TLV with ``tag`` (if given)."""
-    value = (body or {}).get(name)
-    if not isinstance(value, str):
-        raise unreachable(f"the SM-DP+ answer lacks {name}")
-    try:
-        data = unb64(value)
-        item = tlv.read_tlv(data)
-    except (ValueError, tlv.TlvError):
-        raise unreachable(f"{name} in the SM-DP+ answer is not a base64 TLV") from None
-    if item.end != len(data) or (tag is not None and item.tag != tag):
-        raise unreachable(f"{name} in the SM-DP+ answer is not one {tag!r} TLV")
-    return data
-
-
-def _transaction_id(body: dict[str, Any] | None) -> bytes:
-    value = (body or {}).get("transactionId")
-    try:
-        tid = bytes.fromhex(value) if isinstance(value, str) else b""
-    except ValueError:
-        tid = b""
-    if not 1 <= len(tid) <= 16:
-        raise unreachable("the SM-DP+ answer has no valid transactionId")
-    return tid
-
-
 class SmdpRelay:
-    """ESipa ⇄ ES9+ translation over an :data:`Es9Transport` (default :class:`Es9Client`)."""
+    """ESipa ⇄ ES9+ translation over an :data:`Es9Transport` (default :class:`Es9Client`);
+    the ES9+ bodies are read and written with the binding of
+    :data:`euicc_protocol.bindings.ES9PLUS`."""
 
     def __init__(self, transport: Es9Transport) -> None:
         self.transport = transport
 
-    def _call(self, address: str, function: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    def _exchange(self, address: str, function: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Call ES9+ ``function`` with ``values``; its response values (bytes/str).
+
+        Raises:
+            FunctionFailed: the SM-DP+ answered Failed, is unreachable or answered nonsense.
+        """
+        binding = bindings.ES9PLUS[function]
+        try:
+            body = bindings.encode(binding.request, values)
+        except bindings.BindingError as exc:
+            raise FunctionFailed("1.3.1", "2.1", str(exc)) from None
         log.debug("relaying %s to %s", function, address)
-        return self.transport(address, function, body)
+        answer = self.transport(address, function, body)
+        if binding.empty_response:
+            return {}
+        try:
+            return bindings.decode(binding.response, answer or {})
+        except bindings.BindingError as exc:
+            raise unreachable(f"the SM-DP+ answer to {function}: {exc}") from None
+
+    @staticmethod
+    def _ok(function: str, got: dict[str, Any]) -> bytes:
+        """The ok alternative of an ESipa response: ``80`` transactionId, then every TLV
+        field of the ES9+ response in the binding's order, bytes as received."""
+        content = tlv.encode_tlv(b"\x80", got["transactionId"])
+        for field in bindings.ES9PLUS[function].response:
+            if field.encoding is bindings.Encoding.TLV and field.name in got:
+                content += got[field.name]
+        return tlv.encode_tlv(b"\xa0", content)
 
     def initiate_authentication(
         self, address: str, euicc_challenge: bytes, euicc_info1: bytes | None
     ) -> tuple[Answer, bytes | None]:
         """InitiateAuthentication; returns the answer and the SM-DP+'s transactionId."""
+        function = "initiateAuthentication"
         if euicc_info1 is None:
             failure = FunctionFailed("1.3.1", "2.2", "euiccInfo1 is needed to relay to ES9+")
-            return esipa_error("initiateAuthentication", failure), None
-        body = {
-            "euiccChallenge": b64(euicc_challenge),
-            "euiccInfo1": b64(euicc_info1),
-            "smdpAddress": address,
-        }
+            return esipa_error(function, failure), None
+        values = {"euiccChallenge": euicc_challenge, "euiccInfo1": euicc_info1}
         try:
-            answer = self._call(address, "initiateAuthentication", body)
-            tid = _transaction_id(answer)
-            content = tlv.encode_tlv(b"\x80", tid)
-            content += _field(answer, "serverSigned1", b"\x30")
-            content += _field(answer, "serverSignature1", b"\x5f\x37")
-            content += _field(answer, "euiccCiPKIdToBeUsed", b"\x04")
-            content += _field(answer, "serverCertificate", b"\x30")
+            got = self._exchange(address, function, {**values, "smdpAddress": address})
         except FunctionFailed as exc:
-            return esipa_error("initiateAuthentication", exc), None
-        message = tlv.encode_tlv(b"\xbf\x39", tlv.encode_tlv(b"\xa0", content))
-        return Answer(message), tid
+            return esipa_error(function, exc), None
+        return Answer(tlv.encode_tlv(b"\xbf\x39", self._ok(function, got))), got["transactionId"]
 
     def authenticate_client(
         self, address: str, transaction_id: bytes, authenticate_server_response: bytes
     ) -> Answer:
         """AuthenticateClient with the ``BF38`` AuthenticateServerResponse TLV."""
-        body = {
-            "transactionId": transaction_id.hex().upper(),
-            "authenticateServerResponse": b64(authenticate_server_response),
+        function = "authenticateClient"
+        values = {
+            "transactionId": transaction_id,
+            "authenticateServerResponse": authenticate_server_response,
         }
         try:
-            answer = self._call(address, "authenticateClient", body)
-            content = tlv.encode_tlv(b"\x80", _transaction_id(answer))
-            if (answer or {}).get("profileMetadata") is not None:
-                content += _field(answer, "profileMetadata", b"\xbf\x25")
-            content += _field(answer, "smdpSigned2", b"\x30")
-            content += _field(answer, "smdpSignature2", b"\x5f\x37")
-            content += _field(answer, "smdpCertificate", b"\x30")
+            got = self._exchange(address, function, values)
         except FunctionFailed as exc:
-            return esipa_error("authenticateClient", exc)
-        return Answer(tlv.encode_tlv(b"\xbf\x3b", tlv.encode_tlv(b"\xa0", content)))
+            return esipa_error(function, exc)
+        return Answer(tlv.encode_tlv(b"\xbf\x3b", self._ok(function, got)))
 
     def get_bound_profile_package(
         self, address: str, transaction_id: bytes, prepare_download_response: bytes
     ) -> Answer:
         """GetBoundProfilePackage with the ``BF21`` PrepareDownloadResponse TLV."""
-        body = {
-            "transactionId": transaction_id.hex().upper(),
-            "prepareDownloadResponse": b64(prepare_download_response),
+        function = "getBoundProfilePackage"
+        values = {
+            "transactionId": transaction_id,
+            "prepareDownloadResponse": prepare_download_response,
         }
         try:
-            answer = self._call(address, "getBoundProfilePackage", body)
-            content = tlv.encode_tlv(b"\x80", _transaction_id(answer))
-            content += _field(answer, "boundProfilePackage", b"\xbf\x36")
+            got = self._exchange(address, function, values)
         except FunctionFailed as exc:
-            return esipa_error("getBoundProfilePackage", exc)
-        return Answer(tlv.encode_tlv(b"\xbf\x3a", tlv.encode_tlv(b"\xa0", content)))
+            return esipa_error(function, exc)
+        return Answer(tlv.encode_tlv(b"\xbf\x3a", self._ok(function, got)))
 
     def cancel_session(
         self, address: str, transaction_id: bytes, cancel_session_response: bytes
     ) -> Answer:
         """CancelSession with the ES10b ``BF41`` CancelSessionResponse TLV."""
-        body = {
-            "transactionId": transaction_id.hex().upper(),
-            "cancelSessionResponse": b64(cancel_session_response),
-        }
+        values = {"transactionId": transaction_id, "cancelSessionResponse": cancel_session_response}
         try:
-            self._call(address, "cancelSession", body)
+            self._exchange(address, "cancelSession", values)
         except FunctionFailed as exc:
             return esipa_error("cancelSession", exc)
         return Answer(schema.encode("CancelSessionResponseEsipa", ("cancelSessionOk", {})))
@@ -363,9 +346,7 @@ class SmdpRelay:
         Raises:
             FunctionFailed: it could not be delivered.
         """
-        self._call(
-            address, "handleNotification", {"pendingNotification": b64(pending_notification)}
-        )
+        self._exchange(address, "handleNotification", {"pendingNotification": pending_notification})
 
 
 def is_compact(tag: bytes, message: bytes) -> bool:

@@ -41,7 +41,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..common import b64, is_hex, is_json_content_type, json_error, json_response, unb64
+from euicc_protocol import bindings
+
+from ..common import is_json_content_type, json_error, json_response
 from ..common.functions import (
     ADMIN_PROTOCOL,
     JSON_CONTENT_TYPE,
@@ -59,51 +61,17 @@ log = logging.getLogger(__name__)
 
 _ACCEPTED_PROTOCOL_PREFIX = "gsma/rsp/v2"
 
-# How each request field is carried in JSON (PROTOCOL.md §4.2).
-_B64, _HEX, _TEXT = "base64", "hex", "text"
-#: The ES9+ functions: request fields in JSON and their encoding.
-FUNCTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "initiateAuthentication": (
-        ("euiccChallenge", _B64),
-        ("euiccInfo1", _B64),
-        ("smdpAddress", _TEXT),
-    ),
-    "authenticateClient": (("transactionId", _HEX), ("authenticateServerResponse", _B64)),
-    "getBoundProfilePackage": (("transactionId", _HEX), ("prepareDownloadResponse", _B64)),
-    "handleNotification": (("pendingNotification", _B64),),
-    "cancelSession": (("transactionId", _HEX), ("cancelSessionResponse", _B64)),
-}
+#: The ES9+ functions and their JSON fields (:mod:`euicc_protocol.bindings`).
+FUNCTIONS = bindings.ES9PLUS
 
 
 def _snake(name: str) -> str:
     return re.sub(r"([A-Z])", r"_\1", name).lower()
 
 
-def _decode_field(body: dict[str, Any], name: str, kind: str) -> Any:
-    value = body.get(name)
-    if value is None:
-        raise FunctionFailed("1.3.1", "2.2", f"mandatory element {name} is missing")
-    if not isinstance(value, str):
-        raise FunctionFailed("1.3.1", "2.1", f"{name} must be a string")
-    if kind == _TEXT:
-        return value
-    if kind == _HEX:
-        text = value.strip()
-        if not is_hex(text, min_bytes=1, max_bytes=16):
-            raise FunctionFailed("1.3.1", "2.1", f"{name} must be the hex of 1..16 bytes")
-        return bytes.fromhex(text)
-    # Standard alphabet with padding; whitespace (line breaks) is ignored.
-    try:
-        return unb64(value)
-    except ValueError:
-        raise FunctionFailed("1.3.1", "2.1", f"{name} is not standard base64") from None
-
-
-def _encode_response(result: dict[str, bytes]) -> dict[str, str]:
-    return {
-        name: value.hex().upper() if name == "transactionId" else b64(value)
-        for name, value in result.items()
-    }
+def binding_failure(exc: bindings.BindingError) -> FunctionFailed:
+    """The function error of a request that does not follow its JSON binding."""
+    return FunctionFailed("1.3.1", "2.2" if exc.missing else "2.1", str(exc))
 
 
 def execute(core: SmdpCore, function: str, body: Any) -> tuple[int, dict[str, Any] | None]:
@@ -114,13 +82,17 @@ def execute(core: SmdpCore, function: str, body: Any) -> tuple[int, dict[str, An
     Raises:
         KeyError: ``function`` is not one of :data:`FUNCTIONS`.
     """
-    fields = FUNCTIONS[function]
+    binding = FUNCTIONS[function]
     try:
         if not isinstance(body, dict):
             raise FunctionFailed("1.3.1", "2.1", "the request body must be a JSON object")
         if not isinstance(body.get("header") or {}, dict):
             raise FunctionFailed("1.3.1", "2.1", "header must be a JSON object")
-        kwargs = {_snake(name): _decode_field(body, name, kind) for name, kind in fields}
+        try:
+            values = bindings.decode(binding.request, body)
+        except bindings.BindingError as exc:
+            raise binding_failure(exc) from None
+        kwargs = {_snake(name): value for name, value in values.items()}
         result = getattr(core, _snake(function))(**kwargs)
     except FunctionFailed as exc:
         if function == "handleNotification":
@@ -131,7 +103,7 @@ def execute(core: SmdpCore, function: str, body: Any) -> tuple[int, dict[str, An
     if result is None:
         return 204, None
     success = {"functionExecutionStatus": {"status": "Executed-Success"}}
-    return 200, {"header": success, **_encode_response(result)}
+    return 200, {"header": success, **bindings.encode(binding.response, result)}
 
 
 _es9_response = function_response
