@@ -294,7 +294,7 @@ def _decode_value(field: Field, value: Any) -> Any:
             raise _bad(field, "must be an integer")
         return value
     if not isinstance(value, str):
-        raise _bad(field, "must be a string")
+        raise _bad(field, f"is a {type(value).__name__}, expected a string")
     if kind is Encoding.STRING:
         return value
     if kind is Encoding.HEX:
@@ -306,7 +306,7 @@ def _decode_value(field: Field, value: Any) -> Any:
         try:
             data = base64.b64decode("".join(value.split()), validate=True)
         except (binascii.Error, ValueError):
-            raise _bad(field, "is not standard base64") from None
+            raise _bad(field, "is not base64 (standard alphabet, padded)") from None
     if field.size is not None and not field.size[0] <= len(data) <= field.size[1]:
         low, high = field.size
         raise _bad(field, f"must be {low} bytes" if low == high else f"must be {low}..{high} bytes")
@@ -314,12 +314,11 @@ def _decode_value(field: Field, value: Any) -> Any:
         try:
             item = tlv.read_tlv(data)
         except tlv.TlvError as exc:
-            raise _bad(field, f"is not a TLV: {exc}") from None
-        if item.end != len(data):
-            raise _bad(field, "must be exactly one TLV")
-        if field.tags and item.tag not in field.tags:
-            wanted = " or ".join(t.hex().upper() for t in field.tags)
-            raise _bad(field, f"must be a {wanted} TLV, not {item.tag.hex().upper()}")
+            raise _bad(field, f"is not a complete TLV: {exc}") from None
+        wanted = " or ".join(t.hex().upper() for t in field.tags) or "one"
+        if item.end != len(data) or (field.tags and item.tag not in field.tags):
+            head = data[:4].hex().upper()
+            raise _bad(field, f"must be a complete {wanted} TLV, starts {head}")
     return data
 
 
