@@ -1030,9 +1030,7 @@ def test_json_binding_over_https_runs_a_package_on_the_emulated_card(nist: TestP
     trust = ssl.create_default_context(cadata=nist.ci.cert_pem.decode())
     with (
         run_in_thread(eim.core, tls=eim.tls) as server,
-        httpx.Client(
-            base_url=server.base_url, verify=trust, headers=eim.core.auth.header
-        ) as http,
+        httpx.Client(base_url=server.base_url, verify=trust, headers=eim.core.auth.header) as http,
     ):
         body = {
             "eid": nist.eid,
