@@ -159,6 +159,7 @@ def _run(args: argparse.Namespace) -> int:
         smdp_ca=smdp_ca,
         smdp_scheme="http" if args.smdp_http else "https",
         default_smdp_address=args.default_smdp,
+        smdp_addresses=frozenset(args.allow_smdp),
         admin_token=args.admin_token,
         open_operator_api=args.no_auth,
     )
@@ -203,6 +204,14 @@ def add_eim_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--smdp-http", action="store_true", help="relay to SM-DP+s over plain HTTP")
     p.add_argument("--default-smdp", help="SM-DP+ address when a download names none")
+    p.add_argument(
+        "--allow-smdp",
+        action="append",
+        metavar="ADDR",
+        default=[],
+        help="another SM-DP+ the eIM may relay to (besides --default-smdp and those of its "
+        "own download orders); repeatable",
+    )
     auth = p.add_mutually_exclusive_group()
     auth.add_argument(
         "--admin-token",
