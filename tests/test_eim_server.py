@@ -814,7 +814,8 @@ def test_relay_maps_failures_to_esipa_errors(nist: TestPki) -> None:
     assert status["status"] == "Failed" and status["statusCodeData"]["subjectCode"] == "8.8.2"
     # No session for this transactionId: refused without asking the SM-DP+.
     calls = len(fake.calls)
-    auth = tlv.encode_tlv(b"\xbf\x3b", bytes.fromhex("800199") + bytes.fromhex("BF3803810101"))
+    error = bytes.fromhex("BF3808A106800199020101")  # authenticateResponseError
+    auth = tlv.encode_tlv(b"\xbf\x3b", bytes.fromhex("800199") + error)
     assert client.esipa(auth) == bytes.fromhex("BF3B0382010A")  # invalidTransactionId
     cancel = bytes.fromhex("BF41098002 0102 A103810105".replace(" ", ""))
     assert client.esipa(cancel) == bytes.fromhex("BF4103810101")

@@ -485,7 +485,11 @@ def _hostile_requests(eid: str) -> list[tuple[str, str, dict[str, Any], int]]:
     """(method, path, httpx arguments, expected status) of hostile requests to the eIM."""
     deep = b"[" * 100_000 + b"]" * 100_000
     big_int = b'{"eidValue": ' + b"9" * 5000 + b"}"
+    unknown_choice = tlv.encode_tlv(  # an IpaEuiccDataResponse alternative the schema lacks
+        b"\xbf\x50", tlv.encode_tlv(b"\x5a", bytes.fromhex(eid)) + bytes.fromhex("BF5203800100")
+    )
     return [
+        ("POST", "/gsma/rsp2/asn1", {"content": unknown_choice, "headers": ASN1}, 400),
         ("POST", "/gsma/rsp2/asn1", {"content": b"\x30" * 300_000, "headers": ASN1}, 413),
         (
             "POST",

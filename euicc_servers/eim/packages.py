@@ -31,7 +31,7 @@ from euicc_protocol.eim_config import encode_eim_configuration
 from euicc_protocol.iccid import InvalidIccid, iccid_to_ef
 from euicc_protocol.tlv import der_integer
 
-from ..common import is_hex, pem, tlv_children, value_to_json
+from ..common import has_unknown_alternative, is_hex, pem, tlv_children, value_to_json
 from ..common.addresses import is_valid_address
 
 __all__ = [
@@ -98,9 +98,14 @@ def decode_message(type_name: str, raw: bytes) -> Any:
         MessageError: it is not a valid ``type_name``.
     """
     try:
-        return schema.decode(type_name, raw)
+        value = schema.decode(type_name, raw)
     except schema.DecodeError as exc:
         raise MessageError(f"not a valid {type_name}: {exc}") from None
+    if has_unknown_alternative(value):
+        # A CHOICE alternative the schema does not know (after an extension marker): nothing
+        # this eIM can act on.
+        raise MessageError(f"not a valid {type_name}: unknown CHOICE alternative")
+    return value
 
 
 def message_parts(raw: bytes) -> list[tuple[bytes, bytes]]:
@@ -661,6 +666,8 @@ def parse_epr(raw: bytes) -> EprInfo:
     """
     try:
         kind, value = schema.decode("EuiccPackageResult", raw)
+        if has_unknown_alternative((kind, value)):
+            raise schema.DecodeError("unknown CHOICE alternative")
         outer = tlv.read_tlv(raw)
         parts = tlv_children(raw, tlv.read_tlv(raw, outer.value_start))
     except (schema.DecodeError, tlv.TlvError) as exc:

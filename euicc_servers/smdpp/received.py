@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from euicc_protocol import crypto, pki, schema, tlv
 
-from ..common import tlv_children
+from ..common import has_unknown_alternative, tlv_children
 from ..common.functions import FunctionFailed
 
 __all__ = [
@@ -84,9 +84,13 @@ def decode_as(type_names: tuple[str, ...], data: bytes, name: str) -> Any:
     error: Exception | None = None
     for type_name in type_names:
         try:
-            return schema.decode(type_name, data)
+            value = schema.decode(type_name, data)
         except schema.DecodeError as exc:
             error = exc
+            continue
+        if has_unknown_alternative(value):
+            raise invalid(name, "holds an unknown CHOICE alternative")
+        return value
     raise invalid(name, f"does not decode: {error}")
 
 
