@@ -1060,7 +1060,10 @@ def test_json_binding_over_https_runs_a_package_on_the_emulated_card(nist: TestP
 
 
 def test_command_line_builds_and_serves_the_eim(
-    nist: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nist: TestPki,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     nist.save(tmp_path / "pki")
     served: dict[str, Any] = {}
@@ -1089,3 +1092,11 @@ def test_command_line_builds_and_serves_the_eim(
     san = served["tls"].cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "127.0.0.1" in [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
     assert (tmp_path / "s" / "eim.sqlite3").exists()
+    # The operator API token was made in the state directory, and the path was said.
+    assert core.auth.path == tmp_path / "s" / "admin-token"
+    assert str(core.auth.path) in capsys.readouterr().err
+    # --no-auth: open, with a warning.
+    args = parser.parse_args(["eim", "--pki", str(tmp_path / "pki"), "--no-auth"])
+    assert args.run(args) == 0
+    assert served["app"].state.core.admin_token is None
+    assert "WARNING" in capsys.readouterr().err

@@ -721,3 +721,25 @@ def test_load_benchmark_short_run_ends_every_order_verified() -> None:
     result = json.loads(done.stdout)
     assert result["devices"] == 20 and result["orders_done"] > 0
     assert (result["failed_cycles"], result["unverified"], result["stranded"]) == (0, 0, 0)
+
+
+def test_a_version_1_eim_database_gains_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    from euicc_servers.eim.store import DB_FILE, EimStore
+
+    old = sqlite3.connect(tmp_path / DB_FILE)
+    old.executescript(
+        "CREATE TABLE euiccs (eid TEXT PRIMARY KEY, euicc_certificate BLOB, eum_certificate BLOB,"
+        " public_key BLOB, key_source TEXT, association_token INTEGER, counter INTEGER NOT NULL,"
+        " euicc_ci_pkid BLOB, last_seen TEXT, state_change TEXT, created TEXT NOT NULL,"
+        " updated TEXT NOT NULL);"
+        "INSERT INTO euiccs (eid, counter, created, updated) VALUES ('89', 3, 'x', 'x');"
+        "PRAGMA user_version=1;"
+    )
+    old.commit()
+    old.close()
+    store = EimStore(tmp_path)
+    record = store.euicc("89")
+    assert record is not None and (record.counter, record.token_source) == (3, None)
+    store.close()
