@@ -1,10 +1,13 @@
 """Results reaching the reference eIM: ESipa.ProvideEimPackageResult, and HandleNotification
 (which may carry one), rules 3 to 5 of :mod:`.esipa`.
 
-Each EimPackageResult alternative is matched to its order and recorded: EPRs (checked against
-this eIM's eimId, the order's counterValue and the eUICC's key), IpaEuiccData (learning the
-association token and the eUICC's key), ProfileDownloadTriggerResults and the IPAd's
-eimPackageResultResponseError. The seqNumbers to acknowledge are collected in the store.
+Each EimPackageResult alternative is matched to its order by (EID, eimTransactionId) and
+recorded: EPRs (checked against this eIM's eimId, the order's counterValue and the key of the
+order's eUICC; only a verified one completes the order), IpaEuiccData (the eUICC's key from a
+verified chain; the association token only when it answers the eIM's own request),
+ProfileDownloadTriggerResults (completed by a verified PIR) and the IPAd's
+eimPackageResultResponseError. Unsigned errors are unverified reports that end nothing. The
+seqNumbers of verified results are collected in the store for acknowledgement.
 Notifications inside results are handled by :class:`~.notifications.EimNotifications`.
 """
 
