@@ -690,7 +690,10 @@ def test_incomplete_requests_are_closed_while_others_are_served(
             )
             assert answer.status_code == 200
             closing = _read_until_closed(slow)  # returns only once the server closed it
-        assert closing == b"" or closing.startswith(b"HTTP/1.1 408")
+        if b"Content-Length: 100" in partial:  # the app had the request: 408 or cut off
+            assert closing == b"" or closing.startswith(b"HTTP/1.1 408")
+        else:  # the headers never came
+            assert closing.startswith(b"HTTP/1.1 408 Request Timeout")
         assert len(eim.core.store.euiccs()) == before
 
 
