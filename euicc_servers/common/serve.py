@@ -137,7 +137,8 @@ def _uvicorn_config(
             host=host,
             port=port,
             log_level=log_level,
-            lifespan="off",
+            # "auto": apps with start-up/shut-down work (the eIM's scheduler) get it.
+            lifespan="auto",
             http=_protocol_for(limits),
             # Idle keep-alive clients must not hold up a stop for uvicorn's default wait.
             timeout_graceful_shutdown=1,

@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from euicc_protocol import bindings, pki, schema, tlv
@@ -52,7 +54,9 @@ from ..common.functions import (
     success_response,
 )
 from ..common.limits import JsonError, RequestGuard, exception_handlers, parse_json
+from .campaigns import CampaignError
 from .esipa import EimCore, MessageError, RegistrationError
+from .northbound import WebhookError, sse_stream
 from .packages import PackageError
 from .relay import Answer
 from .store import Conflict, NotFound
@@ -408,9 +412,39 @@ def create_app(core: EimCore) -> Starlette:
         routes=routes,
         middleware=[Middleware(RequestGuard, limits=core.settings.limits)],  # type: ignore[arg-type]
         exception_handlers=exception_handlers(),
+        lifespan=_lifespan,
     )
     app.state.core = core
     return app
+
+
+# --------------------------------------------------------------------------- scheduler
+
+
+async def run_scheduler(core: EimCore, *, interval: float | None = None) -> None:
+    """The eIM's background work, until cancelled: every ``interval`` seconds, advance the
+    campaigns (:meth:`.campaigns.Campaigns.tick`) and deliver webhooks that are due. A
+    failing step is logged and the loop goes on."""
+    pause = core.settings.scheduler_interval if interval is None else interval
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        while True:
+            try:
+                core.campaigns.tick()
+                await core.webhooks.deliver_due(client)
+            except Exception:  # one bad step must not end the scheduler
+                log.exception("scheduler step failed")
+            await asyncio.sleep(pause)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    task = asyncio.create_task(run_scheduler(app.state.core), name="eim-scheduler")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # --------------------------------------------------------------------------- operator API
@@ -469,7 +503,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
                 return await handler(request)
             except _ApiError as exc:
                 return json_error(exc.status, str(exc))
-            except (PackageError, RegistrationError) as exc:
+            except (PackageError, RegistrationError, CampaignError, WebhookError) as exc:
                 return json_error(400, str(exc))
             except NotFound as exc:
                 return json_error(404, str(exc))
@@ -525,6 +559,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             "associationToken",
             "counterValue",
             "euiccCiPKId",
+            "labels",
         )
         _only(data, fields)
         eid = data.get("eid")
@@ -543,6 +578,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             association_token=_int(data, "associationToken"),
             counter_value=_int(data, "counterValue") or 0,
             euicc_ci_pkid=ci,
+            labels=data.get("labels"),
         )
         return json_response(201, {"euicc": record.to_json(), **configuration(record.eid)})
 
@@ -554,13 +590,17 @@ def _operator_routes(core: EimCore) -> list[Route]:
     async def patch_euicc(request: Request) -> Response:
         eid = eid_of(request)
         data = await _json_body(request)
-        _only(data, ("euiccCertificate", "eumCertificate", "associationToken", "counterValue"))
+        _only(
+            data,
+            ("euiccCertificate", "eumCertificate", "associationToken", "counterValue", "labels"),
+        )
         record = core.update_registration(
             eid,
             euicc_certificate=_certificate(data, "euiccCertificate"),
             eum_certificate=_certificate(data, "eumCertificate"),
             association_token=_int(data, "associationToken"),
             counter_value=_int(data, "counterValue"),
+            labels=data.get("labels"),
         )
         return json_response(200, {"euicc": record.to_json(), **configuration(record.eid)})
 
@@ -598,6 +638,77 @@ def _operator_routes(core: EimCore) -> list[Route]:
     async def list_sessions(request: Request) -> Response:
         return json_response(200, {"sessions": [s.to_json() for s in core.store.sessions()]})
 
+    def number(request: Request, name: str) -> int:
+        text = request.path_params[name]
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+            raise _ApiError(404, f"no {name.split('_')[0]} {text[:40]}")
+        return int(text)
+
+    async def list_campaigns(request: Request) -> Response:
+        return json_response(200, {"campaigns": core.campaigns.list()})
+
+    async def add_campaign(request: Request) -> Response:
+        data = await _json_body(request)
+        _only(data, ("name", "select", "order", "rollout", "follow"))
+        for required in ("name", "select", "order"):
+            if required not in data:
+                raise _ApiError(400, f"{required} is required")
+        view = core.campaigns.create(
+            data["name"],
+            data["select"],
+            data["order"],
+            data.get("rollout"),
+            follow=data.get("follow", False),
+        )
+        return json_response(201, view)
+
+    async def get_campaign(request: Request) -> Response:
+        return json_response(200, core.campaigns.get(number(request, "campaign_id")))
+
+    def campaign_action(action: str) -> _Handler:
+        async def run(request: Request) -> Response:
+            campaign_id = number(request, "campaign_id")
+            operation = getattr(core.campaigns, action)
+            return json_response(200, operation(campaign_id))
+
+        return run
+
+    async def events_stream(request: Request) -> Response:
+        after: int | None = None
+        given = request.query_params.get("after") or request.headers.get("last-event-id")
+        if given is not None:
+            if not (given.isascii() and given.isdigit()) or len(given) > 18:
+                raise _ApiError(400, "Last-Event-ID / after must be an event id")
+            after = int(given)
+        types = tuple(t for t in request.query_params.get("types", "").split(",") if t)
+        return StreamingResponse(
+            sse_stream(core.store, after, types=types),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def feed(request: Request) -> Response:
+        given = request.query_params.get("after", "0")
+        if not (given.isascii() and given.isdigit()) or len(given) > 18:
+            raise _ApiError(400, "after must be an event id")
+        events = core.store.feed(after=int(given))
+        return json_response(200, {"events": [e.to_json() for e in events]})
+
+    async def list_webhooks(request: Request) -> Response:
+        return json_response(200, {"webhooks": [w.to_json() for w in core.webhooks.list()]})
+
+    async def add_webhook(request: Request) -> Response:
+        data = await _json_body(request)
+        _only(data, ("url", "secret", "after"))
+        after = _int(data, "after", 0, 2**62)
+        return json_response(
+            201, core.webhooks.add(str(data.get("url", "")), data.get("secret"), after=after)
+        )
+
+    async def delete_webhook(request: Request) -> Response:
+        core.webhooks.delete(number(request, "webhook_id"))
+        return Response(status_code=204)
+
     table: list[tuple[str, _Handler, str]] = [
         ("/api/eim", eim_info, "GET"),
         ("/api/euiccs", list_euiccs, "GET"),
@@ -613,5 +724,16 @@ def _operator_routes(core: EimCore) -> list[Route]:
         ("/api/orders/{order_id}", cancel_order, "DELETE"),
         ("/api/orders/{order_id}/requeue", requeue_order, "POST"),
         ("/api/sessions", list_sessions, "GET"),
+        ("/api/campaigns", list_campaigns, "GET"),
+        ("/api/campaigns", add_campaign, "POST"),
+        ("/api/campaigns/{campaign_id}", get_campaign, "GET"),
+        ("/api/campaigns/{campaign_id}/pause", campaign_action("pause"), "POST"),
+        ("/api/campaigns/{campaign_id}/resume", campaign_action("resume"), "POST"),
+        ("/api/campaigns/{campaign_id}/abort", campaign_action("abort"), "POST"),
+        ("/api/events", events_stream, "GET"),
+        ("/api/feed", feed, "GET"),
+        ("/api/webhooks", list_webhooks, "GET"),
+        ("/api/webhooks", add_webhook, "POST"),
+        ("/api/webhooks/{webhook_id}", delete_webhook, "DELETE"),
     ]
     return [Route(path, guarded(handler), methods=[method]) for path, handler, method in table]

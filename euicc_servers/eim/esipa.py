@@ -67,6 +67,8 @@ from euicc_protocol import schema, tlv
 
 from ..common.auth import OperatorAuth
 from . import packages
+from .campaigns import Campaigns
+from .northbound import Webhooks
 from .operator import EimOperator, RegistrationError
 from .packages import MessageError, PackageError, decode_message
 from .relay import Answer, IndirectDownload, SmdpRelay
@@ -118,6 +120,10 @@ class EimCore(EimResults, EimOperator):
                 eid, euicc, eum, "authenticateServer"
             ),
         )
+        #: Campaigns and device groups (:mod:`.campaigns`).
+        self.campaigns = Campaigns(self)
+        #: Northbound webhooks (:mod:`.northbound`).
+        self.webhooks = Webhooks(self.store)
         self._handlers: dict[bytes, Callable[[bytes], Answer | None]] = {
             b"\xbf\x4f": lambda m: Answer(self.get_eim_package(m)),
             b"\xbf\x50": lambda m: Answer(self.provide_eim_package_result(m)),

@@ -15,6 +15,7 @@ from euicc_protocol.eid import is_valid_eid
 
 from ..common import spki
 from . import packages
+from .campaigns import CampaignError, parse_labels
 from .packages import EimConfigurationData
 from .relay import SmdpRelay
 from .settings import EimSettings
@@ -25,6 +26,15 @@ __all__ = ["EimOperator", "RegistrationError"]
 
 class RegistrationError(ValueError):
     """Operator input for an eUICC registration is invalid."""
+
+
+def _labels(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    try:
+        return parse_labels(value)
+    except CampaignError as exc:
+        raise RegistrationError(str(exc)) from None
 
 
 class EimOperator:
@@ -44,8 +54,9 @@ class EimOperator:
         association_token: int | None = None,
         counter_value: int = 0,
         euicc_ci_pkid: bytes | None | str = "default",
+        labels: dict[str, str] | None = None,
     ) -> EuiccRecord:
-        """Register an eUICC (certificates DER).
+        """Register an eUICC (certificates DER), with operator ``labels`` (device groups).
 
         ``association_token``: 1..127, ``-1`` (the eUICC allocates one; learnt later) or
         ``None`` (the eIM picks one). ``euicc_ci_pkid``: bytes, ``None`` to leave it out of
@@ -64,6 +75,7 @@ class EimOperator:
             raise RegistrationError("associationToken must be 1..127, or -1 (eUICC allocates)")
         if not 0 <= counter_value < 2**31:
             raise RegistrationError("counterValue must be 0..2^31-1")
+        labels = _labels(labels)
         key, ci = self._check_certificates(eid, euicc_certificate, eum_certificate)
         if euicc_ci_pkid == "default":
             euicc_ci_pkid = ci or self.settings.euicc_ci_pkid
@@ -78,6 +90,7 @@ class EimOperator:
             association_token=None if association_token == -1 else association_token,
             token_source=None if association_token == -1 else "operator",
             euicc_ci_pkid=euicc_ci_pkid,
+            labels=labels,
         )
 
     def _check_certificates(
@@ -114,8 +127,10 @@ class EimOperator:
         eum_certificate: bytes | None = None,
         association_token: int | None = None,
         counter_value: int | None = None,
+        labels: dict[str, str] | None = None,
     ) -> EuiccRecord:
-        """Change what the eIM knows of an eUICC (the certificate replaces the key).
+        """Change what the eIM knows of an eUICC (the certificate replaces the key; ``labels``
+        replace its labels).
 
         Raises:
             RegistrationError: as :meth:`register`; a counter may only grow.
@@ -142,6 +157,8 @@ class EimOperator:
             if not record.counter <= counter_value < 2**31:
                 raise RegistrationError(f"counterValue may only grow (now {record.counter})")
             changes["counter"] = counter_value
+        if labels is not None:
+            changes["labels"] = _labels(labels)
         return self.store.update_euicc(eid, **changes) if changes else record
 
     def configuration(self, eid: str) -> EimConfigurationData:

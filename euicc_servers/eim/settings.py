@@ -45,6 +45,8 @@ class EimSettings:
     admin_token: str | None = field(default=None, repr=False)
     open_operator_api: bool = False
     limits: Limits = DEFAULT_LIMITS
+    #: Seconds between two steps of the background scheduler (campaign waves, webhooks).
+    scheduler_interval: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.eim_id or len(self.eim_id.encode()) > 128:

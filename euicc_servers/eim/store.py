@@ -43,6 +43,7 @@ __all__ = [
     "EimStore",
     "Event",
     "EuiccRecord",
+    "FeedEvent",
     "Order",
     "OrderState",
     "Session",
@@ -54,7 +55,14 @@ __all__ = [
 DB_FILE = "eim.sqlite3"
 _SCHEMA_VERSION = 2
 #: Columns added since version 1 (table, column, type), added to an older file at open.
-_ADDED_COLUMNS = (("euiccs", "token_source", "TEXT"), ("orders", "report", "TEXT"))
+_ADDED_COLUMNS = (
+    ("euiccs", "token_source", "TEXT"),
+    ("orders", "report", "TEXT"),
+    ("euiccs", "labels", "TEXT"),
+    ("euiccs", "delivery", "TEXT"),
+    ("orders", "campaign", "INTEGER"),
+    ("euiccs", "profiles", "TEXT"),
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS euiccs (
@@ -70,7 +78,10 @@ CREATE TABLE IF NOT EXISTS euiccs (
     last_seen TEXT,
     state_change TEXT,
     created TEXT NOT NULL,
-    updated TEXT NOT NULL
+    updated TEXT NOT NULL,
+    labels TEXT,
+    delivery TEXT,
+    profiles TEXT
 );
 CREATE TABLE IF NOT EXISTS orders (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -90,7 +101,8 @@ CREATE TABLE IF NOT EXISTS orders (
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
     sent TEXT,
-    completed TEXT
+    completed TEXT,
+    campaign INTEGER
 );
 CREATE INDEX IF NOT EXISTS orders_by_eid ON orders (eid, state, id);
 CREATE TABLE IF NOT EXISTS events (
@@ -121,6 +133,47 @@ CREATE TABLE IF NOT EXISTS sessions (
     state TEXT NOT NULL,
     created TEXT NOT NULL,
     updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaigns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    selector TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    request TEXT NOT NULL,
+    rollout TEXT NOT NULL,
+    follow INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    wave INTEGER NOT NULL,
+    wave_started REAL,
+    wave_closed REAL,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaign_members (
+    campaign INTEGER NOT NULL,
+    eid TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    wave INTEGER NOT NULL,
+    order_id INTEGER,
+    joined TEXT NOT NULL,
+    PRIMARY KEY (campaign, eid)
+);
+CREATE TABLE IF NOT EXISTS webhooks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    url TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    cursor INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    next_attempt REAL NOT NULL,
+    last_error TEXT,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feed (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created TEXT NOT NULL
 );
 """
 
@@ -173,6 +226,20 @@ class EuiccRecord:
     state_change: dict[str, Any] | None
     created: str
     updated: str
+    labels: dict[str, str] | None = None  # operator labels (device groups)
+    delivery: dict[str, Any] | None = None  # how packages reach it (:mod:`.delivery`)
+    profiles: dict[str, Any] | None = None  # profile states learnt from verified results
+
+    def summary(self) -> dict[str, Any]:
+        """The short form published in events."""
+        return {
+            "eid": self.eid,
+            "labels": self.labels or {},
+            "delivery": self.delivery or {"mode": "poll"},
+            "profiles": self.profiles or {},
+            "associationTokenSource": self.token_source,
+            "publicKeyKnown": self.public_key is not None,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The API form (binary values in hex)."""
@@ -187,6 +254,9 @@ class EuiccRecord:
             "euiccCertificate": pem(self.euicc_certificate) if self.euicc_certificate else None,
             "eumCertificate": pem(self.eum_certificate) if self.eum_certificate else None,
             "lastSeen": self.last_seen,
+            "profiles": self.profiles,
+            "labels": self.labels or {},
+            "delivery": self.delivery or {"mode": "poll"},
             "created": self.created,
             "updated": self.updated,
         }
@@ -214,11 +284,28 @@ class Order:
     updated: str
     sent: str | None
     completed: str | None
+    campaign: int | None = None  # the campaign that queued it
+
+    def summary(self) -> dict[str, Any]:
+        """The short form published in events (no package bytes)."""
+        return {
+            "id": self.id,
+            "eid": self.eid,
+            "type": self.kind,
+            "origin": self.origin,
+            "campaign": self.campaign,
+            "state": self.state,
+            "signatureVerified": self.verified,
+            "error": self.error,
+            "unverifiedReport": self.report,
+            "result": self.result_json,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The API form (binary values in hex)."""
         return {
             "id": self.id,
+            "campaign": self.campaign,
             "eid": self.eid,
             "type": self.kind,
             "request": self.request,
@@ -297,6 +384,15 @@ class Session:
             "created": self.created,
             "updated": self.updated,
         }
+
+
+#: eUICC columns whose change is published as ``euicc.updated``.
+_PUBLISHED_EUICC_CHANGES = frozenset(
+    {"labels", "delivery", "association_token", "token_source", "public_key", "profiles"}
+)
+
+#: eUICC columns kept as JSON text.
+_JSON_COLUMNS = ("state_change", "labels", "delivery", "profiles")
 
 
 def _bool(value: Any) -> bool | None:
@@ -382,7 +478,8 @@ class EimStore:
     @staticmethod
     def _euicc(row: sqlite3.Row) -> EuiccRecord:
         values = dict(row)
-        values["state_change"] = _json_or_none(values["state_change"])
+        for name in _JSON_COLUMNS:
+            values[name] = _json_or_none(values[name])
         return EuiccRecord(**values)
 
     def add_euicc(self, eid: str, *, counter: int = 0, **values: Any) -> EuiccRecord:
@@ -395,8 +492,9 @@ class EimStore:
         allowed = {f.name for f in fields(EuiccRecord)} - {"eid", "counter", "created", "updated"}
         if set(values) - allowed:
             raise ValueError(f"unknown eUICC fields {sorted(set(values) - allowed)}")
-        if values.get("state_change") is not None:
-            values["state_change"] = json.dumps(values["state_change"])
+        for name in _JSON_COLUMNS:
+            if values.get(name) is not None:
+                values[name] = json.dumps(values[name])
         columns = {"eid": eid, "counter": counter, "created": stamp, "updated": stamp, **values}
         names = ", ".join(columns)
         marks = ", ".join("?" for _ in columns)
@@ -406,8 +504,9 @@ class EimStore:
             self._db.execute(
                 f"INSERT INTO euiccs ({names}) VALUES ({marks})", list(columns.values())
             )
-        record = self.euicc(eid)
-        assert record is not None
+            record = self.euicc(eid)
+            assert record is not None
+            self.publish("euicc.registered", record.summary())
         return record
 
     def euicc(self, eid: str) -> EuiccRecord | None:
@@ -429,8 +528,9 @@ class EimStore:
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"unknown eUICC fields {sorted(unknown)}")
-        if "state_change" in values and values["state_change"] is not None:
-            values["state_change"] = json.dumps(values["state_change"])
+        for name in _JSON_COLUMNS:
+            if name in values and values[name] is not None:
+                values[name] = json.dumps(values[name])
         values["updated"] = now()
         assignments = ", ".join(f"{k} = ?" for k in values)
         with self.transaction():
@@ -439,8 +539,12 @@ class EimStore:
             )
             if cursor.rowcount != 1:
                 raise NotFound(f"EID {eid} is not registered")
-        record = self.euicc(eid)
-        assert record is not None
+            record = self.euicc(eid)
+            assert record is not None
+            # Every poll changes lastSeen and every package the counter: not worth an event.
+            changed = sorted(set(values) & _PUBLISHED_EUICC_CHANGES)
+            if changed:
+                self.publish("euicc.updated", {**record.summary(), "changed": changed})
         return record
 
     def delete_euicc(self, eid: str) -> None:
@@ -452,6 +556,7 @@ class EimStore:
         with self.transaction():
             if self._db.execute("DELETE FROM euiccs WHERE eid = ?", (eid,)).rowcount != 1:
                 raise NotFound(f"EID {eid} is not registered")
+            self.publish("euicc.deleted", {"eid": eid})
             for table in ("orders", "acks", "events"):
                 self._db.execute(f"DELETE FROM {table} WHERE eid = ?", (eid,))
 
@@ -466,21 +571,29 @@ class EimStore:
         return Order(**values)
 
     def add_order(
-        self, eid: str, kind: str, request: dict[str, Any], *, origin: str = "operator"
+        self,
+        eid: str,
+        kind: str,
+        request: dict[str, Any],
+        *,
+        origin: str = "operator",
+        campaign: int | None = None,
     ) -> Order:
-        """Queue an order for ``eid`` (which must be registered)."""
+        """Queue an order for ``eid`` (which must be registered); publishes ``order.queued``."""
         stamp = now()
         with self.transaction():
             if self.euicc(eid) is None:
                 raise NotFound(f"EID {eid} is not registered")
             cursor = self._db.execute(
-                "INSERT INTO orders (eid, kind, request, origin, state, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (eid, kind, json.dumps(request), origin, OrderState.QUEUED, stamp, stamp),
+                "INSERT INTO orders (eid, kind, request, origin, state, created, updated, "
+                "campaign) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (eid, kind, json.dumps(request), origin, OrderState.QUEUED, stamp, stamp, campaign),
             )
             order_id = cursor.lastrowid
-        assert order_id is not None
-        return self.require_order(order_id)
+            assert order_id is not None
+            order = self.require_order(order_id)
+            self.publish("order.queued", order.summary())
+        return order
 
     def order(self, order_id: int) -> Order | None:
         """The order ``order_id``, if any."""
@@ -553,12 +666,18 @@ class EimStore:
         values["updated"] = now()
         assignments = ", ".join(f"{k} = ?" for k in values)
         with self.transaction():
+            before = self.order(order_id)
             cursor = self._db.execute(
                 f"UPDATE orders SET {assignments} WHERE id = ?", [*values.values(), order_id]
             )
-            if cursor.rowcount != 1:
+            if cursor.rowcount != 1 or before is None:
                 raise NotFound(f"no order {order_id}")
-        return self.require_order(order_id)
+            order = self.require_order(order_id)
+            if order.state != before.state:
+                self.publish(f"order.{order.state}", order.summary())
+            elif order.report != before.report and order.report is not None:
+                self.publish("order.unverified", order.summary())
+        return order
 
     # -- events and acknowledgements -----------------------------------------------------
 
@@ -694,3 +813,52 @@ class EimStore:
     def drop_sessions_before(self, stamp: str) -> int:
         """Forget sessions not updated since ``stamp`` (ISO text); returns how many."""
         return self._exec("DELETE FROM sessions WHERE updated < ?", (stamp,)).rowcount
+
+    # -- plain SQL for the modules that keep their own tables here (campaigns, webhooks) --
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of a query."""
+        return self._all(sql, args)
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement (in the caller's transaction, or its own)."""
+        return self._exec(sql, args)
+
+    # -- the northbound feed --------------------------------------------------------------
+
+    def publish(self, kind: str, data: dict[str, Any]) -> int:
+        """Record an event of ``kind`` for the northbound feed (in the caller's transaction,
+        so an event exists exactly when its change was committed); returns its id."""
+        cursor = self._exec(
+            "INSERT INTO feed (type, data, created) VALUES (?, ?, ?)",
+            (kind, json.dumps(data, sort_keys=True), now()),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def feed(self, after: int = 0, limit: int = 500) -> list[FeedEvent]:
+        """Published events with an id above ``after``, oldest first (at most ``limit``)."""
+        rows = self._all(
+            "SELECT * FROM feed WHERE id > ? ORDER BY id LIMIT ?", (after, max(1, limit))
+        )
+        return [FeedEvent(r["id"], r["type"], json.loads(r["data"]), r["created"]) for r in rows]
+
+    def last_feed_id(self) -> int:
+        """The id of the newest published event (0: none yet)."""
+        row = self._one("SELECT MAX(id) FROM feed")
+        return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    """One northbound event: ``id`` grows with every event, ``type`` is ``order.done``,
+    ``campaign.stopped``, ... and ``data`` its JSON body."""
+
+    id: int
+    type: str
+    data: dict[str, Any]
+    created: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The form sent to SSE clients and webhooks."""
+        return {"id": self.id, "type": self.type, "created": self.created, "data": self.data}
