@@ -37,7 +37,8 @@ from .campaign_engine import (
     Rollout,
     decide,
 )
-from .store import Conflict, EimStore, EuiccRecord, NotFound, OrderState, now
+from .profile_state import operation_failed
+from .store import Conflict, EimStore, NotFound, OrderState, now
 
 if TYPE_CHECKING:
     from .esipa import EimCore
@@ -103,13 +104,13 @@ class Selector:
                 return cls(labels=tuple(sorted(labels.items())))
         raise CampaignError('select must be "all", {"eids": [...]} or {"labels": {...}}')
 
-    def matches(self, record: EuiccRecord) -> bool:
-        """Whether ``record`` is selected."""
+    def matches(self, eid: str, labels: dict[str, str] | None) -> bool:
+        """Whether the eUICC ``eid`` with ``labels`` is selected."""
         if self.everything:
             return True
         if self.eids:
-            return record.eid in self.eids
-        have = record.labels or {}
+            return eid in self.eids
+        have = labels or {}
         return all(have.get(k) == v for k, v in self.labels)
 
     def to_json(self) -> Any:
@@ -155,9 +156,13 @@ def _rollout_from_json(text: str) -> Rollout:
     return parse_rollout(json.loads(text))
 
 
-def _status(order_state: str | None, report: str | None) -> MemberStatus:
+def _status(order_state: str | None, report: str | None, result: str | None) -> MemberStatus:
+    """A member's status from its order (rule 2 of the engine); a done order whose verified
+    result reports a failed operation (``enableResult`` not ok, ...) counts as failed."""
     if order_state is None:
         return MemberStatus.WAITING
+    if order_state == OrderState.DONE and result and operation_failed(json.loads(result)):
+        return MemberStatus.FAILED
     if order_state == OrderState.SENT and report is not None:
         return MemberStatus.UNVERIFIED
     return MemberStatus(order_state)
@@ -250,7 +255,7 @@ class Campaigns:
         counts = {s: 0 for s in ("pending", "sent", "unverified", "done", "failed", "cancelled")}
         listing = []
         for m in members:
-            status = _status(m["state"], m["report"])
+            status = _status(m["state"], m["report"], m["result_json"])
             key = "pending" if status in (MemberStatus.WAITING, MemberStatus.QUEUED) else status
             counts[key] += 1
             if devices:
@@ -348,7 +353,7 @@ class Campaigns:
             if row["follow"]:
                 self._join(campaign_id, Selector.parse(json.loads(row["selector"])))
             members = [
-                Member(m["eid"], m["wave"], _status(m["state"], m["report"]))
+                Member(m["eid"], m["wave"], _status(m["state"], m["report"], m["result_json"]))
                 for m in self.store.rows(_MEMBERS_SQL, (campaign_id,))
             ]
             view = EngineView(
@@ -413,14 +418,22 @@ class Campaigns:
         seq = int(rows[0]["top"])
         stamp = now()
         added = 0
-        for record in self.store.euiccs():
-            if record.eid in present or not selector.matches(record):
+        # Registration order; an explicit list joins in its own order.
+        registered = [
+            (r["eid"], json.loads(r["labels"]) if r["labels"] else None)
+            for r in self.store.rows("SELECT eid, labels FROM euiccs ORDER BY rowid")
+        ]
+        if selector.eids:
+            rank = {eid: i for i, eid in enumerate(selector.eids)}
+            registered = sorted((r for r in registered if r[0] in rank), key=lambda r: rank[r[0]])
+        for eid, labels in registered:
+            if eid in present or not selector.matches(eid, labels):
                 continue
             seq += 1
             self.store.execute(
                 "INSERT OR IGNORE INTO campaign_members (campaign, eid, seq, wave, order_id, "
                 "joined) VALUES (?, ?, ?, 0, NULL, ?)",
-                (campaign_id, record.eid, seq, stamp),
+                (campaign_id, eid, seq, stamp),
             )
             added += 1
         if added and present:

@@ -26,6 +26,7 @@ from ..common import spki, value_to_json
 from . import packages
 from .notifications import EimNotifications
 from .packages import MessageError, PackageError, decode_message, message_parts
+from .profile_state import learn_from_psmo
 from .store import Order, OrderState, now
 
 __all__ = [
@@ -242,7 +243,26 @@ class EimResults(EimNotifications):
         )
         if error is None and order.kind == "eco":
             self._follow_own_eco(order, info)
+        if order.kind == "psmo":
+            self._learn_profiles(order, info)
         log.info("order %d: %s", order.id, error or "done")
+
+    def _learn_profiles(self, order: Order, info: packages.EprInfo) -> None:
+        """Profile states learnt from a verified PSMO result, published as ``euicc.profiles``."""
+        signed = info.decoded.get("euiccPackageResultSigned") if info.decoded else None
+        if not isinstance(signed, dict):
+            return
+        results = signed.get("euiccPackageResultDataSigned", {}).get("euiccResult", [])
+        record = self.store.euicc(order.eid)
+        if record is None:
+            return
+        before = record.profiles or {}
+        after = learn_from_psmo(before, order.request.get("operations", []), results)
+        if after != before:
+            self.store.update_euicc(order.eid, profiles=after)
+            self.store.publish(
+                "euicc.profiles", {"eid": order.eid, "profiles": after, "orderId": order.id}
+            )
 
     def _follow_own_eco(self, order: Order, info: packages.EprInfo) -> None:
         """An updateEim of this eIM that succeeded changes our counter or token too."""

@@ -388,7 +388,7 @@ class Session:
 
 #: eUICC columns whose change is published as ``euicc.updated``.
 _PUBLISHED_EUICC_CHANGES = frozenset(
-    {"labels", "delivery", "association_token", "token_source", "public_key", "profiles"}
+    {"labels", "delivery", "association_token", "token_source", "public_key"}
 )
 
 #: eUICC columns kept as JSON text.
