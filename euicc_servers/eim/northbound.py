@@ -154,9 +154,11 @@ def _webhook(row: Any) -> Webhook:
 class Webhooks:
     """The webhooks of one eIM (table ``webhooks``) and their delivery."""
 
-    def __init__(self, store: EimStore, clock: Any = time.time) -> None:
+    def __init__(self, store: EimStore, clock: Any = time.time, backoff: float = 1.0) -> None:
         self.store = store
         self.clock = clock
+        #: Seconds before the first retry; doubled after each further failure (at most 60).
+        self.backoff = backoff
 
     def add(
         self, url: str, secret: str | None = None, *, after: int | None = None
@@ -240,7 +242,7 @@ class Webhooks:
                 confirmed += len(events)
             else:
                 failures = row["failures"] + 1
-                delay = min(_MAX_BACKOFF, 2.0 ** (failures - 1))
+                delay = min(_MAX_BACKOFF, self.backoff * 2.0 ** (failures - 1))
                 self.store.execute(
                     "UPDATE webhooks SET failures = ?, next_attempt = ?, last_error = ? "
                     "WHERE id = ?",
