@@ -351,7 +351,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where vpcd listens (default 127.0.0.1:35963); further cards on the next ports",
     )
     add("smdpp", None, "run the reference SM-DP+ (ES9+ over HTTPS)", build=_smdpp_args)
-    add("eim", None, "run the reference eIM (ESipa over HTTPS, operator API)", build=_eim_args)
+    add(
+        "eim",
+        None,
+        "run the reference eIM (ESipa over HTTPS, operator API); "
+        "'eim campaign ...' manages campaigns on a running one",
+        build=_eim_args,
+    )
     return parser
 
 
@@ -361,6 +367,11 @@ def _execute(args: argparse.Namespace, out: Output) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``euicc-sim`` command; returns the exit status."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:2] == ["eim", "campaign"]:  # a client of a running eIM, not the server's options
+        from euicc_cli.campaign_command import main as campaign_main
+
+        return campaign_main(words[2:])
     return run_command("euicc-sim", build_parser, argv, _execute, default_level=_default_level)
 
 

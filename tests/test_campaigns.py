@@ -5,6 +5,7 @@ resume / abort, follow, restarts, and the per-device verified results."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -314,3 +315,58 @@ def test_a_restart_neither_loses_nor_repeats_an_operation(tmp_path: Path) -> Non
     for _ in range(3):
         again.core.campaigns.tick()
     assert [len(again.core.store.orders(eid)) for eid in eids] == [1, 1, 1, 1, 0]
+
+
+# -- the command line and the Python client -----------------------------------------------------
+
+
+def test_cli_creates_watches_and_aborts_a_campaign_on_a_running_eim(
+    eim: tuple[EimServer, RunningServer], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from euicc_cli.sim_command import main
+
+    server, running = eim
+    cards = [card_for(server, {"site": "x"}) for _ in range(2)]
+    card_for(server, {"site": "y"})
+    order = tmp_path / "order.json"
+    order.write_text(json.dumps(ENABLE))
+    token = str(server.core.admin_token)
+    connection = ["--url", running.base_url, "--token", token, "--pki", "sgp26"]
+    create = ["eim", "campaign", "create", *connection, "--name", "cli", "--label", "site=x"]
+    code = main([*create, "--order", f"@{order}", "--batch-size", "1", "--json"])
+    created = json.loads(capsys.readouterr().out)
+    assert code == 0 and created["ok"], created
+    cid = created["data"]["id"]
+    assert created["data"]["total"] == 2 and created["data"]["rollout"]["batchSize"] == 1
+    run_cycles(cards, running.base_url, lambda: server.core.campaigns.get(cid)["state"] == "done")
+    assert main(["eim", "campaign", "watch", str(cid), *connection]) == 0
+    text = capsys.readouterr().out
+    assert f"campaign {cid} 'cli': done" in text and "done 2" in text
+    assert main(["eim", "campaign", "abort", str(cid), *connection]) == 1  # done: 409
+    assert "the eIM refused" in capsys.readouterr().err
+    bad = main(
+        ["eim", "campaign", "show", "1", "--url", running.base_url, "--token", "x", "--insecure"]
+    )
+    assert bad == 1 and "unauthorised" in capsys.readouterr().err
+    assert main(["eim", "campaign", "list", *connection, "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)["data"]
+    assert [c["id"] for c in listing] == [cid]
+
+
+def test_python_client_labels_and_runs_campaigns(eim: tuple[EimServer, RunningServer]) -> None:
+    from euicc_servers.eim.client import EimApi, EimApiError
+
+    server, running = eim
+    card = card_for(server)
+    with EimApi(running.base_url, server.core.admin_token, verify=False) as api:
+        assert api.label(card.eid, {"ring": "canary"})["labels"] == {"ring": "canary"}
+        view = api.create_campaign("py", {"labels": {"ring": "canary"}}, ENABLE, {"batchSize": 5})
+        assert view["total"] == 1 and api.campaigns()[0]["id"] == view["id"]
+        assert api.pause(view["id"])["state"] == "paused"
+        assert api.resume(view["id"])["state"] == "running"
+        assert api.abort(view["id"])["state"] == "stopped"
+        types = [e["type"] for e in api.feed()]
+        assert types[-2:] == ["campaign.stopped", "order.cancelled"]
+        with pytest.raises(EimApiError) as refused:
+            api.create_campaign("bad", "nobody", ENABLE)
+        assert refused.value.status == 400
