@@ -430,6 +430,7 @@ async def run_scheduler(core: EimCore, *, interval: float | None = None) -> None
         while True:
             try:
                 core.campaigns.tick()
+                await core.pusher.step()
                 await core.webhooks.deliver_due(client)
             except Exception:  # one bad step must not end the scheduler
                 log.exception("scheduler step failed")
@@ -445,6 +446,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await app.state.core.pusher.close()
 
 
 # --------------------------------------------------------------------------- operator API
@@ -560,6 +562,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             "counterValue",
             "euiccCiPKId",
             "labels",
+            "delivery",
         )
         _only(data, fields)
         eid = data.get("eid")
@@ -579,6 +582,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             counter_value=_int(data, "counterValue") or 0,
             euicc_ci_pkid=ci,
             labels=data.get("labels"),
+            delivery=data.get("delivery"),
         )
         return json_response(201, {"euicc": record.to_json(), **configuration(record.eid)})
 
@@ -592,7 +596,14 @@ def _operator_routes(core: EimCore) -> list[Route]:
         data = await _json_body(request)
         _only(
             data,
-            ("euiccCertificate", "eumCertificate", "associationToken", "counterValue", "labels"),
+            (
+                "euiccCertificate",
+                "eumCertificate",
+                "associationToken",
+                "counterValue",
+                "labels",
+                "delivery",
+            ),
         )
         record = core.update_registration(
             eid,
@@ -601,6 +612,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             association_token=_int(data, "associationToken"),
             counter_value=_int(data, "counterValue"),
             labels=data.get("labels"),
+            delivery=data.get("delivery"),
         )
         return json_response(200, {"euicc": record.to_json(), **configuration(record.eid)})
 

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,7 @@ from .campaigns import Campaigns
 from .northbound import Webhooks
 from .operator import EimOperator, RegistrationError
 from .packages import MessageError, PackageError, decode_message
+from .push import Pusher
 from .relay import Answer, IndirectDownload, SmdpRelay
 from .results import (
     EID_NOT_FOUND,
@@ -88,6 +90,13 @@ from .store import EimStore, EuiccRecord, Order, OrderState, now
 __all__ = ["EimCore", "EimSettings", "MessageError", "RegistrationError"]
 
 log = logging.getLogger(__name__)
+
+
+def _push_verify(ca_pem: bytes | None) -> ssl.SSLContext | bool:
+    """How the devices' TLS certificates are checked for pushes: ``ca_pem``, else system CAs."""
+    if ca_pem is None:
+        return True
+    return ssl.create_default_context(cadata=ca_pem.decode("ascii"))
 
 
 class EimCore(EimResults, EimOperator):
@@ -124,6 +133,8 @@ class EimCore(EimResults, EimOperator):
         self.campaigns = Campaigns(self)
         #: Northbound webhooks (:mod:`.northbound`).
         self.webhooks = Webhooks(self.store)
+        #: Push and wake-up delivery (:mod:`.push`).
+        self.pusher = Pusher(self, verify=_push_verify(settings.push_ca))
         self._handlers: dict[bytes, Callable[[bytes], Answer | None]] = {
             b"\xbf\x4f": lambda m: Answer(self.get_eim_package(m)),
             b"\xbf\x50": lambda m: Answer(self.provide_eim_package_result(m)),
@@ -207,6 +218,12 @@ class EimCore(EimResults, EimOperator):
     @staticmethod
     def _package_error(code: int) -> bytes:
         return schema.encode("GetEimPackageResponse", ("eimPackageError", code))
+
+    def next_package(self, record: EuiccRecord) -> bytes | None:
+        """The package to deliver to ``record`` now (rules 1, 2; the caller holds a store
+        transaction): the one sent already, else the next queued order's, signed and marked
+        sent; ``None`` when nothing waits."""
+        return self._next_package(record)
 
     def _next_package(self, record: EuiccRecord) -> bytes | None:
         pending = self.store.find_order(record.eid, states=[OrderState.SENT])

@@ -17,6 +17,7 @@ from ..common import spki
 from . import packages
 from .campaigns import CampaignError, parse_labels
 from .packages import EimConfigurationData
+from .push import DeliveryError, parse_delivery
 from .relay import SmdpRelay
 from .settings import EimSettings
 from .store import Conflict, EimStore, EuiccRecord, NotFound, Order, OrderState
@@ -34,6 +35,15 @@ def _labels(value: dict[str, str] | None) -> dict[str, str] | None:
     try:
         return parse_labels(value)
     except CampaignError as exc:
+        raise RegistrationError(str(exc)) from None
+
+
+def _delivery(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        return parse_delivery(value)
+    except DeliveryError as exc:
         raise RegistrationError(str(exc)) from None
 
 
@@ -55,8 +65,10 @@ class EimOperator:
         counter_value: int = 0,
         euicc_ci_pkid: bytes | None | str = "default",
         labels: dict[str, str] | None = None,
+        delivery: dict[str, Any] | None = None,
     ) -> EuiccRecord:
-        """Register an eUICC (certificates DER), with operator ``labels`` (device groups).
+        """Register an eUICC (certificates DER), with operator ``labels`` (device groups) and
+        its ``delivery`` mode (:func:`.push.parse_delivery`; default poll).
 
         ``association_token``: 1..127, ``-1`` (the eUICC allocates one; learnt later) or
         ``None`` (the eIM picks one). ``euicc_ci_pkid``: bytes, ``None`` to leave it out of
@@ -76,6 +88,7 @@ class EimOperator:
         if not 0 <= counter_value < 2**31:
             raise RegistrationError("counterValue must be 0..2^31-1")
         labels = _labels(labels)
+        delivery = _delivery(delivery)
         key, ci = self._check_certificates(eid, euicc_certificate, eum_certificate)
         if euicc_ci_pkid == "default":
             euicc_ci_pkid = ci or self.settings.euicc_ci_pkid
@@ -91,6 +104,7 @@ class EimOperator:
             token_source=None if association_token == -1 else "operator",
             euicc_ci_pkid=euicc_ci_pkid,
             labels=labels,
+            delivery=delivery,
         )
 
     def _check_certificates(
@@ -128,9 +142,10 @@ class EimOperator:
         association_token: int | None = None,
         counter_value: int | None = None,
         labels: dict[str, str] | None = None,
+        delivery: dict[str, Any] | None = None,
     ) -> EuiccRecord:
         """Change what the eIM knows of an eUICC (the certificate replaces the key; ``labels``
-        replace its labels).
+        replace its labels; ``delivery`` its delivery mode).
 
         Raises:
             RegistrationError: as :meth:`register`; a counter may only grow.
@@ -159,6 +174,8 @@ class EimOperator:
             changes["counter"] = counter_value
         if labels is not None:
             changes["labels"] = _labels(labels)
+        if delivery is not None:
+            changes["delivery"] = _delivery(delivery)
         return self.store.update_euicc(eid, **changes) if changes else record
 
     def configuration(self, eid: str) -> EimConfigurationData:

@@ -105,6 +105,7 @@ def build_eim(
     sets = [pki] if isinstance(pki, TestPki) else load_pki_sets(pki)
     first = sets[0]  # NIST first when the directory has both curves
     credential = issue_tls_credential(first, host) if tls else None
+    settings.setdefault("push_ca", b"".join(s.ci.cert_pem for s in sets))
     eim_settings = EimSettings(
         eim_id=eim_id,
         signing_key=first.eim.key,

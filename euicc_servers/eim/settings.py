@@ -45,6 +45,8 @@ class EimSettings:
     admin_token: str | None = field(default=None, repr=False)
     open_operator_api: bool = False
     limits: Limits = DEFAULT_LIMITS
+    #: CA certificates (PEM) for the TLS of devices the eIM pushes to (None: system CAs).
+    push_ca: bytes | None = field(default=None, repr=False)
     #: Seconds between two steps of the background scheduler (campaign waves, webhooks).
     scheduler_interval: float = 0.25
 
