@@ -390,6 +390,56 @@ def cmd_poll(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
     out.success(message=f"polled: {outcome.state.name.lower()}")
 
 
+def cmd_listen(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    """Serve ESipa pushes (TransferEimPackage) and wake-ups for this card until interrupted."""
+    import asyncio
+    import ssl
+    import threading
+
+    from euicc_cli.pull_options import pull_config
+    from ipa.listen import ListenServer, PushHandler
+    from ipa.pull import PullFlow
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    context = None
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+    else:
+        out.note("serving plain HTTP (give --tls-cert/--tls-key for HTTPS)")
+    lock = threading.Lock()
+    flow = PullFlow(client, pull_config(args, eim_url=args.eim_url), state_dir=args.state)
+
+    def poll_now() -> None:
+        # A wake-up: one pull cycle, off the HTTP thread, the card shared under the lock.
+        def run() -> None:
+            with lock:
+                outcome = asyncio.run(flow.poll_once())
+            out.event(
+                "poll",
+                {"eidValue": flow.eid, **outcome.to_json()},
+                text=f"woken: polled, {outcome.state.name.lower()}",
+            )
+
+        threading.Thread(target=run, name="wake-up", daemon=True).start()
+
+    eid = client.get_eid()
+    handler = PushHandler(client, on_wakeup=poll_now, lock=lock)
+    server = ListenServer({eid: handler}, host=args.host, port=args.port, tls=context)
+    out.event(
+        "listening",
+        {"eidValue": eid, "url": server.base_url, "deviceUrl": server.url_for(eid)},
+        text=f"listening on {server.base_url} (eIM delivery url: {server.url_for(eid)})",
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.success(message="stopped")
+    finally:
+        server.stop()
+
+
 # -- the parser -------------------------------------------------------------------------------
 
 Command = Callable[..., None]
@@ -503,6 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirmation-code", metavar="CODE", help="the code, if the SM-DP+ asks")
     add_es9_options(p)
     add("poll", cmd_poll, "SGP.32 pull flow: poll the eIM and run its packages", build=_poll_args)
+    add(
+        "listen",
+        cmd_listen,
+        "serve eIM pushes (ESipa TransferEimPackage) and wake-ups over HTTP(S)",
+        build=_listen_args,
+    )
     p = add("es10", cmd_es10, "send a raw ES10 request TLV to ISD-R, print the response TLV")
     p.add_argument("request", metavar="HEX", help="the request TLV, e.g. BF3E035C015A (GetEID)")
     p = add("apdu", cmd_apdu, "send raw command APDUs, print data and status word", TRANSPORT)
@@ -539,6 +595,16 @@ def _poll_args(p: CommandParser) -> None:
         "--eim-url", metavar="URL", type=url, help="reach the eIM here instead of its eimFqdn"
     )
     add_pull_options(p, initial_eim_help="AddInitialEimRequest for an unprovisioned card")
+
+
+def _listen_args(p: CommandParser) -> None:
+    from euicc_cli.options import port
+
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=port, default=8445)
+    p.add_argument("--tls-cert", metavar="PEM", help="the listener's TLS certificate (chain)")
+    p.add_argument("--tls-key", metavar="PEM", help="its private key")
+    _poll_args(p)  # a wake-up runs one pull cycle with these settings
 
 
 def _fleet_args(p: CommandParser) -> None:

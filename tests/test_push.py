@@ -138,3 +138,33 @@ def test_invalid_delivery_settings_are_refused(value: Any) -> None:
     with pytest.raises(DeliveryError):
         parse_delivery(value)
     assert parse_delivery({"mode": "poll"}) == {"mode": "poll"}
+
+
+def test_ipa_listen_command_serves_pushes_for_a_card_directory(tmp_path: Path) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from euicc_cli.sim_command import main as sim_main
+
+    card_dir = tmp_path / "card"
+    assert sim_main(["init", str(card_dir), "--curve", "nist"]) == 0
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    command = [sys.executable, "-m", "ipa", "--card", str(card_dir), "listen", "--port", "0"]
+    process = subprocess.Popen(
+        [*command, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())
+        assert first["event"] == "listening"
+        url = first["deviceUrl"] + "/gsma/rsp2/asn1"
+        ack = tlv.encode_tlv(b"\xbf\x4e", schema.encode("EimAcknowledgements", [1]))
+        answer = httpx.post(url, content=ack, headers={"Content-Type": ASN1_CONTENT_TYPE})
+        assert answer.content == bytes.fromhex("BF4E020500")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(20)
+    assert process.returncode == 0
