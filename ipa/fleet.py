@@ -240,6 +240,8 @@ class Fleet:
         self._ready: asyncio.Queue[Device | None] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
+        self._waits: dict[int, asyncio.TimerHandle] = {}  # device index -> its wait
+        self._woken: set[int] = set()  # woken during a cycle: the next one follows at once
         self._running = False
         self._closed = False
 
@@ -358,6 +360,18 @@ class Fleet:
             since = self._log.first_start if self._log.first_start is not None else self.clock()
         return self._log.stats(since, self.clock() if until is None else until)
 
+    def wake(self, device: Device) -> None:
+        """Run ``device``'s next cycle now (a wake-up from its eIM, see :mod:`ipa.listen`)
+        instead of after its wait; a device in a cycle runs again right after it. Call it in
+        the fleet's event loop."""
+        handle = self._waits.pop(device.index, None)
+        if handle is not None and self._running and self._ready is not None:
+            handle.cancel()
+            self._timers.discard(handle)
+            self._ready.put_nowait(device)
+        else:
+            self._woken.add(device.index)
+
     # -- internals -----------------------------------------------------------------------
 
     async def _cycle(self, device: Device) -> PollOutcome | None:
@@ -405,6 +419,9 @@ class Fleet:
         delay = self.config.pace
         if delay is None:
             delay = outcome.next_delay if outcome is not None else self.config.pull.backoff.initial
+        if device.index in self._woken:
+            self._woken.discard(device.index)
+            delay = 0.0
         if delay <= 0:
             self._ready.put_nowait(device)
             return
@@ -412,11 +429,13 @@ class Fleet:
 
         def ready() -> None:
             self._timers.discard(handle)
+            self._waits.pop(device.index, None)
             if self._running and self._ready is not None:
                 self._ready.put_nowait(device)
 
         handle = loop.call_later(delay, ready)
         self._timers.add(handle)
+        self._waits[device.index] = handle
 
     async def _stop_workers(self, timeout: float) -> None:
         if not self._running:
@@ -425,6 +444,7 @@ class Fleet:
         for handle in self._timers:
             handle.cancel()
         self._timers.clear()
+        self._waits.clear()
         assert self._ready is not None
         for _ in self._workers:
             self._ready.put_nowait(None)  # wake idle workers
@@ -528,6 +548,11 @@ class FleetRunner:
             coroutine.close()
             raise FleetError("the fleet runner is closed")
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The fleet's event loop (in the runner's thread)."""
+        return self._loop
 
     @property
     def devices(self) -> list[Device]:

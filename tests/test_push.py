@@ -168,3 +168,50 @@ def test_ipa_listen_command_serves_pushes_for_a_card_directory(tmp_path: Path) -
         process.send_signal(signal.SIGINT)
         process.wait(20)
     assert process.returncode == 0
+
+
+def test_fleet_runs_devices_in_each_delivery_mode(eim: tuple[EimServer, RunningServer]) -> None:
+    from dataclasses import replace
+
+    from ipa.fleet import FleetConfig, FleetRunner
+    from ipa.fleet_listen import DeliveryMode, FleetListener
+    from ipa.pull import PullConfig
+
+    server, running = eim
+    cards = [card_for(server, {"mode-test": "yes"}) for _ in range(6)]
+    modes = {
+        cards[0].eid: DeliveryMode.POLL,
+        cards[1].eid: DeliveryMode.POLL,
+        cards[2].eid: DeliveryMode.PUSH,
+        cards[3].eid: DeliveryMode.PUSH,
+        cards[4].eid: DeliveryMode.WAKEUP,
+        cards[5].eid: DeliveryMode.WAKEUP,
+    }
+    pull = PullConfig(max_packages=1)
+    polled = FleetConfig(running.base_url, pull=pull, pace=0.05)
+    # Push and wake-up devices poll once at start, then only every hour: what reaches them
+    # in this test is pushed, or follows a wake-up.
+    quiet = FleetConfig(
+        running.base_url, pull=replace(pull, backoff=replace(pull.backoff, interval=3600.0))
+    )
+    with FleetRunner(cards[:2], polled) as pollers, FleetRunner(cards[2:], quiet) as others:
+        with FleetListener(others.fleet, others.loop, modes) as listener:
+            for card in cards:
+                server.core.update_registration(card.eid, delivery=listener.delivery_for(card.eid))
+            others.start()
+            wait_for(lambda: all(d.cycles >= 1 for d in others.devices), "the first cycles")
+            pollers.start()
+            campaign = server.core.campaigns.create(
+                "modes", {"labels": {"mode-test": "yes"}}, ENABLE
+            )
+            wait_for(
+                lambda: server.core.campaigns.get(campaign["id"])["state"] == "done", "the campaign"
+            )
+            cycles = {d.eid: d.cycles for d in others.devices}
+    assert all(card.state.enabled_profile is not None for card in cards)
+    view = server.core.campaigns.get(campaign["id"])
+    assert view["counts"]["done"] == 6
+    assert [cycles[c.eid] for c in cards[2:4]] == [1, 1]  # pushed: never polled for it
+    assert all(cycles[c.eid] >= 2 for c in cards[4:])  # woken: polled once more
+    woken = {e.data["eid"] for e in server.core.store.feed() if e.type == "euicc.woken"}
+    assert woken == {cards[4].eid, cards[5].eid}
