@@ -35,9 +35,10 @@ class _LoopHandler(PushHandler):
     """A push handler whose card work runs in the fleet's event loop."""
 
     def __init__(self, device: Device, loop: asyncio.AbstractEventLoop, fleet: Fleet) -> None:
-        super().__init__(
-            device.client, on_wakeup=lambda: loop.call_soon_threadsafe(fleet.wake, device)
-        )
+        def wake() -> None:
+            loop.call_soon_threadsafe(fleet.wake, device)
+
+        super().__init__(device.client, on_wakeup=wake)
         self.loop = loop
 
     def handle(self, message: bytes) -> bytes:
