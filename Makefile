@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml
 pcsc: $(STAMP)
 	scripts/setup-pcsc.sh
 
-# Part 1: the card driven by ES10 alone; part 2: the SGP.32 story with an eIM and an SM-DP+.
+# Part 1: the card driven by ES10 alone; part 2: the SGP.32 story with an eIM and an SM-DP+;
+# part 3: a staged campaign over a fleet of 50 emulated devices.
 demo: $(STAMP)
 	$(BIN)/python examples/es10_demo.py
 	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/campaign_demo.py
 
 # The PC/SC set-up needs root to install Debian packages; without it the reader tests skip.
 test: $(STAMP)

@@ -35,3 +35,15 @@ def test_es10_demo_enables_switches_and_deletes() -> None:
     assert "refused: ES10c.DeleteProfile failed: deleteResult profileNotInDisabledState (2)" in out
     assert "delivered and removed; 0 left" in out
     assert out.rstrip().endswith("demo finished")
+
+
+def test_campaign_demo_enables_a_fleet_in_waves_with_one_verified_failure() -> None:
+    out = run("campaign_demo.py", "--devices", "30", "--batch", "10")
+    assert "== 30 devices made and registered with label fleet=demo" in out
+    assert "   wave 3: done" in out
+    assert "== final: done, pending 0, sent 0, unverified 0, done 29, failed 1, cancelled 0" in out
+    assert 'signed result [{"enableResult": 1}]' in out
+    assert "eUICC signature verified: True" in out
+    assert "cards with the profile enabled: 29 of 30" in out
+    assert "campaign.done 1" in out
+    assert out.rstrip().endswith("demo finished")
