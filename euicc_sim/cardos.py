@@ -290,7 +290,7 @@ class CardOS:
             self._abort_store_data(channel)
         if self._uicc is not None and ins in _UICC_INSTRUCTIONS:
             cmd = parse_command(apdu)
-            if channel.app is None or (ins == 0xA4 and not self._selects_app(cmd)):
+            if not self._selects_app(cmd) if ins == 0xA4 else channel.app is None:
                 return self._uicc_command(channel, proprietary, cmd)
             handler = self._handlers.get(ins)
             if handler is None:
