@@ -88,9 +88,7 @@ class Node:
 
     def find_by_sfi(self, sfi: int) -> Node | None:
         """The EF of this DF with short file identifier ``sfi``."""
-        return next(
-            (c for c in self.children.values() if not c.is_df and c.sfi == sfi), None
-        )
+        return next((c for c in self.children.values() if not c.is_df and c.sfi == sfi), None)
 
     def __repr__(self) -> str:  # keep trees readable in test failures
         return f"Node({self.key}, {self.structure.name})"
@@ -130,7 +128,9 @@ def arr_reference(node: Node) -> bytes:
     """
     if len(node.arr) == 1:
         parent = node.parent
-        implicit = node.is_adf or node.parent is None or (parent is not None and parent.parent is None)
+        implicit = (
+            node.is_adf or node.parent is None or (parent is not None and parent.parent is None)
+        )
         return (b"\x2f\x06" if implicit else b"\x6f\x06") + node.arr
     return node.arr
 

@@ -82,7 +82,18 @@ class AkaConfig:
     key: bytes
     opc: bytes
     rotation: bytes = bytes.fromhex("4000204060")
-    xoring: bytes = bytes(15) + b"\x00" + bytes(15) + b"\x01" + bytes(15) + b"\x02" + bytes(15) + b"\x04" + bytes(15) + b"\x08"
+    xoring: bytes = (
+        bytes(15)
+        + b"\x00"
+        + bytes(15)
+        + b"\x01"
+        + bytes(15)
+        + b"\x02"
+        + bytes(15)
+        + b"\x04"
+        + bytes(15)
+        + b"\x08"
+    )
     keccak_iterations: int = 1
     sqn_options: int = 0x02
     sqn_delta: int = 0x000010000000
@@ -215,7 +226,7 @@ class _Builder:
         fill = info.get("fillPattern")
         repeat = info.get("repeatPattern")
         if fill is None and repeat is None and tpl is not None:
-            fill = tpl.default
+            fill, repeat = (None, tpl.default) if tpl.repeat else (tpl.default, None)
         if node.link is None:
             self.image.contents[node.key] = _fill(fill, repeat, node.size, node.record_length)
         return node

@@ -112,7 +112,9 @@ class Milenage:
         """RES (f2), CK (f3), IK (f4) and AK (f5) of ``rand``."""
         temp = self._temp(rand)
         out2 = self._out(temp, 2)
-        return MilenageOutput(res=out2[8:], ck=self._out(temp, 3), ik=self._out(temp, 4), ak=out2[:6])
+        return MilenageOutput(
+            res=out2[8:], ck=self._out(temp, 3), ik=self._out(temp, 4), ak=out2[:6]
+        )
 
     def f5star(self, rand: bytes) -> bytes:
         """AK for resynchronisation (f5*)."""

@@ -20,7 +20,8 @@ Table columns: PE field name, FID (``----``: none, the PE must give it), structu
 (``MF``/``DF``/``ADF``, ``TR`` transparent, ``LF`` linear fixed, ``CY`` cyclic, ``BT``
 BER-TLV), size (``n`` bytes, ``RxL`` records of L bytes, ``xL`` records of L bytes and a
 count the PE gives, ``-`` the PE gives it), SFI (``--``: none), ARR record, default content
-(a TS 102 222 fill pattern: the last byte repeats; ``-``: all ``FF``).
+(a TS 102 222 fill pattern: the last byte repeats; ending in ``*``: a repeat pattern,
+repeated whole; ``-``: all ``FF``).
 
 Templates not described here (CSIM, EAP, IoT, ...) are still built from what the PE itself
 says (FCP and content), without defaults.
@@ -66,6 +67,7 @@ class FileTemplate:
     sfi: int | None
     arr: int | None
     default: bytes | None  # fill pattern (last byte repeats); None: all FF
+    repeat: bool  # default is a repeat pattern (repeated whole), marked "*" in the tables
     parent: str | None  # PE field name of the DF it lives in; None: the template's root
 
 
@@ -113,7 +115,8 @@ def _parse(oid: str, name: str, created_by_default: bool, table: str) -> Templat
                 record_length=length,
                 sfi=None if sfi == "--" else int(sfi, 16),
                 arr=None if arr == "-" else int(arr),
-                default=None if default == "-" else bytes.fromhex(default),
+                default=None if default == "-" else bytes.fromhex(default.rstrip("*")),
+                repeat=default.endswith("*"),
                 parent=stack[-1][1] if stack else None,
             )
         )
@@ -260,8 +263,8 @@ ef-sdn            6F49 LF  10x24  --  2  -
 ef-ext2           6F4B LF  10x13  --  8  00FF
 ef-ext3           6F4C LF  10x13  --  2  00FF
 ef-cbmir          6F50 TR  20     --  5  -
-ef-plmnwact       6F60 TR  40     0A  5  FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000
-ef-oplmnwact      6F61 TR  40     11  2  FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000FFFFFF0000
+ef-plmnwact       6F60 TR  40     0A  5  FFFFFF0000*
+ef-oplmnwact      6F61 TR  40     11  2  FFFFFF0000*
 ef-hplmnwact      6F62 TR  5      13  2  FFFFFF0000
 ef-dck            6F2C TR  16     --  5  -
 ef-cnl            6F32 TR  30     --  2  -
@@ -311,7 +314,7 @@ ef-nafkca         6FDD LF  -      --  2  -
 ef-spni           6FDE TR  -      --  10 00FF
 ef-pnni           6FDF LF  -      --  10 00FF
 ef-ncp-ip         6FE2 LF  -      --  2  -
-ef-ufc            6FE6 TR  30     --  10 801E60C01E900080040000000000000000F0000000004000000000000080
+ef-ufc 6FE6 TR 30 -- 10 801E60C01E900080040000000000000000F0000000004000000000000080
 ef-nasconfig      6FE8 TR  18     --  2  -
 ef-uicciari       6FE7 LF  -      --  2  -
 ef-pws            6FEC TR  -      --  10 -

@@ -50,7 +50,9 @@ SW_INS_NOT_SUPPORTED = 0x6D00
 SW_CLA_NOT_SUPPORTED = 0x6E00
 
 #: Instructions this side answers.
-INSTRUCTIONS = frozenset({0xA4, 0xB0, 0xD6, 0xB2, 0xDC, 0xA2, 0xF2, 0x20, 0x24, 0x26, 0x28, 0x2C, 0x88})
+INSTRUCTIONS = frozenset(
+    {0xA4, 0xB0, 0xD6, 0xB2, 0xDC, 0xA2, 0xF2, 0x20, 0x24, 0x26, 0x28, 0x2C, 0x88}
+)
 _PROPRIETARY_INS = frozenset({0xF2})
 
 
@@ -164,7 +166,7 @@ class Uicc:
             puks={r: pins.Puk(p.value, p.retries, p.max_attempts) for r, p in image.puks.items()},
             sqn={k: a.sqn_init for k, a in image.aka.items()},
         )
-        state, changed = base, set()
+        state, changed = base, set[str]()
         if source.stored is not None:
             try:
                 state, changed = decode_into(source.stored, base)
@@ -582,7 +584,9 @@ class Uicc:
 
     # -- PIN commands (§11.1.9 - §11.1.13) ----------------------------------------------------
 
-    def _pin_ref(self, ch: ChannelState, cmd: Command, *, p1: tuple[int, ...] = (0x00,)) -> tuple[str, int]:
+    def _pin_ref(
+        self, ch: ChannelState, cmd: Command, *, p1: tuple[int, ...] = (0x00,)
+    ) -> tuple[str, int]:
         if cmd.p1 not in p1:
             raise StatusWordError(SW_INCORRECT_P1P2)
         ref = cmd.p2
