@@ -21,6 +21,7 @@ from usim_support import (
 )
 
 from euicc_protocol import schema
+from euicc_sim import profiles as rules
 from euicc_sim.card import Euicc
 from euicc_sim.storage import CrashingIO, DirectoryStorage, SimulatedCrash
 from euicc_sim.uicc.aka import c3
@@ -173,8 +174,7 @@ def test_update_binary_needs_adm_and_stays_across_reset_and_profile_switch() -> 
     select_usim(apdu)
     apdu.verify(0x01, PIN1)
     assert apdu.read_binary(0, 9, sfi=0x07).data == new_imsi
-    card.preload  # switch to the other profile: visible after the reset only
-    from euicc_sim import profiles as rules
+    # Switch to the other profile: its file system shows after the reset only.
 
     t = rules.enable(card.state, iccid=second.iccid, actor=rules.Actor.EIM)
     card.context.commit(t.state)

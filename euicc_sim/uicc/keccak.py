@@ -48,7 +48,10 @@ def keccak_f1600(state: bytes) -> bytes:
             for y in range(5):
                 b[y + 5 * ((2 * x + 3 * y) % 5)] = _rotl(a[x + 5 * y], _RHO[x + 5 * y])
         # chi
-        a = [b[i] ^ (~b[(i % 5 + 1) % 5 + 5 * (i // 5)] & b[(i % 5 + 2) % 5 + 5 * (i // 5)]) for i in range(25)]
+        a = [
+            b[i] ^ (~b[(i % 5 + 1) % 5 + 5 * (i // 5)] & b[(i % 5 + 2) % 5 + 5 * (i // 5)])
+            for i in range(25)
+        ]
         # iota
         a[0] ^= rc
     return b"".join(v.to_bytes(8, "little") for v in a)
