@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from pathlib import Path
 
+from euicc_protocol import profiles
 from euicc_sim.card import Euicc
 from euicc_sim.uicc.testalg import TestAlgorithm
 
-PROFILES = Path(__file__).resolve().parent.parent / "profiles" / "ts48"
-PACKAGE = PROFILES / "TS48V5-SAIP2-3-NOBERTLV-UNIQUE.der"
+PACKAGE = "TS48V5-SAIP2-3-NOBERTLV-UNIQUE"  # a shipped GSMA TS.48 test profile
 TS48_KI = bytes(range(16))  # every TS.48 profile's published test key
 TS48_PIN1 = b"0000"
 
@@ -77,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     card = Euicc.create(None, fsync=False)
-    card.preload(PACKAGE.read_bytes(), enable=True)
+    card.preload(profiles.load(PACKAGE), enable=True)
     print(f"--> power on: ATR {card.reset().hex().upper()}")
     modem = Modem(card.transmit, args.trace)
 
