@@ -21,6 +21,7 @@ Instructions and classes (ETSI TS 102 221 §10.1.2): SELECT ``A4``, READ/UPDATE 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,6 +105,13 @@ def _empty_image() -> ProfileImage:
     return image
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_image(package: bytes) -> ProfileImage:
+    # Building decodes the whole package (tens of ms); images are never changed after the
+    # build (every card copies what it changes), so cards and resets share them.
+    return build_image(package)
+
+
 _ALWAYS = b"\x80\x01\x03\x90\x00"  # read and update always: files of the empty MF
 
 
@@ -117,7 +125,6 @@ class Uicc:
     ) -> None:
         self._load = load
         self._save = save
-        self._images: dict[bytes, ProfileImage] = {}  # by package, built once per package
         self._iccid: bytes | None = None
         self._image = _empty_image()
         self._state = UiccState(files=dict(self._image.contents))
@@ -146,17 +153,14 @@ class Uicc:
             self._state = UiccState(files=dict(self._image.contents))
             self._changed = set()
             return
-        image = self._images.get(source.package)
-        if image is None:
-            try:
-                image = build_image(source.package)
-            except ImageError:
-                log.error("the enabled profile's package cannot be built", exc_info=True)
-                self._iccid, self._image = None, _empty_image()
-                self._state = UiccState(files=dict(self._image.contents))
-                self._changed = set()
-                return
-            self._images = {source.package: image}  # keep one: a card shows one profile
+        try:
+            image = _cached_image(source.package)
+        except ImageError:
+            log.error("the enabled profile's package cannot be built", exc_info=True)
+            self._iccid, self._image = None, _empty_image()
+            self._state = UiccState(files=dict(self._image.contents))
+            self._changed = set()
+            return
         base = UiccState(
             files=dict(image.contents),
             pins={
