@@ -70,8 +70,9 @@ from .apdu import (
 )
 from .application import Application
 from .filesystem import File, FileSystem, FileType
+from .uicc.selection import ChannelState
 from .uicc.uicc import INSTRUCTIONS as _UICC_INSTRUCTIONS
-from .uicc.uicc import ChannelState, Uicc
+from .uicc.uicc import Uicc
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,14 @@ from ..apdu import Command, StatusWordError
 from . import access, aka, pins
 from .files import Node, fcp
 from .image import GLOBAL_REFS, ImageError, ProfileImage, build_image
+from .selection import (
+    ChannelState,
+    make_current,
+    record_number,
+    select_aid,
+    select_fid,
+    select_path,
+)
 from .state import UiccState, UiccStateError, decode_into, encode
 from .templates import Structure
 
@@ -64,24 +72,6 @@ class ProfileSource:
     iccid: bytes
     package: bytes
     stored: bytes | None  # the UICC state blob saved before, if any
-
-
-class ChannelState:
-    """Selection state of one logical channel (TS 102 221 §8.5)."""
-
-    __slots__ = ("adf", "df", "ef", "record")
-
-    def __init__(self, df: Node, adf: Node | None = None, ef: Node | None = None) -> None:
-        self.df = df
-        self.adf = adf
-        self.ef = ef
-        self.record = 0  # current record number, 0: none
-
-    def copy(self) -> ChannelState:
-        """The same selection (a channel opened from a non-basic channel, ISO 7816-4 §7.1.2)."""
-        new = ChannelState(self.df, self.adf, self.ef)
-        new.record = self.record
-        return new
 
 
 def _empty_image() -> ProfileImage:
@@ -279,30 +269,19 @@ class Uicc:
         if response == 0x08 or p2 & 0x90:
             raise StatusWordError(SW_INCORRECT_P1P2)
         if p1 == 0x04:
-            node = self._select_aid(ch, data, p2)
+            node = select_aid(self._image, ch, data, p2)
             if node is None:  # application termination: nothing selected any more
                 return b"", True
         elif p1 == 0x00:
-            node = self._select_fid(ch, data)
+            node = select_fid(self._image, ch, data)
         elif p1 in (0x08, 0x09):
-            node = self._select_path(ch, data, from_mf=p1 == 0x08)
+            node = select_path(self._image, ch, data, from_mf=p1 == 0x08)
         else:
             raise StatusWordError(SW_INCORRECT_P1P2)
-        self._make_current(ch, node)
+        make_current(ch, node)
         if response == 0x0C:
             return b"", True
         return self._fcp(node), True
-
-    def _make_current(self, ch: ChannelState, node: Node) -> None:
-        if node.is_df:
-            ch.df, ch.ef = node, None
-        else:
-            assert node.parent is not None
-            ch.df, ch.ef = node.parent, node
-        adf = node.adf
-        if adf is not None:
-            ch.adf = adf
-        ch.record = 0
 
     def _fcp(self, node: Node) -> bytes:
         total = 0
@@ -315,82 +294,6 @@ class Uicc:
                 elif n.link is None:
                     total += n.size
         return fcp(node, ps_do=self._ps_do(node), total_size=total)
-
-    def _select_fid(self, ch: ChannelState, data: bytes) -> Node:
-        if not data:
-            return self._image.mf
-        if len(data) != 2:
-            raise StatusWordError(SW_WRONG_LENGTH)
-        fid = int.from_bytes(data, "big")
-        mf = self._image.mf
-        if fid == 0x3F00:
-            return mf
-        if fid == 0x7FFF:
-            if ch.adf is None:
-                raise StatusWordError(SW_FILE_NOT_FOUND)
-            return ch.adf
-        current = ch.df
-        if not current.is_adf and current.fid == fid:
-            return current
-        found = current.child(fid)
-        if found is not None:
-            return found
-        parent = current.parent
-        if parent is not None:
-            if not parent.is_adf and parent.fid == fid:
-                return parent
-            found = parent.child(fid)
-            if found is not None:
-                return found
-        raise StatusWordError(SW_FILE_NOT_FOUND)
-
-    def _select_path(self, ch: ChannelState, data: bytes, *, from_mf: bool) -> Node:
-        if not data or len(data) % 2:
-            raise StatusWordError(SW_WRONG_LENGTH)
-        node = self._image.mf if from_mf else ch.df
-        for i in range(0, len(data), 2):
-            fid = int.from_bytes(data[i : i + 2], "big")
-            if not node.is_df:
-                raise StatusWordError(SW_FILE_NOT_FOUND)
-            if fid == 0x7FFF and i == 0:
-                if ch.adf is None:
-                    raise StatusWordError(SW_FILE_NOT_FOUND)
-                node = ch.adf
-                continue
-            if fid == 0x3F00 and i == 0 and from_mf:
-                raise StatusWordError(SW_FILE_NOT_FOUND)  # the path excludes the MF
-            found = node.child(fid)
-            if found is None:
-                raise StatusWordError(SW_FILE_NOT_FOUND)
-            node = found
-        return node
-
-    def _select_aid(self, ch: ChannelState, aid: bytes, p2: int) -> Node | None:
-        if not 1 <= len(aid) <= 16:
-            raise StatusWordError(SW_WRONG_LENGTH)
-        matches = [a for a in self._image.adfs if a.df_name and a.df_name.startswith(aid)]
-        if not matches:
-            raise StatusWordError(SW_FILE_NOT_FOUND)
-        if p2 & 0x60 == 0x40:  # termination of the application session (§11.1.1.2)
-            if ch.adf is None or ch.adf not in matches:
-                raise StatusWordError(SW_FILE_NOT_FOUND)
-            ch.adf, ch.df, ch.ef, ch.record = None, self._image.mf, None, 0
-            return None
-        if p2 & 0x60:
-            raise StatusWordError(SW_INCORRECT_P1P2)
-        occurrence = p2 & 0x03
-        if occurrence == 0x00:
-            return matches[0]
-        if occurrence == 0x01:
-            return matches[-1]
-        index = matches.index(ch.adf) if ch.adf in matches else None
-        if occurrence == 0x02:  # next
-            index = 0 if index is None else index + 1
-        else:  # previous
-            index = len(matches) - 1 if index is None else index - 1
-        if not 0 <= index < len(matches):
-            raise StatusWordError(SW_FILE_NOT_FOUND)
-        return matches[index]
 
     # -- STATUS (TS 102 221 §11.1.2) ------------------------------------------------------------
 
@@ -473,34 +376,6 @@ class Uicc:
             raise StatusWordError(SW_INCOMPATIBLE_STRUCTURE)
         return node
 
-    @staticmethod
-    def _record_number(ch: ChannelState, node: Node, p1: int, mode: int) -> int:
-        """Resolve the record a READ/UPDATE RECORD addresses (mode: P2 b3-b1)."""
-        count = node.content_node.record_count
-        cyclic = node.content_node.structure is Structure.CYCLIC
-        if mode == 0x04:  # absolute / current
-            number = p1 or ch.record
-            if not 1 <= number <= count:
-                raise StatusWordError(SW_RECORD_NOT_FOUND)
-            return number
-        if p1:
-            raise StatusWordError(SW_INCORRECT_P1P2)
-        if mode == 0x02:  # next
-            number = 1 if ch.record == 0 else ch.record + 1
-            if number > count:
-                if not cyclic:
-                    raise StatusWordError(SW_RECORD_NOT_FOUND)
-                number = 1
-            return number
-        if mode == 0x03:  # previous
-            number = count if ch.record == 0 else ch.record - 1
-            if number < 1:
-                if not cyclic:
-                    raise StatusWordError(SW_RECORD_NOT_FOUND)
-                number = count
-            return number
-        raise StatusWordError(SW_INCORRECT_P1P2)
-
     def _records(self, node: Node) -> tuple[bytes, int]:
         target = node.content_node
         return self._state.files[target.key], target.record_length
@@ -510,7 +385,7 @@ class Uicc:
             raise StatusWordError(SW_WRONG_LENGTH)
         node = self._record_target(ch, cmd.p2)
         mode = cmd.p2 & 0x07
-        number = self._record_number(ch, node, cmd.p1, mode)
+        number = record_number(ch, node, cmd.p1, mode)
         self._check_access(node, access.READ)
         content, length = self._records(node)
         if cmd.le is not None and cmd.le != 256 and cmd.le != length:
@@ -528,7 +403,7 @@ class Uicc:
         cyclic = node.content_node.structure is Structure.CYCLIC
         if cyclic and mode != 0x03:
             raise StatusWordError(SW_INCOMPATIBLE_STRUCTURE)  # cyclic: PREVIOUS only
-        number = 1 if cyclic else self._record_number(ch, node, cmd.p1, mode)
+        number = 1 if cyclic else record_number(ch, node, cmd.p1, mode)
         if cyclic and cmd.p1:
             raise StatusWordError(SW_INCORRECT_P1P2)
         self._check_access(node, access.UPDATE)
