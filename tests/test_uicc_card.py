@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from usim_support import (
     ADM1,
     PIN1,
@@ -451,3 +453,32 @@ def test_update_is_crash_safe(tmp_path: Path) -> None:
     assert seen[0] == TS48_IMSI_EF and seen[-1] != TS48_IMSI_EF
     first_new = seen.index(seen[-1])
     assert all(s == seen[-1] for s in seen[first_new:])  # one commit point
+
+
+_FUZZ_CARD: list[Euicc] = []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cla=st.sampled_from([0x00, 0x01, 0x40, 0x80, 0x81]),
+    ins=st.sampled_from(
+        [0xA4, 0xB0, 0xD6, 0xB2, 0xDC, 0xA2, 0xF2, 0x20, 0x24, 0x26, 0x28, 0x2C, 0x88]
+    ),
+    p1=st.integers(0, 255),
+    p2=st.integers(0, 255),
+    data=st.binary(max_size=40),
+    le=st.one_of(st.none(), st.integers(0, 255)),
+)
+def test_malformed_uicc_commands_get_a_status_word_never_6f00(
+    cla: int, ins: int, p1: int, p2: int, data: bytes, le: int | None
+) -> None:
+    if not _FUZZ_CARD:
+        _FUZZ_CARD.append(new_card(TS48[-1].read_bytes()))
+        Apdu(_FUZZ_CARD[0].transmit).select(0x04, TS48_USIM_AID, 0x0C)
+    apdu = bytes((cla, ins, p1, p2))
+    if data:
+        apdu += bytes((len(data),)) + data
+    if le is not None:
+        apdu += bytes((le,))
+    response = _FUZZ_CARD[0].transmit(apdu)
+    assert len(response) >= 2 and response[-2:] != b"\x6f\x00"
