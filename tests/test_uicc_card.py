@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -482,3 +483,18 @@ def test_malformed_uicc_commands_get_a_status_word_never_6f00(
         apdu += bytes((le,))
     response = _FUZZ_CARD[0].transmit(apdu)
     assert len(response) >= 2 and response[-2:] != b"\x6f\x00"
+
+
+def test_damaged_stored_state_falls_back_to_the_package(card: Euicc) -> None:
+    apdu = Apdu(card.transmit)
+    assert apdu.verify(0x01, b"1111\xff\xff\xff\xff").sw == 0x63C2
+    profile = card.state.enabled_profile
+    assert profile is not None and profile.uicc_digest is not None
+    digest = card.storage.put_blob(b'{"format": 99}')
+    state = card.state
+    damaged = tuple(
+        replace(p, uicc_digest=digest) if p.iccid == profile.iccid else p for p in state.profiles
+    )
+    card.context.commit(replace(state, profiles=damaged))
+    card.reset()
+    assert apdu.verify(0x01, None).sw == 0x63C3  # counters as the package sets them
