@@ -47,3 +47,12 @@ def test_campaign_demo_enables_a_fleet_in_waves_with_one_verified_failure() -> N
     assert "cards with the profile enabled: 29 of 30" in out
     assert "campaign.done 1" in out
     assert out.rstrip().endswith("demo finished")
+
+
+def test_usim_startup_reads_imsi_and_authenticates() -> None:
+    out = run("usim_startup.py")
+    assert "application A0000000871002FF49FF0589 USIM" in out
+    assert "EF.IMSI 001010123456063" in out
+    assert "== XRES: authenticated" in out
+    assert "synchronisation failure: the card's SQN_MS is 32" in out
+    assert out.rstrip().endswith("start-up finished")
