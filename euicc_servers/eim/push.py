@@ -24,6 +24,7 @@ A delivery that fails (unreachable, non-200) leaves the order as it was (a pushe
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import time
@@ -100,13 +101,20 @@ class Pusher:
             self._client = httpx.AsyncClient(verify=self.verify, timeout=10.0)
         answered = 0
         now = time.monotonic()
-        waiting = self.core.store.orders(states=[OrderState.QUEUED, OrderState.SENT])
-        eids = dict.fromkeys(o.eid for o in waiting)
-        for eid in eids:
-            record = self.core.store.euicc(eid)
-            delivery = (record.delivery if record else None) or {"mode": "poll"}
-            if delivery["mode"] == "poll":
-                continue
+        # Only devices that are not polled (a poll fleet costs this step one small query).
+        rows = self.core.store.rows(
+            "SELECT eid, delivery FROM euiccs WHERE delivery IS NOT NULL "
+            "AND delivery NOT LIKE '%\"poll\"%'"
+        )
+        targets = {r["eid"]: json.loads(r["delivery"]) for r in rows}
+        targets = {e: d for e, d in targets.items() if d.get("mode") in ("push", "wakeup")}
+        waiting = [
+            o
+            for eid in targets
+            for o in self.core.store.orders(eid, states=[OrderState.QUEUED, OrderState.SENT])
+        ]
+        for eid in dict.fromkeys(o.eid for o in waiting):
+            delivery = targets[eid]
             failures, due = self._retry.get(eid, (0, 0.0))
             if due > now:
                 continue
