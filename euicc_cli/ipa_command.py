@@ -290,7 +290,10 @@ def cmd_poll(client: Es10Client, args: argparse.Namespace) -> None:
     def show(outcome: PollOutcome) -> None:
         if args.json:
             eim_id = flow.eim.eim_id if flow.eim is not None else None
-            _print_json({"eidValue": flow.eid, "eimId": eim_id, **outcome.to_json()})
+            version = None if flow.sgp32 is None else str(flow.sgp32)
+            _print_json(
+                {"eidValue": flow.eid, "eimId": eim_id, "sgp32": version, **outcome.to_json()}
+            )
             return
         eim = flow.eim.eim_id if flow.eim is not None else "-"
         counts = f"{len(outcome.packages)} package(s), {outcome.notifications} notification(s)"
@@ -298,6 +301,12 @@ def cmd_poll(client: Es10Client, args: argparse.Namespace) -> None:
         for p in outcome.packages:
             kind = p.kind.value if p.kind is not None else "pending result"
             print(f"  {kind}: {'delivered' if p.delivered else 'NOT delivered'} {p.detail}")
+        aside = len(outcome.set_aside_results), len(outcome.set_aside_notifications)
+        if any(aside):
+            print(
+                f"  set aside (the eIM refused them): {aside[0]} result(s), "
+                f"{aside[1]} notification(s)"
+            )
         if outcome.error:
             print(f"  error: {outcome.error}")
 

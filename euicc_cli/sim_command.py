@@ -12,6 +12,7 @@ from pathlib import Path
 from euicc_protocol.crypto import Curve
 from euicc_protocol.iccid import iccid_from_ef
 from euicc_sim.card import CardError, Euicc
+from euicc_sim.config import IOT_VERSIONS, CardConfig
 from euicc_sim.state import ProfileClass, ProfileState
 from euicc_sim.vpcd import add_serve_command
 
@@ -102,6 +103,8 @@ def _init(args: argparse.Namespace) -> int:
             if value is not None:
                 raise ValueError(f"{option} makes one card; give one directory")
     ci_certificates = [Path(p).read_bytes() for p in args.ci_cert or ()]
+    # The EID is a placeholder: create() takes the one of the eUICC certificate.
+    config = CardConfig(eid="0" * 32, iot_versions=IOT_VERSIONS[args.sgp32])
     for directory in args.directories:
         with _naming(directory, len(args.directories) > 1):
             card = Euicc.create(
@@ -113,8 +116,9 @@ def _init(args: argparse.Namespace) -> int:
                 euicc_certificate=read(args.euicc_cert),
                 eum_certificate=read(args.eum_cert),
                 ci_certificates=ci_certificates,
+                config=config,
             )
-        print(f"created eUICC {card.eid} in {directory}")
+        print(f"created eUICC {card.eid} (SGP.32 {args.sgp32}) in {directory}")
     return 0
 
 
@@ -166,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--euicc-cert", help="CERT.EUICC.ECDSA (DER or PEM), with --euicc-key")
     p.add_argument("--eum-cert", help="CERT.EUM.ECDSA (DER or PEM), with --euicc-key")
     p.add_argument("--ci-cert", action="append", help="a CI certificate the card trusts")
+    p.add_argument(
+        "--sgp32",
+        choices=sorted(IOT_VERSIONS),
+        default="1.2",
+        help="SGP.32 version the card speaks (its EUICCInfo2 iotVersion; default 1.2)",
+    )
     p.set_defaults(run=_init)
 
     p = sub.add_parser(
