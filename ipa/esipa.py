@@ -1,4 +1,5 @@
-"""ESipa client (IPAd ↔ eIM), SGP.32 v1.2 and v1.0.1, both bindings (SGP.32 §6).
+"""ESipa client (IPAd ↔ eIM), SGP.32 v1.2 and v1.0.1, both bindings (SGP.32 v1.0.1 §6.3 and the same
+functions in v1.2).
 
 One client speaks one SGP.32 version (``sgp32``, "1.2" by default): the messages that differ
 between the versions (see :mod:`ipa.esipa_messages`) are built, and the answers read, in it.

@@ -1,4 +1,4 @@
-"""ESipa requests of the IPAd (SGP.32 v1.2 and v1.0.1, §6.1): the DER of each
+"""ESipa requests of the IPAd (SGP.32 v1.2 and v1.0.1, ESipa §6.3): the DER of each
 EsipaMessageFromIpaToEim alternative and of the EimPackageResult alternatives inside them.
 
 Builders whose bytes differ between the versions take ``sgp32`` ("1.2", the default, or "1.0"):

@@ -10,6 +10,7 @@ Parts: the protocol package (both modules compiled, the same decode rules), the 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -464,3 +465,38 @@ def test_sgp32_overrides_the_card_version(version: str, tmp_path: Path) -> None:
     flow, outcome = pull(card, eim, tmp_path, sgp32=version)
     assert str(flow.sgp32) == version and outcome.ok
     assert eim.results[0][0] == "euiccPackageResult"
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_cli_init_and_poll_in_each_version(
+    version: str, tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    from euicc_cli import ipa_command, sim_command
+    from ipa import esipa
+
+    card_dir = tmp_path / "card"
+    assert sim_command.main(["init", str(card_dir), "--sgp32", version]) == 0
+    assert f"(SGP.32 {version})" in capsys.readouterr().out
+    card = Euicc.open(card_dir)
+    assert card.config.iot_versions == IOT_VERSIONS[version]
+    signer = Signer()
+    with Es10Client.open(InProcessTransport(card)) as client:
+        es10_iot.add_initial_eim(client, [signer.configuration()])
+    eim = VersionedEim(version)
+    monkeypatch.setattr(
+        esipa.EsipaConfig,
+        "http_client",
+        lambda self: httpx.AsyncClient(transport=httpx.MockTransport(eim.handle)),
+    )
+    argv = ["--card", str(card_dir), "--json", "poll", "--once", "--eim-url", "http://eim.test"]
+    assert ipa_command.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["sgp32"], out["setAside"]) == (version, {"results": [], "notifications": []})
+    assert eim.log == ["getEimPackageRequest"]
+    override = argv + ["--sgp32", OTHER[version]]
+    eim.version = OTHER[version]
+    assert ipa_command.main(override) == 0
+    assert json.loads(capsys.readouterr().out)["sgp32"] == OTHER[version]

@@ -1,4 +1,4 @@
-"""The IPAd's automated pull flow (SGP.32 v1.2 and v1.0.1, §3.6): poll the eIM over ESipa,
+"""The IPAd's automated pull flow (SGP.32 v1.2 and v1.0.1): poll the eIM over ESipa,
 run what it sends against the eUICC, report the results; a broken eIM cannot stall it.
 
 - :mod:`ipa.pull.rules`: the states and every transition, as one pure function

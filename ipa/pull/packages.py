@@ -1,5 +1,5 @@
-"""The card's work for each eIM package of the IPAd's pull flow (:mod:`ipa.pull`, SGP.32
-§5.10): a package in, the EimPackageResult to report out (:class:`HandledPackage`).
+"""The card's work for each eIM package of the IPAd's pull flow (:mod:`ipa.pull`, the
+SGP.32 eIM packages): a package in, the EimPackageResult to report out (:class:`HandledPackage`).
 
 - S3 EXECUTE (:func:`execute_package`): LoadEuiccPackage as received → EPR, with every pending
   notification (ePRAndNotifications) when there are any. A package that does not decode, or
@@ -163,7 +163,7 @@ def euicc_data(
 
 class CiRestricted(Es10Client):
     """An Es10Client whose EUICCInfo1 lists only one CI key id (the eIM's euiccCiPKId), so the
-    SM-DP+ picks that CI (PROTOCOL.md §5.10 S6)."""
+    SM-DP+ picks that CI (S6 of :mod:`ipa.pull.rules`)."""
 
     def __init__(self, client: Es10Client, ci_pkid: bytes) -> None:
         super().__init__(client.channel)

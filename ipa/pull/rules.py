@@ -1,6 +1,6 @@
 """The IPAd's pull flow as one pure function: ``step(memory, event) -> (memory, actions)``
-(SGP.32 v1.2 §3.6 and v1.0.1 §3.6: the IPAd's eIM package retrieval; the states follow the
-procedure's steps).
+(the IPAd side of SGP.32's eIM package retrieval over ESipa, v1.0.1 §6.3.2 and the same
+functions in v1.2; the states follow the procedure's steps).
 
 Everything that decides a transition lives here (the events, actions and outcomes it speaks of
 are in :mod:`ipa.pull.events`); :mod:`ipa.pull.driver` performs the actions

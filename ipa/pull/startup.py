@@ -1,7 +1,7 @@
 """What every IPAd does before it polls (S0 of :mod:`ipa.pull`), shared by the pull flow and
 the fleet (:mod:`ipa.fleet`): the eIMs on the card (AddInitialEim from an initial
 configuration when there is none), which one to poll, how its TLS is trusted, and which
-SGP.32 version the card speaks (EUICCInfo2 iotVersion, SGP.32 v1.2 §5.9.2 / v1.0.1 §5.9.2).
+SGP.32 version the card speaks (EUICCInfo2 iotVersion, GetEUICCInfo in SGP.32 §5.9.2).
 """
 
 from __future__ import annotations
