@@ -493,10 +493,10 @@ def test_cli_init_and_poll_in_each_version(
     )
     argv = ["--card", str(card_dir), "--json", "poll", "--once", "--eim-url", "http://eim.test"]
     assert ipa_command.main(argv) == 0
-    out = json.loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out.splitlines()[0])  # JSON Lines: the poll event
     assert (out["sgp32"], out["setAside"]) == (version, {"results": [], "notifications": []})
     assert eim.log == ["getEimPackageRequest"]
     override = argv + ["--sgp32", OTHER[version]]
     eim.version = OTHER[version]
     assert ipa_command.main(override) == 0
-    assert json.loads(capsys.readouterr().out)["sgp32"] == OTHER[version]
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["sgp32"] == OTHER[version]
