@@ -25,7 +25,8 @@ SetDefaultDpAddress
 EUICCInfo2 iotSpecificInfo  iotVersion 1.0.1 only                   iotVersion and
                                                                     fallbackSupported
 EuiccPackageErrorUnsigned   no eimTransactionId                     ``82`` eimTransactionId
-GetEimConfigurationData     no ``89`` indirectProfileDownload       ``89`` when configured
+GetEimConfigurationData     no searchCriteria (every eIM); no       searchCriteria eimId;
+                            ``89`` indirectProfileDownload          ``89`` when configured
 ==========================  =====================================  ===========================
 
 Requests and answers of the functions in :data:`FUNCTIONS` are decoded and encoded with the
@@ -38,7 +39,7 @@ from typing import Any
 
 from euicc_protocol import schema
 
-from . import es10c, iot
+from . import eim, es10c, iot
 from .isdr import IsdrContext
 
 __all__ = ["FUNCTIONS", "V1_2_ONLY_TAGS", "is_v1_0", "memory_reset_options"]
@@ -90,4 +91,10 @@ FUNCTIONS = {
         euicc_memory_reset,
     ),
     bytes.fromhex("BF5A"): ("EnableUsingDDRequest", "EnableUsingDDResponse", enable_using_dd),
+    # An empty SEQUENCE in v1.0.1: a v1.2 searchCriteria is an unknown extension, ignored.
+    bytes.fromhex("BF55"): (
+        "GetEimConfigurationDataRequest",
+        "GetEimConfigurationDataResponse",
+        eim.get_eim_configuration_data,
+    ),
 }

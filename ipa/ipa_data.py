@@ -344,7 +344,8 @@ def _collect(
     ci_pkid = None if prefix is None else _full_ci_pkid(client, prefix)
     eim = None
     if eim_id is not None and (b"\x84" in tags or (ci_pkid is None and tags & {b"\xa5", b"\xa6"})):
-        found = get_eim_configuration_data(client, eim_id)
+        # A v1.0.1 card has no search criteria and answers every eIM: pick ours.
+        found = [c for c in get_eim_configuration_data(client, eim_id) if c.eim_id == eim_id]
         eim = found[0] if found else None
 
     if b"\xa0" in tags:

@@ -242,6 +242,17 @@ def test_indirect_profile_download_is_configured_only_in_v1_2(version: str) -> N
     assert decodes("EimConfigurationData", config.raw, version)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_get_eim_configuration_data_search_criteria_only_in_v1_2(version: str) -> None:
+    first, second = Signer(), Signer(eim_id="eim2.test", fqdn="eim2.test")
+    card = make_card(version)
+    with Es10Client.open(InProcessTransport(card)) as client:
+        es10_iot.add_initial_eim(client, [first.configuration(), second.configuration()])
+        found = es10_iot.get_eim_configuration_data(client, "eim2.test")
+    expected = ["eim2.test"] if version == "1.2" else ["eim1.test", "eim2.test"]
+    assert [c.eim_id for c in found] == expected
+
+
 # -- the IPAd's ESipa messages --------------------------------------------------------------------
 
 
