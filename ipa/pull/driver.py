@@ -270,10 +270,13 @@ class PullFlow:
         if previous is None:
             previous = (restored or self.memory.saved).eim_id
         chosen = startup.choose_eim(configs, self.config.eim_id, previous)
-        self.eid = eid
+        same_card, self.eid = self.eid == eid, eid
         if chosen is None:
             return rules.Unprovisioned()
-        version = startup.sgp32_version(client, self.config)
+        if self.sgp32 is not None and same_card:
+            version = self.sgp32  # S0 again (an eCO, a card error): the same card
+        else:
+            version = startup.sgp32_version(client, self.config)
         if self.eim is None or chosen != self.eim or self._esipa is None or version != self.sgp32:
             if self._esipa is not None and self._esipa is not self._given_esipa:
                 await self._esipa.aclose()
