@@ -46,7 +46,8 @@ Rules
    (ProvideEimPackageResult and HandleNotification together). A delivery *fails* when the eIM
    is unreachable (connection, TLS, time-out) or *refuses* it (an HTTP error status, an error
    answer, an answer that does not decode). No delivery is attempted once the budget is spent,
-   so an eIM that fails every delivery costs at most ``report_attempts`` of them per cycle.
+   so an eIM that fails every delivery costs at most ``report_attempts`` of them per cycle
+   (a ProfileRollback opens a fresh budget: the device is back on its old profile, rule 6).
 3. **Pending results first** (S4 after S0): results kept from earlier cycles are sent in the
    order kept, each once, before S1. A fresh one (never set aside, e.g. after a restart)
    is retried as in rule 6. The first failure of a set-aside result ends this step (the eIM
