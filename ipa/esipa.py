@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from euicc_protocol import bindings
 from ipa.codes import Asn1Enum
 from ipa.esipa_answers import (
     PACKAGE_TAGS,
@@ -97,7 +98,6 @@ from ipa.esipa_transport import (
     Binding,
     EsipaConfig,
     EsipaTransport,
-    b64,
 )
 from ipa.esipa_transport import USER_AGENT as USER_AGENT
 
@@ -238,15 +238,22 @@ class EsipaClient:
                 if tag == package_tag:
                     return EimPackage(kind, raw)
             raise EsipaProtocolError(f"ESipa.{fn}: unexpected alternative {tag.hex()}", function=fn)
-        request: dict[str, Any] = {"eidValue": eid_bytes(eid).hex().upper()}
-        if notify_state_change:
-            request["notifyStateChange"] = True
-        if state_change_cause is not None and self.sgp32 != "1.0":
-            request["stateChangeCause"] = int(state_change_cause)
-        elif state_change_cause is not None:
-            request["notifyStateChange"] = True
-        if rplmn is not None:
-            request["rPlmn"] = rplmn.hex().upper()
+        v1_0 = self.sgp32 == "1.0"  # no stateChangeCause: notifyStateChange says it
+        request = _json_request(
+            fn,
+            {
+                "eidValue": eid_bytes(eid),
+                "notifyStateChange": (
+                    True
+                    if notify_state_change or (v1_0 and state_change_cause is not None)
+                    else None
+                ),
+                "stateChangeCause": (
+                    None if state_change_cause is None or v1_0 else int(state_change_cause)
+                ),
+                "rPlmn": rplmn,
+            },
+        )
         body = await self._transport.post_json(fn, request)
         present = [k for k in EimPackageKind if body.get(k.value) is not None]
         error = body.get("eimPackageError")
@@ -288,9 +295,9 @@ class EsipaClient:
             if tag == b"\x02":
                 raise EsipaFunctionError(fn, code=error_code(fn, raw))
             return acknowledgements(fn, raw) if tag == b"\xbf\x53" else ()
-        request: dict[str, Any] = {"eimPackageResult": b64(result)}
-        if eid is not None and self.sgp32 != "1.0":
-            request["eidValue"] = eid_bytes(eid).hex().upper()
+        # v1.0.1 has no eidValue here
+        eid_value = None if eid is None or self.sgp32 == "1.0" else eid_bytes(eid)
+        request = _json_request(fn, {"eimPackageResult": result, "eidValue": eid_value})
         body = await self._transport.post_json(fn, request)
         error = body.get("provideEimPackageResultError")
         if isinstance(error, int) and not isinstance(error, bool):
@@ -314,7 +321,7 @@ class EsipaClient:
         key = (
             "provideEimPackageResult" if notification[:2] == b"\xbf\x50" else "pendingNotification"
         )
-        await self._transport.post_json(fn, {key: b64(notification)}, empty_ok=True)
+        await self._transport.post_json(fn, _json_request(fn, {key: notification}), empty_ok=True)
 
     # -- indirect profile download ---------------------------------------------------------
 
@@ -340,13 +347,15 @@ class EsipaClient:
             if tag != b"\xa0":
                 raise EsipaFunctionError(fn, code=error_code(fn, raw))
             return initiate_ok(fn, parts)
-        request: dict[str, Any] = {"euiccChallenge": b64(euicc_challenge)}
-        if euicc_info1 is not None:
-            request["euiccInfo1"] = b64(euicc_info1)
-        if smdp_address is not None:
-            request["smdpAddress"] = smdp_address
-        if eim_transaction_id is not None and self.sgp32 != "1.0":
-            request["eimTransactionId"] = eim_transaction_id.hex().upper()
+        request = _json_request(
+            fn,
+            {
+                "euiccChallenge": euicc_challenge,
+                "euiccInfo1": euicc_info1,
+                "smdpAddress": smdp_address,
+                "eimTransactionId": None if self.sgp32 == "1.0" else eim_transaction_id,
+            },
+        )
         body = await self._transport.post_json(fn, request)
         matching_id = body.get("matchingId")
         return InitiateAuthenticationOk(
@@ -377,10 +386,13 @@ class EsipaClient:
             raise EsipaFunctionError(fn, code=error_code(fn, raw))
         body = await self._transport.post_json(
             fn,
-            {
-                "transactionId": tid_bytes(transaction_id).hex().upper(),
-                "authenticateServerResponse": b64(authenticate_server_response),
-            },
+            _json_request(
+                fn,
+                {
+                    "transactionId": tid_bytes(transaction_id),
+                    "authenticateServerResponse": authenticate_server_response,
+                },
+            ),
         )
         hash_cc = json_opt_b64(body, fn, "hashCc", None)
         return AuthenticateClientOkDp(
@@ -411,10 +423,13 @@ class EsipaClient:
             )
         body = await self._transport.post_json(
             fn,
-            {
-                "transactionId": tid_bytes(transaction_id).hex().upper(),
-                "prepareDownloadResponse": b64(prepare_download_response),
-            },
+            _json_request(
+                fn,
+                {
+                    "transactionId": tid_bytes(transaction_id),
+                    "prepareDownloadResponse": prepare_download_response,
+                },
+            ),
         )
         return GetBoundProfilePackageOk(
             json_opt_hex(body, fn, "transactionId"),
@@ -432,9 +447,18 @@ class EsipaClient:
             return
         await self._transport.post_json(
             fn,
-            {
-                "transactionId": tid_bytes(transaction_id).hex().upper(),
-                "cancelSessionResponse": b64(cancel_session_response),
-            },
+            _json_request(
+                fn,
+                {
+                    "transactionId": tid_bytes(transaction_id),
+                    "cancelSessionResponse": cancel_session_response,
+                },
+            ),
             empty_ok=True,
         )
+
+
+def _json_request(function: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The JSON request of ESipa ``function`` from raw values (``None``: absent), written with
+    the binding the eIM reads it with (:data:`euicc_protocol.bindings.ESIPA`)."""
+    return bindings.encode(bindings.ESIPA[function].request, values)
