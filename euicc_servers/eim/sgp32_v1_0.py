@@ -206,8 +206,9 @@ def _download_result_to_v1_2(raw: bytes, item: tlv.Tlv) -> bytes:
 # -- eIM → IPAd -----------------------------------------------------------------------------------
 
 
-def answer_to_v1_0(answer: bytes) -> bytes:
-    """The core's v1.2 EsipaMessageFromEimToIpa in its v1.0.1 form.
+def answer_to_v1_0(answer: bytes, *, with_euicc_certificate: bool = False) -> bytes:
+    """The core's v1.2 EsipaMessageFromEimToIpa in its v1.0.1 form (``with_euicc_certificate``:
+    see :func:`package_to_v1_0`).
 
     Raises:
         NotInV1_0: a ProvideEimPackageResult error (v1.0.1 has no way to say it).
@@ -223,14 +224,17 @@ def answer_to_v1_0(answer: bytes) -> bytes:
     if item.tag == b"\xbf\x4f":
         ((inner, raw),) = _children(answer, item)
         if inner.tag in (b"\xbf\x51", b"\xbf\x52"):
-            return tlv.encode_tlv(b"\xbf\x4f", package_to_v1_0(raw))
+            package = package_to_v1_0(raw, with_euicc_certificate=with_euicc_certificate)
+            return tlv.encode_tlv(b"\xbf\x4f", package)
     return answer
 
 
-def package_to_v1_0(package: bytes) -> bytes:
+def package_to_v1_0(package: bytes, *, with_euicc_certificate: bool = False) -> bytes:
     """An eIM package for a v1.0.1 eUICC: an IpaEuiccDataRequest rewritten (tags mapped, the
-    v1.2 search criteria folded into v1.0.1's one, no eimTransactionId); an
-    EuiccPackageRequest checked to hold nothing v1.2 added (its bytes are the same in both).
+    v1.2 search criteria folded into v1.0.1's one, no eimTransactionId; with
+    ``with_euicc_certificate`` the eUICC certificate ``A6`` is asked for too, so that the
+    answer, which carries no transaction id in v1.0.1, names its EID); an EuiccPackageRequest
+    checked to hold nothing v1.2 added (its bytes are the same in both).
 
     Raises:
         NotInV1_0: the package needs v1.2 (setFallbackAttribute, unsetFallbackAttribute,
@@ -255,6 +259,8 @@ def package_to_v1_0(package: bytes) -> bytes:
             mapped.append(new)
     if not mapped:
         raise NotInV1_0("no field of this IpaEuiccDataRequest exists in v1.0.1")
+    if with_euicc_certificate and b"\xa6" not in mapped:
+        mapped.append(b"\xa6")
     body = tlv.encode_tlv(b"\x5c", b"".join(mapped))
     if b"\x04" in parts:
         body += parts[b"\x04"][1]
