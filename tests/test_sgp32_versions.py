@@ -511,3 +511,76 @@ def test_cli_init_and_poll_in_each_version(
     eim.version = OTHER[version]
     assert ipa_command.main(override) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["sgp32"] == OTHER[version]
+
+
+# -- the reference eIM: a version per eUICC, end to end over HTTPS -------------------------------
+
+from test_ipa_pull import (  # noqa: E402 - the servers fixture and its helpers
+    EIM_MISSING,
+    Servers,
+    _iccid,
+    e2e_poll,
+    needs_eim,
+    servers,
+)
+
+__all__ = ["servers"]  # a fixture used by the tests below
+
+
+def _done(servers: Servers, order: int) -> Any:
+    return servers.state(order)
+
+
+@needs_eim
+@pytest.mark.parametrize("version", VERSIONS)
+def test_e2e_the_reference_eim_answers_each_euicc_in_its_version(
+    servers: Servers, version: str
+) -> None:
+    card = make_card(version)
+    initial = servers.provision(card, sgp32=version)
+    assert servers.eim.core.store.euicc(card.eid).to_json()["sgp32"] == version
+    enable = servers.order(
+        card, {"type": "psmo", "operations": [{"enable": {"iccid": _iccid(PKG_B)}}]}
+    )
+    data = servers.order(card, {"type": "euiccData", "tagList": "A084"})
+    outcome = e2e_poll(card, initial)
+    assert outcome.ok, outcome.error
+    assert all(p.delivered for p in outcome.packages)
+    assert enabled(card) == ICCID_B
+    done = _done(servers, enable)
+    assert (done.state, done.verified) == ("done", True)
+    assert _done(servers, data).state == "done"
+    with Es10Client.open(InProcessTransport(card)) as client:
+        assert client.retrieve_notifications_list() == []  # acknowledged in either version
+
+
+@needs_eim
+def test_e2e_the_eim_learns_a_v1_0_euicc_from_its_euicc_info2(servers: Servers) -> None:
+    card = make_card("1.0")
+    initial = servers.provision(card)  # no version given: v1.2 until learnt
+    order = servers.order(card, {"type": "euiccData", "tagList": "BF22"})
+    outcome = e2e_poll(card, initial)
+    assert outcome.ok, outcome.error
+    assert _done(servers, order).state == "done"
+    record = servers.eim.core.store.euicc(card.eid).to_json()
+    assert (record["sgp32"], record["sgp32Source"]) == ("1.0", "euiccInfo2")
+    enable = servers.order(
+        card, {"type": "psmo", "operations": [{"enable": {"iccid": _iccid(PKG_B)}}]}
+    )
+    assert e2e_poll(card).ok
+    assert _done(servers, enable).verified and enabled(card) == ICCID_B
+
+
+@needs_eim
+def test_e2e_a_v1_2_operation_is_not_sent_to_a_v1_0_euicc(servers: Servers) -> None:
+    card = make_card("1.0")
+    initial = servers.provision(card, sgp32="1.0")
+    order = servers.order(card, {"type": "psmo", "operations": [{"unsetFallbackAttribute": {}}]})
+    outcome = e2e_poll(card, initial)
+    assert outcome.ok, outcome.error
+    failed = _done(servers, order)
+    assert failed.state == "failed" and "v1.0.1" in failed.error
+
+
+def test_the_eim_fixture_is_there_or_skipped_for_a_reason() -> None:
+    assert EIM_MISSING == "" or "eIM" in EIM_MISSING

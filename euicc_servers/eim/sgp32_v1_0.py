@@ -36,6 +36,7 @@ from euicc_protocol import schema, tlv
 __all__ = [
     "NotInV1_0",
     "answer_to_v1_0",
+    "ask_certificate_with_euicc_info2",
     "looks_v1_0",
     "package_to_v1_0",
     "request_to_v1_2",
@@ -269,6 +270,30 @@ def package_to_v1_0(package: bytes, *, with_euicc_certificate: bool = False) -> 
     elif b"\xa2" in tags and b"\xa0" not in tags:  # results only: criteria euiccPackageResults
         body += tlv.encode_tlv(b"\xa1", b"\x82\x00")
     return tlv.encode_tlv(b"\xbf\x52", body)
+
+
+def ask_certificate_with_euicc_info2(answer: bytes) -> bytes:
+    """A v1.2 GetEimPackage answer whose IpaEuiccDataRequest asks for EUICCInfo2 (``BF22``),
+    with the eUICC certificate (``A6``) asked for too: a v1.0.1 IPAd answers without
+    eimTransactionId and eidValue, and the certificate then names the EID."""
+    item = _one(answer)
+    parts = _children(answer, item)
+    if item.tag != b"\xbf\x4f" or len(parts) != 1 or parts[0][0].tag != b"\xbf\x52":
+        return answer
+    request, raw = parts[0]
+    body = b""
+    for child, child_raw in _children(raw, request):
+        if child.tag == b"\x5c":
+            tag_list = child.value(child_raw)
+            tags, pos = [], 0
+            while pos < len(tag_list):
+                tag, pos = tlv.read_tag(tag_list, pos)
+                tags.append(tag)
+            if b"\xbf\x22" not in tags or b"\xa6" in tags:
+                return answer
+            child_raw = tlv.encode_tlv(b"\x5c", tag_list + b"\xa6")
+        body += child_raw
+    return tlv.encode_tlv(b"\xbf\x4f", tlv.encode_tlv(b"\xbf\x52", body))
 
 
 def _check_psmos(package: bytes) -> None:

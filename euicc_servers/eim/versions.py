@@ -20,7 +20,8 @@ Rules
    download result, or the serialNumber of the eUICC certificate in an IpaEuiccData, and
    hands the core the result with that eidValue. So that an IpaEuiccData (which has no
    eimTransactionId in v1.0.1) can always be matched, a request for it sent to a v1.0.1
-   eUICC always asks for the eUICC certificate too.
+   eUICC always asks for the eUICC certificate too, and so does a request for EUICCInfo2
+   sent to an eUICC whose version is not known yet.
 5. A package the version cannot express (a v1.2-only PSMO for a v1.0.1 eUICC) fails its
    order at delivery ("not in SGP.32 v1.0.1"); the IPAd gets noEimPackageAvailable. A
    ProvideEimPackageResult error has no v1.0.1 form: the request is refused as malformed
@@ -48,7 +49,7 @@ _NO_PACKAGE = bytes.fromhex("BF4F03020101")
 
 
 def version_of_iot(iot_versions: list[bytes]) -> str:
-    """"1.0" when an eUICC's iotVersion list names nothing newer than 1.0.x, else "1.2"."""
+    """ "1.0" when an eUICC's iotVersion list names nothing newer than 1.0.x, else "1.2"."""
     majors = [tuple(v[:2]) for v in iot_versions if len(v) >= 2]
     return "1.0" if majors and all(v <= (1, 0) for v in majors) else "1.2"
 
@@ -75,7 +76,11 @@ class EimVersions:
             eid = self._eid_named(message)
             record = self.store.euicc(eid) if eid is not None else None
             if record is None or record.sgp32 != "1.0":
-                return handler(message)
+                answer = handler(message)
+                if answer is not None and record is not None and record.sgp32 is None:
+                    message = sgp32_v1_0.ask_certificate_with_euicc_info2(answer.message)
+                    answer = replace(answer, message=message)
+                return answer
             answer = handler(sgp32_v1_0.request_to_v1_2(message))
             assert answer is not None
             return self._package_v1_0(answer, eid)
@@ -83,14 +88,14 @@ class EimVersions:
             return handler(message)
         try:
             eid, v1_0 = self._result_version(message)
-            if not v1_0:
-                return handler(message)
-            translated = sgp32_v1_0.request_to_v1_2(message)
+            translated = sgp32_v1_0.request_to_v1_2(message) if v1_0 else message
+            if eid is not None:  # rule 4 (v1.2 results may leave eidValue out too)
+                translated = _with_eid(translated, eid)
         except (ValueError, IndexError, PackageError):  # TlvError too: malformed input is
             return handler(message)  # the core's to refuse, with the answer it defines
-        if eid is not None:
-            translated = _with_eid(translated, eid)
         answer = handler(translated)
+        if not v1_0:
+            return answer
         if answer is None or json:  # JSON: acknowledgements are a field in both versions
             return answer
         try:
@@ -155,9 +160,9 @@ class EimVersions:
         if parts and parts[0][0] == b"\x5a":
             return None, False  # eidValue: v1.2
         shape = sgp32_v1_0.looks_v1_0(message)
-        if shape is False:
-            return None, False
         eid = self._eid_of_result(parts[0][1]) if parts else None
+        if shape is False:
+            return eid, False
         if shape is True:
             return eid, True
         record = self.store.euicc(eid) if eid is not None else None
