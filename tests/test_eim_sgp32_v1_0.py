@@ -148,3 +148,13 @@ def test_which_version_a_result_without_eid_looks_like() -> None:
     assert looks_v1_0(provide_eim_package_result(EPR, EID, "1.2")) is False
     wrapped = provide_eim_package_result(EPR, None, "1.0")
     assert looks_v1_0(handle_notification_request(wrapped, "1.0")) is True
+
+
+@pytest.mark.parametrize("tag_list", ["5A", "BF2D", "A0BF2D", ["euiccInfo2", "5A"]])
+def test_the_eim_never_asks_for_what_ipaeuiccdata_does_not_hold(tag_list: object) -> None:
+    """IPAds in the field answer incorrectTagList to the EID or the profile list."""
+    from euicc_servers.eim.packages import PackageError, tag_list_from_json
+
+    with pytest.raises(PackageError, match="tagList"):
+        tag_list_from_json(tag_list)
+    assert tag_list_from_json("A084BF22") == H("A084BF22")
