@@ -473,9 +473,10 @@ def tag_list_from_json(value: Any) -> bytes:
     pos = 0
     try:
         while pos < len(out):
-            tag, pos = tlv.read_tag(out, pos)
-            if tag not in known:
-                raise PackageError(f"tagList: {tag.hex().upper()} is not an IpaEuiccData field")
+            found, pos = tlv.read_tag(out, pos)
+            if found not in known:
+                name = found.hex().upper()
+                raise PackageError(f"tagList: {name} is not an IpaEuiccData field")
     except tlv.TlvError as exc:
         raise PackageError(f"tagList: {exc}") from None
     return out
