@@ -44,3 +44,12 @@ def test_sgp32_versions_example_speaks_each_card_in_its_version() -> None:
     assert "sgp32=1.0 (euiccInfo2), enable order done, verified=True" in out
     assert "sgp32=1.2 (operator), enable order done, verified=True" in out
     assert out.rstrip().endswith("demo finished")
+
+
+def test_usim_startup_reads_imsi_and_authenticates() -> None:
+    out = run("usim_startup.py")
+    assert "application A0000000871002FF49FF0589 USIM" in out
+    assert "EF.IMSI 001010123456063" in out
+    assert "== XRES: authenticated" in out
+    assert "synchronisation failure: the card's SQN_MS is 32" in out
+    assert out.rstrip().endswith("start-up finished")
