@@ -35,7 +35,7 @@ from euicc_protocol import schema, tlv
 from ipa.es10 import Es10Client
 from ipa.esipa_codes import EimPackageResultErrorCode
 from ipa.ipa_data import InvalidIpaEuiccDataRequest, build_ipa_euicc_data
-from ipa.pull_packages import execute_package
+from ipa.pull.packages import execute_package
 
 __all__ = ["ASN1_CONTENT_TYPE", "ListenServer", "PushHandler", "eim_package_error"]
 
@@ -62,9 +62,12 @@ class PushHandler:
         eim_id: str | None = None,
         on_wakeup: Callable[[], None] | None = None,
         lock: threading.Lock | None = None,
+        sgp32: str = "1.2",
     ) -> None:
         self.client = client
         self.eim_id = eim_id
+        #: The SGP.32 version the card speaks ("1.0" or "1.2"): how packages are decoded.
+        self.sgp32 = sgp32
         self.on_wakeup = on_wakeup
         self.lock = lock or threading.Lock()
 
@@ -88,14 +91,16 @@ class PushHandler:
 
     def _run(self, tag: bytes, package: bytes) -> bytes:
         if tag == b"\xbf\x51":
-            handled = execute_package(self.client, package)
+            handled = execute_package(self.client, package, self.sgp32)
             if handled.result[:1] == b"\xa0":  # eimPackageResultResponseError: its code
                 code = schema.decode("EimPackageResult", handled.result)[1]
                 return eim_package_error(code["eimPackageResultErrorCode"])
             return tlv.encode_tlv(b"\xbf\x4e", handled.result)
         if tag == b"\xbf\x52":
             try:
-                answer = build_ipa_euicc_data(self.client, package, eim_id=self.eim_id)
+                answer = build_ipa_euicc_data(
+                    self.client, package, eim_id=self.eim_id, sgp32=self.sgp32
+                )
             except InvalidIpaEuiccDataRequest as exc:
                 log.warning("%s", exc)
                 return eim_package_error(EimPackageResultErrorCode.INVALID_PACKAGE_FORMAT)

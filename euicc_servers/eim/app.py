@@ -272,7 +272,7 @@ def execute_json(core: EimCore, function: str, body: Any) -> tuple[int, dict[str
         KeyError: ``function`` is not one of :data:`JSON_FUNCTIONS`.
     """
     try:
-        answer = core.handle(json_message(function, body))
+        answer = core.handle(json_message(function, body), json=True)
     except FunctionFailed as exc:
         return 200, failed_response(exc)
     except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
@@ -487,6 +487,13 @@ def _certificate(data: dict[str, Any], name: str) -> bytes | None:
         raise _ApiError(400, f"{name}: {exc}") from None
 
 
+def _version(data: dict[str, Any]) -> str | None:
+    value = data.get("sgp32")
+    if value is not None and value not in ("1.0", "1.2"):
+        raise _ApiError(400, 'sgp32 must be "1.0" or "1.2"')
+    return value if isinstance(value, str) else None
+
+
 def _int(data: dict[str, Any], name: str, low: int = -1, high: int = 2**31 - 1) -> int | None:
     value = data.get(name)
     if value is None:
@@ -563,6 +570,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             "euiccCiPKId",
             "labels",
             "delivery",
+            "sgp32",
         )
         _only(data, fields)
         eid = data.get("eid")
@@ -583,6 +591,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             euicc_ci_pkid=ci,
             labels=data.get("labels"),
             delivery=data.get("delivery"),
+            sgp32=_version(data),
         )
         return json_response(201, {"euicc": record.to_json(), **configuration(record.eid)})
 
@@ -594,17 +603,8 @@ def _operator_routes(core: EimCore) -> list[Route]:
     async def patch_euicc(request: Request) -> Response:
         eid = eid_of(request)
         data = await _json_body(request)
-        _only(
-            data,
-            (
-                "euiccCertificate",
-                "eumCertificate",
-                "associationToken",
-                "counterValue",
-                "labels",
-                "delivery",
-            ),
-        )
+        allowed = ("euiccCertificate", "eumCertificate", "associationToken", "counterValue")
+        _only(data, (*allowed, "sgp32", "labels", "delivery"))
         record = core.update_registration(
             eid,
             euicc_certificate=_certificate(data, "euiccCertificate"),
@@ -613,6 +613,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             counter_value=_int(data, "counterValue"),
             labels=data.get("labels"),
             delivery=data.get("delivery"),
+            sgp32=_version(data),
         )
         return json_response(200, {"euicc": record.to_json(), **configuration(record.eid)})
 

@@ -58,6 +58,8 @@ _SCHEMA_VERSION = 2
 _ADDED_COLUMNS = (
     ("euiccs", "token_source", "TEXT"),
     ("orders", "report", "TEXT"),
+    ("euiccs", "sgp32", "TEXT"),
+    ("euiccs", "sgp32_source", "TEXT"),
     ("euiccs", "labels", "TEXT"),
     ("euiccs", "delivery", "TEXT"),
     ("orders", "campaign", "INTEGER"),
@@ -226,6 +228,8 @@ class EuiccRecord:
     state_change: dict[str, Any] | None
     created: str
     updated: str
+    sgp32: str | None = None  # "1.0" / "1.2" (None: the eIM's default, v1.2)
+    sgp32_source: str | None = None  # operator / euiccInfo2
     labels: dict[str, str] | None = None  # operator labels (device groups)
     delivery: dict[str, Any] | None = None  # how packages reach it (:mod:`.delivery`)
     profiles: dict[str, Any] | None = None  # profile states learnt from verified results
@@ -245,6 +249,8 @@ class EuiccRecord:
         """The API form (binary values in hex)."""
         return {
             "eid": self.eid,
+            "sgp32": self.sgp32,
+            "sgp32Source": self.sgp32_source,
             "associationToken": self.association_token,
             "associationTokenSource": self.token_source,
             "counterValue": self.counter,
