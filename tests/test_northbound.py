@@ -120,9 +120,9 @@ def test_sse_streams_every_change_and_resumes_after_last_event_id(
     assert [i for i, _, _ in again] == ids[4:7]
     # A new change reaches a live stream; the type filter keeps only what was asked for.
     got: list[Any] = []
-    reader = threading.Thread(
-        target=lambda: got.extend(read_sse(url + "/api/events?types=euicc.", auth, 1))
-    )
+    now = server.core.store.last_feed_id()
+    live = f"{url}/api/events?types=euicc.&after={now}"
+    reader = threading.Thread(target=lambda: got.extend(read_sse(live, auth, 1)))
     reader.start()
     time.sleep(0.3)
     server.core.update_registration(eids[2], labels={"g": "2"})
