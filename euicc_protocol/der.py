@@ -616,7 +616,7 @@ class _Any(_Node):
 
 #: Nodes by ``id`` of the compiled asn1tools type (the compiled types live as long as the
 #: cached schema, so ids stay valid; the type is kept beside its node to be sure).
-_BUILT: dict[int, tuple[Any, _Node]] = {}
+_BUILT: dict[tuple[int, bool], tuple[Any, _Node]] = {}
 
 
 def _tags_of(compiled: Any) -> frozenset[bytes] | None:
@@ -634,88 +634,96 @@ def _tags_of(compiled: Any) -> frozenset[bytes] | None:
     return None if tag is None else frozenset((bytes(tag),))
 
 
-def _new(cls: type[_Node], compiled: Any) -> Any:
+def _new(cls: type[_Node], compiled: Any, constraints: bool) -> Any:
     node = cls.__new__(cls)
     node.tags = _tags_of(compiled)
-    size = getattr(compiled, "strict_size", None)
-    node.size = size
-    _BUILT[id(compiled)] = (compiled, node)
+    node.size = getattr(compiled, "strict_size", None) if constraints else None
+    _BUILT[(id(compiled), constraints)] = (compiled, node)
     return node
 
 
-def node_for(compiled: Any) -> _Node:
-    """The decoder node of a compiled asn1tools DER type (built once, then cached)."""
-    known = _BUILT.get(id(compiled))
+def node_for(compiled: Any, constraints: bool = True) -> _Node:
+    """The decoder node of a compiled asn1tools DER type (built once, then cached).
+
+    ``constraints=False`` builds a decoder that checks no SIZE or value range (every other
+    rule stays), for the few functions that answer a constraint violation with a result of
+    their own after other checks (SetNickname).
+    """
+    known = _BUILT.get((id(compiled), constraints))
     if known is not None and known[0] is compiled:
         return known[1]
     if isinstance(compiled, _ber.Recursive):
-        ref = _new(_Ref, compiled)
-        ref.target = node_for(compiled.inner)
+        ref = _new(_Ref, compiled, constraints)
+        ref.target = node_for(compiled.inner, constraints)
         return ref  # type: ignore[no-any-return]
     if isinstance(compiled, _ber.ExplicitTag):
-        node = _new(_Explicit, compiled)
-        node.setup(node_for(compiled.inner))
+        node = _new(_Explicit, compiled, constraints)
+        node.setup(node_for(compiled.inner, constraints))
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _ber.Choice):
-        node = _new(_Choice, compiled)
-        node.setup([(m.name, node_for(m)) for m in compiled.members], compiled.has_extension_marker)
+        node = _new(_Choice, compiled, constraints)
+        node.setup(
+            [(m.name, node_for(m, constraints)) for m in compiled.members],
+            compiled.has_extension_marker,
+        )
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _ber.MembersType):
-        node = _new(_Members, compiled)
-        members = [_Member(m, node_for(m), False) for m in compiled.root_members]
+        node = _new(_Members, compiled, constraints)
+        members = [_Member(m, node_for(m, constraints), False) for m in compiled.root_members]
         additions = compiled.additions
         for entry in additions or ():
             for m in entry if isinstance(entry, list) else [entry]:
-                members.append(_Member(m, node_for(m), True))
+                members.append(_Member(m, node_for(m, constraints), True))
         node.setup(members, additions is not None)
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _der.ArrayType | _ber.ArrayType):
-        node = _new(_List, compiled)
+        node = _new(_List, compiled, constraints)
         node.setup(
-            node_for(compiled.element_type), isinstance(compiled, _der.SetOf | _ber.SetOf)
+            node_for(compiled.element_type, constraints), isinstance(compiled, _der.SetOf | _ber.SetOf)
         )
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _ber.Enumerated):
-        node = _new(_Enumerated, compiled)
+        node = _new(_Enumerated, compiled, constraints)
         node.names = dict(compiled.value_to_data)
         node.extensible = compiled.has_extension_marker or bool(
             getattr(compiled, "strict_extensible", False)
         )
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _der.Integer | _ber.Integer):
-        node = _new(_Integer, compiled)
-        node.low, node.high = getattr(compiled, "strict_range", None) or (None, None)
+        node = _new(_Integer, compiled, constraints)
+        bounds = getattr(compiled, "strict_range", None) if constraints else None
+        node.low, node.high = bounds or (None, None)
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _der.BitString | _ber.BitString):
-        node = _new(_BitString, compiled)
+        node = _new(_BitString, compiled, constraints)
         node.named = compiled.has_named_bits
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _der.OctetString | _ber.OctetString):
-        return _new(_OctetString, compiled)  # type: ignore[no-any-return]
+        return _new(_OctetString, compiled, constraints)  # type: ignore[no-any-return]
     if isinstance(compiled, _ber.Boolean):
-        return _new(_Boolean, compiled)  # type: ignore[no-any-return]
+        return _new(_Boolean, compiled, constraints)  # type: ignore[no-any-return]
     if isinstance(compiled, _ber.Null):
-        return _new(_Null, compiled)  # type: ignore[no-any-return]
+        return _new(_Null, compiled, constraints)  # type: ignore[no-any-return]
     if isinstance(compiled, _ber.ObjectIdentifier):
-        return _new(_ObjectIdentifier, compiled)  # type: ignore[no-any-return]
+        return _new(_ObjectIdentifier, compiled, constraints)  # type: ignore[no-any-return]
     if isinstance(compiled, _der.UTCTime):
-        node = _new(_Time, compiled)
+        node = _new(_Time, compiled, constraints)
         node.convert = restricted_utc_time_to_datetime
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _der.GeneralizedTime):
-        node = _new(_Time, compiled)
+        node = _new(_Time, compiled, constraints)
         node.convert = restricted_generalized_time_to_datetime
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _der.StringType | _ber.StringType):
-        node = _new(_String, compiled)
+        node = _new(_String, compiled, constraints)
         kind = type(compiled).__name__
         node.convert = _STRING_DECODERS.get(kind) or _codec(compiled.ENCODING)
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _ber.Any | _ber.AnyDefinedBy):
         if getattr(compiled, "choices", None):
             raise NotImplementedError("ANY DEFINED BY with a table of types")
-        return _new(_Any, compiled)  # type: ignore[no-any-return]
-    node = _new(_Primitive, compiled)
+        return _new(_Any, compiled, constraints)  # type: ignore[no-any-return]
+    node = _new(_Primitive, compiled, constraints)
     node.compiled = compiled
     return node  # type: ignore[no-any-return]
 

@@ -258,21 +258,25 @@ def encode(type_name: str, value: Any) -> bytes:
 
 
 @cache
-def _decoder(type_name: str) -> Any:
-    return der.node_for(spec().types[type_name].type)
+def _decoder(type_name: str, constraints: bool = True) -> Any:
+    return der.node_for(spec().types[type_name].type, constraints)
 
 
-def decode(type_name: str, data: bytes, *, allow_trailing: bool = False) -> Any:
+def decode(
+    type_name: str, data: bytes, *, allow_trailing: bool = False, constraints: bool = True
+) -> Any:
     """Decode one ``type_name`` from ``data`` with the strict DER decoder.
 
     Unless ``allow_trailing`` is set, bytes after the first complete TLV are an error.
+    ``constraints=False`` leaves SIZE and value ranges unchecked (every other rule holds),
+    for a function that answers a constraint violation with a result of its own.
 
     Raises:
         StrictDecodeError: (a :class:`DecodeError`) the bytes break a rule of
             :mod:`euicc_protocol.der`; it names the rule, the offset and the component.
         KeyError: the schema has no type ``type_name``.
     """
-    return _decode(type_name, data, allow_trailing, None)
+    return _decode(type_name, data, allow_trailing, None, constraints)
 
 
 def decode_spans(type_name: str, data: bytes) -> tuple[Any, Spans]:
@@ -287,8 +291,14 @@ def decode_spans(type_name: str, data: bytes) -> tuple[Any, Spans]:
     return _decode(type_name, data, False, spans), spans
 
 
-def _decode(type_name: str, data: bytes, allow_trailing: bool, spans: Spans | None) -> Any:
-    root = _decoder(type_name)
+def _decode(
+    type_name: str,
+    data: bytes,
+    allow_trailing: bool,
+    spans: Spans | None,
+    constraints: bool = True,
+) -> Any:
+    root = _decoder(type_name, constraints)
     if type(data) is not bytes:
         data = bytes(data)
     try:

@@ -36,8 +36,10 @@ Rules
    the MAC chain) is scp03tSecurityError (8); bad segment length, alignment or padding is
    scp03tStructureError (7); a piece or decrypted request that does not parse is
    incorrectInputValues (1).
-5. Checks per command: InitialiseSecureChannel: remoteOpId (5), transactionId (3), CRT
-   ``88``/``10`` and hostId of 1..16 bytes (4), smdpSign (2), smdpOtpk a point on the curve
+5. Checks per command: a piece or request the strict decoder refuses (including values
+   outside SIZE constraints, e.g. an empty hostId) is incorrectInputValues (1).
+   InitialiseSecureChannel: remoteOpId (5), transactionId (3), CRT
+   ``88``/``10`` (4), smdpSign (2), smdpOtpk a point on the curve
    (1); the otSK is then forgotten. ConfigureISDP: room for one more profile (10).
    StoreMetadata: ICCID not on the card (9), profileClass 0..2 (6), PPRs allowed by the RAT
    (15). LoadProfileElements: the package fits the free profile memory while it arrives

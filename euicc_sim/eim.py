@@ -12,12 +12,13 @@ Rules
    as soon as any eIM is configured (the v1.2 successor of v1.0's
    unsignedEimConfigDisallowed); afterwards eIMs change only through signed eCOs. A request
    is all or nothing: one bad entry refuses the whole request and stores nothing.
-2. Checks per configuration entry, in this order (the first failure is the answer):
+2. A request the strict decoder refuses (an empty eimId breaks SIZE(1..128)) is ``6A80``.
+   Checks per configuration entry, in this order (the first failure is the answer):
 
    ==========================================================  ===================================
    condition                                                   result
    ==========================================================  ===================================
-   eimId empty, eimIdType not 1..3, no eimPublicKeyData (add),   commandError (7)
+   eimIdType not 1..3, no eimPublicKeyData (add),                commandError (7)
    a key or certificate that does not parse or is not EC on
    P-256/brainpoolP256r1, a certificate that is neither
    self-signed nor issued by a CI the card trusts for

@@ -721,7 +721,8 @@ BPP_CASES: dict[str, tuple[Callable[[Download, list[bytes]], list[bytes]], int, 
     "bad smdpSign": (lambda s, p: [_flip(p[0], -1), *p[1:]], 0, 2, False),
     "wrong CRT keyType": (lambda s, p: _replace_isc(s, p, key_type=0x89), 0, 4, False),
     "wrong CRT keyLen": (lambda s, p: _replace_isc(s, p, key_length=0x20), 0, 4, False),
-    "empty hostId": (lambda s, p: _replace_isc(s, p, host_id=b""), 0, 4, False),
+    # hostId is OctetTo16 (SIZE(1..16)): the strict decoder refuses an empty one.
+    "empty hostId": (lambda s, p: _replace_isc(s, p, host_id=b""), 0, 1, False),
     "wrong transactionId in BF23": (
         lambda s, p: _replace_isc(s, p, transaction_id=os.urandom(16)),
         0,
