@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean pcsc
+.PHONY: demo test lint bench clean pcsc fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Randomized property and fuzz tests (hypothesis "fuzz" profile), repeated for FUZZ_MINUTES.
+FUZZ_MINUTES ?= 5
+FUZZ_TESTS ?= tests/test_der_differential.py tests/test_der.py tests/test_roundtrip.py
+fuzz: $(STAMP)
+	end=$$(( $$(date +%s) + 60 * $(FUZZ_MINUTES) )); \
+	while [ $$(date +%s) -lt $$end ]; do \
+		HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -x -p no:cacheprovider \
+			$(FUZZ_TESTS) || exit 1; \
+	done
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/es10.py --json

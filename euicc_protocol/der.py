@@ -18,7 +18,8 @@ indefinite-length          a ``80`` length (X.690 §8.1.3.6; DER §10.1 allows d
 length-form                length octets not in the minimal form (DER §10.1), more than four
 child-past-parent          a TLV runs past the end of the value that contains it (§8.1.1)
 trailing-bytes             bytes after the outermost TLV
-wrong-tag                  a tag the type does not allow where one TLV of it is expected
+wrong-tag                  a tag the type does not allow where one TLV of it is expected, or
+                           a known tag in the wrong primitive/constructed form
 explicit-form              an explicit tag that does not hold exactly one TLV (§8.14)
 unknown-field              an element of a SEQUENCE/SET without an extension marker that is
                            none of its components (X.680 §25)
@@ -168,6 +169,16 @@ def _from_tlv(exc: tlv.TlvError) -> StrictDecodeError:
     return StrictDecodeError(Rule(exc.rule), str(exc).rsplit(" (at offset", 1)[0], exc.offset)
 
 
+def _flipped(tag: bytes) -> bytes:
+    """``tag`` with the other primitive/constructed form (X.690 §8.1.2.5: not part of the tag)."""
+    return bytes((tag[0] ^ 0x20,)) + tag[1:]
+
+
+def _form_error(tag: bytes, offset: int) -> StrictDecodeError:
+    form = "constructed" if tag[0] & 0x20 else "primitive"
+    return _fail(Rule.WRONG_TAG, f"tag {tag.hex().upper()} in the wrong ({form}) form", offset)
+
+
 def check_tree(data: bytes, start: int, end: int) -> None:
     """Check that ``data[start:end]`` is a series of well-formed DER TLVs, recursing into
     constructed ones (what an unknown extension or an open type must at least be)."""
@@ -271,6 +282,8 @@ class _Members(_Node):
                 # ANY takes every tag; a tag seen before goes to an ANY still ahead
                 j = next((k for k in self.any_slots if k >= i), j)
             if j is None:
+                if _flipped(t) in index:
+                    raise _form_error(t, pos)
                 if not self.extensible:
                     raise _fail(Rule.UNKNOWN_FIELD, f"no component has tag {t.hex().upper()}", pos)
                 if t[0] & 0x20:
@@ -294,7 +307,13 @@ class _Members(_Node):
                     raise _fail(Rule.MISSING_FIELD, f"{members[k].name} missing", pos)
             try:
                 value = member.node.read(
-                    data, pos, t, cs, ce, spans, prefix + (member.name,) if spans is not None else prefix
+                    data,
+                    pos,
+                    t,
+                    cs,
+                    ce,
+                    spans,
+                    prefix + (member.name,) if spans is not None else prefix,
                 )
                 if member.has_default and member.is_default(value):
                     raise _fail(Rule.DEFAULT_ENCODED, "encoded with its DEFAULT value", pos)
@@ -343,7 +362,9 @@ class _List(_Node):
                 if check and t not in tags:  # type: ignore[operator]
                     raise _fail(Rule.WRONG_TAG, f"element with tag {t.hex().upper()}", pos)
                 out.append(
-                    element.read(data, pos, t, cs, ce, spans, prefix + (n,) if spans is not None else prefix)
+                    element.read(
+                        data, pos, t, cs, ce, spans, prefix + (n,) if spans is not None else prefix
+                    )
                 )
                 if self.is_set:
                     encoding = data[pos:ce]
@@ -375,6 +396,8 @@ class _Choice(_Node):
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
         arm = self.arms.get(tag)
         if arm is None:
+            if _flipped(tag) in self.arms:
+                raise _form_error(tag, start)
             if not self.extensible:
                 raise _fail(
                     Rule.UNKNOWN_ALTERNATIVE, f"no alternative has tag {tag.hex().upper()}", start
@@ -384,7 +407,9 @@ class _Choice(_Node):
             return (None, None)
         name, node = arm
         try:
-            value = node.read(data, start, tag, vs, ve, spans, prefix + (name,) if spans is not None else prefix)
+            value = node.read(
+                data, start, tag, vs, ve, spans, prefix + (name,) if spans is not None else prefix
+            )
         except StrictDecodeError as exc:
             exc._reversed_path.append(name)
             raise
@@ -679,7 +704,8 @@ def node_for(compiled: Any, constraints: bool = True) -> _Node:
     if isinstance(compiled, _der.ArrayType | _ber.ArrayType):
         node = _new(_List, compiled, constraints)
         node.setup(
-            node_for(compiled.element_type, constraints), isinstance(compiled, _der.SetOf | _ber.SetOf)
+            node_for(compiled.element_type, constraints),
+            isinstance(compiled, _der.SetOf | _ber.SetOf),
         )
         return node  # type: ignore[no-any-return]
     if isinstance(compiled, _ber.Enumerated):

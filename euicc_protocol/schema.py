@@ -94,13 +94,18 @@ class EncodeError(Asn1Error):
 def _encode_set_of_content(self: Any, data: Any, values: Any = None) -> bytearray:
     # DER §11.6: SET OF elements in ascending order of their encodings; asn1tools keeps the
     # order given, which the strict decoder (rightly) refuses.
-    encoded = []
+    encoded: list[bytes] = []
     for entry in data:
         element = bytearray()
         self.element_type.encode(entry, element)
         encoded.append(bytes(element))
     width = max((len(e) for e in encoded), default=0)
-    return bytearray(b"".join(sorted(encoded, key=lambda e: e.ljust(width, b"\0"))))
+
+    def padded(e: bytes) -> bytes:
+        return e + bytes(width - len(e))
+
+    ordered: list[bytes] = sorted(encoded, key=padded)
+    return bytearray(b"".join(ordered))
 
 
 _der.SetOf.encode_content = _encode_set_of_content
@@ -178,10 +183,9 @@ class _Compiler(_der.Compiler):  # type: ignore[misc]
         compiled = super().compile_type(name, type_descriptor, module_name)
         size = type_descriptor.get("size")
         restricted = type_descriptor.get("restricted-to")
-        implied = (
-            type_descriptor.get("type") == "ENUMERATED"
-            and self._specification.get(module_name, {}).get("extensibility-implied", False)
-        )
+        implied = type_descriptor.get("type") == "ENUMERATED" and self._specification.get(
+            module_name, {}
+        ).get("extensibility-implied", False)
         if not (size or restricted or implied) or isinstance(compiled, _ber.Recursive):
             return compiled
         # Copies: the compiled type may be shared with every other use of the referenced type.

@@ -184,8 +184,7 @@ def read_header(data: _Bytes, offset: int, end: int) -> tuple[bytes, int, int]:
     if value_end > end:
         rule = "truncated" if end >= len(data) else "child-past-parent"
         raise TlvError(
-            f"value of tag {tag.hex().upper()} needs {length} octets, "
-            f"{end - value_start} present",
+            f"value of tag {tag.hex().upper()} needs {length} octets, {end - value_start} present",
             value_start,
             rule,
         )

@@ -149,8 +149,8 @@ def _decode(type_name: str, request: bytes) -> tuple[Any, dict[str, bytes]]:
     except schema.DecodeError as exc:
         log.info("undecodable %s: %s", type_name, exc)
         raise StatusWordError(0x6A80) from None
-    fields = {path[0]: request[a:b] for path, (a, b) in spans.items() if len(path) == 1}
-    return value, fields  # type: ignore[misc]
+    fields = {str(path[0]): request[a:b] for path, (a, b) in spans.items() if len(path) == 1}
+    return value, fields
 
 
 def _load_server_certificate(

@@ -34,7 +34,9 @@ from ipa.errors import StatusWordError
 
 def files(path: Path) -> dict[str, bytes]:
     """Every file of a card directory, by relative path, with its bytes."""
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
+    }
 
 
 def refused(card: Euicc, path: Path, request: bytes) -> None:

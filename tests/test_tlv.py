@@ -109,7 +109,9 @@ def test_first_tag_routes_es10_requests() -> None:
     assert is_constructed(b"\xa0") and not is_constructed(b"\x80")
 
 
-@pytest.mark.parametrize("hex_data", ["04 81 02 AABB", "04 82 0080" + "00" * 128, "04 81 7F" + "00" * 127])
+@pytest.mark.parametrize(
+    "hex_data", ["04 81 02 AABB", "04 82 0080" + "00" * 128, "04 81 7F" + "00" * 127]
+)
 def test_non_minimal_long_length_is_refused_as_not_der(hex_data: str) -> None:
     with pytest.raises(TlvError) as caught:
         read_tlv(bytes.fromhex(hex_data))
