@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ipa.es9p import Es9Config, load_trust_anchors
-from ipa.esipa import Binding, EsipaConfig
-from ipa.pull import Backoff, PullConfig
+if TYPE_CHECKING:
+    from ipa.pull import PullConfig
 
 __all__ = ["add_pull_options", "pull_config"]
 
@@ -29,10 +28,19 @@ def add_pull_options(
         help="trust anchor for the eIM and SM-DP+ TLS certificates (repeatable)",
     )
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    p.add_argument(
+        "--sgp32",
+        choices=("1.0", "1.2"),
+        help="SGP.32 version to speak with the eIM (default: the card's EUICCInfo2 iotVersion)",
+    )
 
 
 def pull_config(args: argparse.Namespace, **fields: Any) -> PullConfig:
     """The PullConfig of the options :func:`add_pull_options` added (``fields`` override)."""
+    from ipa.es9p import Es9Config, load_trust_anchors
+    from ipa.esipa import Binding, EsipaConfig
+    from ipa.pull import Backoff, PullConfig
+
     anchors = load_trust_anchors(args.ca_cert)
     settings: dict[str, Any] = {
         "esipa": EsipaConfig(
@@ -41,5 +49,6 @@ def pull_config(args: argparse.Namespace, **fields: Any) -> PullConfig:
         "es9": Es9Config(ca_certificates=anchors, insecure=args.insecure),
         "initial_eim": args.initial_eim,
         "backoff": Backoff(interval=args.interval),
+        "sgp32": getattr(args, "sgp32", None),
     }
     return PullConfig(**(settings | fields))

@@ -1,4 +1,10 @@
-"""The project's ASN.1 schema: SGP.22 v2.5, SGP.32 v1.2, PKIX and the TCA PE definitions.
+"""The project's ASN.1 schema: SGP.22 v2.5, SGP.32 v1.2 and v1.0.1, PKIX and the TCA PE
+definitions.
+
+SGP.32 v1.0.1 and v1.2 share one module name and are not wire compatible, so each is compiled
+into its own specification beside the same SGP.22, PKIX and PE modules: every function here
+takes ``sgp32="1.2"`` (the default) or ``sgp32="1.0"`` and applies the same decoding rules to
+both.
 
 The modules in ``euicc_protocol/asn1/`` are compiled once with asn1tools (DER codec) and the
 compiled
@@ -84,6 +90,19 @@ MODULE_FILES = (
     "SGP32Definitions.asn",
 )
 
+#: The SGP.32 versions compiled, and the file holding each one's ``SGP32Definitions`` module.
+SGP32_MODULES = {"1.2": "SGP32Definitions.asn", "1.0": "SGP32Definitions-v1.0.asn"}
+
+
+def module_files(sgp32: str = "1.2") -> tuple[str, ...]:
+    """The module files of the specification for SGP.32 version ``sgp32``."""
+    try:
+        return (*MODULE_FILES[:-1], SGP32_MODULES[sgp32])
+    except KeyError:
+        known = sorted(SGP32_MODULES)
+        raise ValueError(f"SGP.32 version {sgp32!r} is not one of {known}") from None
+
+
 _CACHE_FORMAT = 4
 
 
@@ -150,10 +169,10 @@ def _resolve_integer_defaults(parsed: dict[str, Any]) -> None:
             visit(descriptor)
 
 
-def _source_digest() -> str:
+def _source_digest(files: tuple[str, ...] = MODULE_FILES) -> str:
     h = hashlib.sha256()
     h.update(f"{_CACHE_FORMAT}|{asn1tools.__version__}|{sys.version_info[:2]}".encode())
-    for name in MODULE_FILES:
+    for name in files:
         h.update(name.encode())
         h.update((ASN1_DIR / name).read_bytes())
     return h.hexdigest()[:24]
@@ -210,8 +229,8 @@ class _Compiler(_der.Compiler):  # type: ignore[misc]
         return compiled
 
 
-def _compile() -> Any:
-    parsed = asn1tools.parse_files([str(ASN1_DIR / n) for n in MODULE_FILES])
+def _compile(files: tuple[str, ...] = MODULE_FILES) -> Any:
+    parsed = asn1tools.parse_files([str(ASN1_DIR / n) for n in files])
     _resolve_integer_defaults(parsed)
     return _Specification(
         _Compiler(parsed).process(),
@@ -222,9 +241,11 @@ def _compile() -> Any:
 
 
 @cache
-def spec() -> Any:
-    """The compiled asn1tools specification (loaded from the disk cache when possible)."""
-    path = cache_dir() / f"schema-{_source_digest()}.pickle"
+def spec(sgp32: str = "1.2") -> Any:
+    """The compiled asn1tools specification with SGP.32 version ``sgp32`` (loaded from the disk
+    cache when possible)."""
+    files = module_files(sgp32)
+    path = cache_dir() / f"schema-{_source_digest(files)}.pickle"
     try:
         with open(path, "rb") as f:
             return pickle.load(f)
@@ -232,7 +253,7 @@ def spec() -> Any:
         pass
     except Exception as exc:  # a corrupt or foreign cache file is rebuilt, never trusted
         log.warning("ignoring unreadable schema cache %s: %s", path, exc)
-    compiled = _compile()
+    compiled = _compile(files)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".schema-")
@@ -244,17 +265,17 @@ def spec() -> Any:
     return compiled
 
 
-def has_type(type_name: str) -> bool:
+def has_type(type_name: str, *, sgp32: str = "1.2") -> bool:
     """Whether the schema defines ``type_name``."""
-    return type_name in spec().types
+    return type_name in spec(sgp32).types
 
 
-def encode(type_name: str, value: Any) -> bytes:
+def encode(type_name: str, value: Any, *, sgp32: str = "1.2") -> bytes:
     """DER-encode ``value`` as ``type_name``."""
     try:
-        return bytes(spec().encode(type_name, value))
+        return bytes(spec(sgp32).encode(type_name, value))
     except KeyError:
-        if not has_type(type_name):
+        if not has_type(type_name, sgp32=sgp32):
             raise
         raise EncodeError(f"{type_name}: missing field in {value!r}") from None
     except Exception as exc:
@@ -262,14 +283,20 @@ def encode(type_name: str, value: Any) -> bytes:
 
 
 @cache
-def _decoder(type_name: str, constraints: bool = True) -> Any:
-    return der.node_for(spec().types[type_name].type, constraints)
+def _decoder(type_name: str, constraints: bool = True, sgp32: str = "1.2") -> Any:
+    return der.node_for(spec(sgp32).types[type_name].type, constraints)
 
 
 def decode(
-    type_name: str, data: bytes, *, allow_trailing: bool = False, constraints: bool = True
+    type_name: str,
+    data: bytes,
+    *,
+    allow_trailing: bool = False,
+    constraints: bool = True,
+    sgp32: str = "1.2",
 ) -> Any:
-    """Decode one ``type_name`` from ``data`` with the strict DER decoder.
+    """Decode one ``type_name`` from ``data`` with the strict DER decoder (the schema of
+    SGP.32 version ``sgp32``).
 
     Unless ``allow_trailing`` is set, bytes after the first complete TLV are an error.
     ``constraints=False`` leaves SIZE and value ranges unchecked (every other rule holds),
@@ -280,10 +307,10 @@ def decode(
             :mod:`euicc_protocol.der`; it names the rule, the offset and the component.
         KeyError: the schema has no type ``type_name``.
     """
-    return _decode(type_name, data, allow_trailing, None, constraints)
+    return _decode(type_name, data, allow_trailing, None, constraints, sgp32)
 
 
-def decode_spans(type_name: str, data: bytes) -> tuple[Any, Spans]:
+def decode_spans(type_name: str, data: bytes, *, sgp32: str = "1.2") -> tuple[Any, Spans]:
     """Decode ``type_name`` like :func:`decode` and also return where each component is.
 
     The spans map a component's path (field and alternative names, SEQUENCE OF indexes,
@@ -292,7 +319,7 @@ def decode_spans(type_name: str, data: bytes) -> tuple[Any, Spans]:
     takes the signed bytes from these spans, so it verifies exactly what it then acts on.
     """
     spans: Spans = {}
-    return _decode(type_name, data, False, spans), spans
+    return _decode(type_name, data, False, spans, True, sgp32), spans
 
 
 def _decode(
@@ -301,8 +328,9 @@ def _decode(
     allow_trailing: bool,
     spans: Spans | None,
     constraints: bool = True,
+    sgp32: str = "1.2",
 ) -> Any:
-    root = _decoder(type_name, constraints)
+    root = _decoder(type_name, constraints, sgp32)
     if type(data) is not bytes:
         data = bytes(data)
     try:
@@ -313,9 +341,9 @@ def _decode(
 
 
 @cache
-def tag_of(type_name: str) -> bytes:
+def tag_of(type_name: str, *, sgp32: str = "1.2") -> bytes:
     """The encoded outermost tag of ``type_name`` (``b'\\xbf\\x3e'`` for GetEuiccDataRequest)."""
-    compiled = spec().types[type_name].type
+    compiled = spec(sgp32).types[type_name].type
     tag = getattr(compiled, "tag", None)
     if tag is None:
         raise Asn1Error(f"{type_name} has no single outer tag (untagged CHOICE?)")
