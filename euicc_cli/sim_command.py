@@ -12,6 +12,7 @@ from pathlib import Path
 from euicc_protocol.crypto import Curve
 from euicc_protocol.iccid import iccid_from_ef
 from euicc_sim.card import CardError, Euicc
+from euicc_sim.frontends.modem.serve import add_modem_command
 from euicc_sim.state import ProfileClass, ProfileState
 from euicc_sim.vpcd import add_serve_command
 
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_info)
 
     add_serve_command(sub)
+    add_modem_command(sub)
     _add_server_commands(sub)
     return parser
 
