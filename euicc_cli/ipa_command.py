@@ -1,8 +1,9 @@
 """``ipa``: drive an eUICC through the IPAd's ES10 client from the command line.
 
 The card is chosen with ``--card DIR`` (an emulated card kept in a directory, run in this
-process) or ``--reader NAME`` (a card in a PC/SC reader, through pyscard). The emulator is
-loaded only for ``--card``: the IPAd itself never depends on it.
+process), ``--reader NAME`` (a card in a PC/SC reader, through pyscard) or ``--modem DEVICE``
+(a card inside a cellular module, through its AT port and pyserial). The emulator is loaded
+only for ``--card``: the IPAd itself never depends on it.
 """
 
 from __future__ import annotations
@@ -33,10 +34,18 @@ class UsageError(Exception):
 
 def open_transport(args: argparse.Namespace) -> Transport:
     """The card transport named on the command line."""
-    if args.card and args.reader:
-        raise UsageError("use either --card or --reader, not both")
-    if args.card and (args.protocol != "any" or args.exclusive):
+    if sum(bool(x) for x in (args.card, args.reader, args.modem)) > 1:
+        raise UsageError("use one of --card, --reader and --modem")
+    if not args.reader and (args.protocol != "any" or args.exclusive):
         raise UsageError("--protocol and --exclusive are for --reader")
+    if not args.modem and (args.baud is not None or args.quirks is not None):
+        raise UsageError("--baud and --quirks are for --modem")
+    if args.modem:
+        from ipa.modem import open_modem_transport  # pyserial is optional: import on demand
+
+        return open_modem_transport(
+            args.modem, baud=args.baud or 115200, quirks=args.quirks or "auto"
+        )
     if args.reader:
         from ipa.pcsc import open_reader_transport  # pyscard is optional: import on demand
 
@@ -45,7 +54,7 @@ def open_transport(args: argparse.Namespace) -> Transport:
         from euicc_sim.card import Euicc  # the emulator is loaded only when a command uses it
 
         return InProcessTransport(Euicc.open(args.card))
-    raise UsageError("say which card to use: --card DIR or --reader NAME")
+    raise UsageError("say which card to use: --card DIR, --reader NAME or --modem DEVICE")
 
 
 def _print_json(value: Any) -> None:
@@ -235,6 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --reader: keep other applications off the card while the command runs",
     )
     parser.add_argument(
+        "--modem",
+        metavar="DEVICE",
+        help="a card in a cellular module: its AT port (/dev/ttyUSB2, socket://host:port)",
+    )
+    parser.add_argument("--baud", type=int, help="with --modem: serial speed (default 115200)")
+    parser.add_argument(
+        "--quirks",
+        metavar="NAME",
+        help="with --modem: module family (auto, generic, quectel, simcom, ublox, telit, "
+        "huawei, fibocom, sierra; default: auto)",
+    )
+    parser.add_argument(
         "--channel", type=int, help="logical channel to use (default: card assigns)"
     )
     parser.add_argument("--block-size", type=int, default=255, help="STORE DATA block size")
@@ -348,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
     try:
         if getattr(args, "fleet", False):
-            if args.card or args.reader:
-                raise UsageError("ipa fleet takes card directories, not --card or --reader")
+            if args.card or args.reader or args.modem:
+                raise UsageError("ipa fleet takes card directories, not --card/--reader/--modem")
             cmd_fleet(args)
             return 0
         transport = open_transport(args)

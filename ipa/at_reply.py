@@ -98,7 +98,9 @@ def final_result(line: str) -> FinalResult | None:
 def split_fields(text: str) -> list[str]:
     """Comma-separated fields of an information text, quotes removed (commas inside quotes
     kept)."""
-    fields, current, quoted = [], [], False
+    fields: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted
