@@ -308,8 +308,8 @@ class ModemTransport:
         """Send one command line; return its information text lines.
 
         ``expect``: the prefix of this command's information text (``"+CSIM:"``); lines
-        without it are URCs. ``None``: every non-final line is information text, except
-        known URCs.
+        without it are URCs. ``None``: the command has no information text (every line is a
+        URC); ``""``: every line is information text except the restart URCs.
 
         Raises:
             ModemTimeoutError, ModemErrorReply, CmeError: see the module docstring.
@@ -346,6 +346,8 @@ class ModemTransport:
 
     def _is_info(self, line: str, expect: str | None) -> bool:
         if expect is None:
+            return False
+        if expect == "":
             return not any(line.startswith(p) for p in self.quirks.restart_urcs)
         if expect == "+CCHO:":  # the bare <sessionid> of TS 27.007 §8.45, or "+CCHO: <n>"
             return line.startswith(expect) or line.isdigit()

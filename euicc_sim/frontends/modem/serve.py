@@ -119,9 +119,15 @@ class ModemServer:
         return self
 
     def stop(self) -> None:
-        """Stop serving, close the pty or socket and remove the symlink."""
+        """Stop serving, close the pty or socket and remove the symlink.
+
+        Safe from a signal handler while :meth:`serve` runs in the same thread: it then only
+        asks the loop to end, and :meth:`serve` closes everything on its way out.
+        """
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        if self._thread is None:
+            return
+        if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._close()
 
@@ -133,8 +139,7 @@ class ModemServer:
             else:
                 self._serve_tcp()
         finally:
-            if self._thread is None:
-                self._close()
+            self._close()
 
     def _close(self) -> None:
         for fd_name in ("_master", "_slave"):
