@@ -35,3 +35,12 @@ def test_es10_demo_enables_switches_and_deletes() -> None:
     assert "refused: ES10c.DeleteProfile failed: deleteResult profileNotInDisabledState (2)" in out
     assert "delivered and removed; 0 left" in out
     assert out.rstrip().endswith("demo finished")
+
+
+def test_modem_session_talks_at_to_the_emulated_modem() -> None:
+    out = run("modem_session.py", "--quirks", "quectel")
+    assert "< +CCHO: 1" in out
+    eids = [line.split(":")[1].strip() for line in out.splitlines() if "EID" in line]
+    assert len(eids) == 3 and len(set(eids)) == 1  # raw CGLA, ipa.modem and the card agree
+    assert '< +CRSM: 144,0,"989444999999990920F3"' in out
+    assert out.rstrip().endswith("session finished")

@@ -81,6 +81,11 @@ class ModemServer:
             self._listener = socket.create_server(address)
             self._listener.settimeout(_POLL)
         self._greeting = modem.power_on()
+        if self._master is not None:
+            # Written now, before any TE opens the port (opening a serial port flushes what
+            # arrived before, as with a module that was powered up before the TE started).
+            _write_all_fd(self._master, self._greeting)
+            self._greeting = b""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -156,7 +161,6 @@ class ModemServer:
                 self.pty_path.unlink()
 
     def _serve_pty(self, master: int) -> None:
-        _write_all_fd(master, self._greeting)
         while not self._stop.is_set():
             ready, _, _ = select.select([master], [], [], _POLL)
             if not ready:
