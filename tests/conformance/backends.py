@@ -572,7 +572,7 @@ class ModemDeviceBackend(PcscBackend):
     name = "modem-device"
     uses_pcsc = False
 
-    def __init__(  # noqa: B027 - replaces PcscBackend's reader set-up
+    def __init__(
         self, framing: ChannelConfig, device: str, quirks: str, *, changes: bool = True
     ) -> None:
         CardBackend.__init__(self, framing)
