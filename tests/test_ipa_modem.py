@@ -389,11 +389,11 @@ def test_ipa_cli_over_modem(tmp_path: Path, capsys: Any) -> None:
         assert ipa_cli.main(["--modem", server.url, "--quirks", "quectel", "eid"]) == 0
         assert capsys.readouterr().out.strip() == card.card.eid
         assert ipa_cli.main(["--modem", server.url, "--json", "profiles"]) == 0
-        listed = json.loads(capsys.readouterr().out)["profileInfoListOk"]
+        listed = json.loads(capsys.readouterr().out)["data"]["profileInfoListOk"]
         assert {p["iccid"] for p in listed} == {iccid(PKG_A), iccid(PKG_B)}
         assert ipa_cli.main(["--modem", server.url, "enable", iccid(PKG_B)]) == 0
         assert "enableResult: ok" in capsys.readouterr().out
-    assert ipa_cli.main(["--modem", str(tmp_path / "gone"), "eid"]) == 1
+    assert ipa_cli.main(["--modem", str(tmp_path / "gone"), "eid"]) == 3  # unreachable
     assert "cannot open" in capsys.readouterr().err
     assert ipa_cli.main(["--card", str(tmp_path), "--baud", "9600", "eid"]) == 2
     assert ipa_cli.main(["--card", str(tmp_path), "--modem", "x", "eid"]) == 2
@@ -428,9 +428,10 @@ def test_euicc_sim_modem_command_serves_a_card_directory(tmp_path: Path, capsys:
 def test_modem_command_usage_errors(tmp_path: Path, capsys: Any) -> None:
     from euicc_cli import sim_command
 
-    with pytest.raises(SystemExit):
-        sim_command.main(["modem", str(tmp_path)])  # neither --pty nor --tcp
-    assert sim_command.main(["modem", str(tmp_path), "--tcp", "nowhere"]) == 1
+    assert sim_command.main(["modem", str(tmp_path)]) == 2  # neither --pty nor --tcp
+    assert sim_command.main(["modem", str(tmp_path), "--tcp", "nowhere"]) == 2
+    capsys.readouterr()
+    assert sim_command.main(["modem", str(tmp_path), "--tcp", "127.0.0.1:0"]) == 3
     assert "holds no card" in capsys.readouterr().err
 
 

@@ -831,7 +831,11 @@ def test_cli_poll_once(card: Euicc, tmp_path: Path, capsys: Any, monkeypatch: An
     )
     argv = ["--card", str(card_dir), "--json", "poll", "--once", "--state", str(tmp_path / "s")]
     assert cli.main(argv + ["--eim-url", "http://eim.test"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    # JSON Lines: one "poll" event per cycle, then the envelope.
+    event, envelope = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (envelope["ok"], envelope["code"]) == (True, 0)
+    assert event.pop("event") == "poll"
+    out = event
     assert (out["state"], out["eidValue"], out["eimId"], out["error"]) == (
         "IDLE",
         disk.eid,

@@ -39,6 +39,7 @@ from .store import EimStore
 __all__ = [
     "DEFAULT_EIM_ID",
     "EimServer",
+    "add_eim_arguments",
     "add_eim_command",
     "build_eim",
     "issue_tls_credential",
@@ -138,10 +139,6 @@ def run_in_thread(
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
     smdp_ca = Path(args.smdp_ca).read_bytes() if args.smdp_ca else None
     server = build_eim(
         args.pki,
@@ -174,6 +171,12 @@ def add_eim_command(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "eim", help="run the reference eIM (ESipa over HTTPS, operator API)"
     )
+    add_eim_arguments(p)
+    return p
+
+
+def add_eim_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``eim`` command's options to ``p``; it sets ``run`` (logging is the caller's)."""
     p.add_argument(
         "--pki",
         required=True,
@@ -191,6 +194,4 @@ def add_eim_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--default-smdp", help="SM-DP+ address when a download names none")
     p.add_argument("--admin-token", help="require 'Authorization: Bearer TOKEN' on /api")
     p.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
-    p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(run=_run)
-    return p

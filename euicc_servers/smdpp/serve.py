@@ -31,7 +31,14 @@ from .config import DEFAULT_MAX_CC_ATTEMPTS, DEFAULT_SESSION_TIMEOUT, SmdpConfig
 from .es9p import SmdpCore
 from .orders import OrderError, OrderStore
 
-__all__ = ["RunningServer", "add_smdpp_command", "build_core", "run_in_thread", "serve"]
+__all__ = [
+    "RunningServer",
+    "add_smdpp_arguments",
+    "add_smdpp_command",
+    "build_core",
+    "run_in_thread",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +185,6 @@ def _parse_order(spec: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
     address = args.address or (args.host if args.port == 443 else f"{args.host}:{args.port}")
     core = build_core(
         args.pki,
@@ -221,6 +224,12 @@ def add_smdpp_command(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "smdpp", help="run the reference SM-DP+ (ES9+ over HTTPS)"
     )
+    add_smdpp_arguments(p)
+    return p
+
+
+def add_smdpp_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``smdpp`` command's options to ``p``; it sets ``run`` (logging is the caller's)."""
     p.add_argument(
         "--pki",
         required=True,
@@ -246,6 +255,4 @@ def add_smdpp_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-cc-attempts", type=int, default=DEFAULT_MAX_CC_ATTEMPTS)
     p.add_argument("--admin-token", help="require 'Authorization: Bearer TOKEN' on /admin")
     p.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
-    p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(run=_run)
-    return p

@@ -22,16 +22,15 @@ import os
 import select
 import signal
 import socket
-import sys
 import threading
 import tty
 from pathlib import Path
 from types import FrameType
 
 from .mt import Modem
-from .quirks import PROFILES, quirks_named
+from .quirks import PROFILES
 
-__all__ = ["ModemServer", "add_modem_command", "parse_tcp_address"]
+__all__ = ["ModemServer", "add_modem_arguments", "parse_tcp_address", "serve_until_signalled"]
 
 log = logging.getLogger(__name__)
 
@@ -212,41 +211,11 @@ def _write_all_fd(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-# -- euicc-sim modem -----------------------------------------------------------------------------
+# -- euicc-sim modem (the command's arguments; euicc_cli wires it) ----------------------------
 
 
-def _run_modem(args: argparse.Namespace) -> int:
-    from euicc_sim.card import Euicc  # the CLI's import, kept out of the pure core
-
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-    else:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    quirks = quirks_named(args.quirks)
-    card = Euicc.open(args.directory)
-    modem = Modem(card, quirks)
-    if args.pty:
-        server = ModemServer(modem, pty_path=args.pty)
-    else:
-        server = ModemServer(modem, address=parse_tcp_address(args.tcp))
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        server.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(f"euicc-sim modem ({quirks.name}) for EID {card.eid} on {server.url}", flush=True)
-    server.serve()
-    return 0
-
-
-def add_modem_command(sub: argparse._SubParsersAction) -> None:
-    """Add ``modem`` to the ``euicc-sim`` subcommands."""
-    p = sub.add_parser(
-        "modem",
-        help="serve the card in DIR behind an emulated AT modem (pty or TCP)",
-        description="An emulated cellular modem (3GPP TS 27.007 AT commands) around the card.",
-    )
+def add_modem_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``euicc-sim modem``."""
     p.add_argument("directory", metavar="DIR")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", metavar="PATH", help="make PATH a symlink to a pseudo-terminal")
@@ -257,9 +226,17 @@ def add_modem_command(sub: argparse._SubParsersAction) -> None:
         choices=sorted(PROFILES),
         help="module family to behave like (default: generic TS 27.007)",
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="log every AT line and APDU")
-    p.set_defaults(run=_run_modem)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("run it as: euicc-sim modem DIR --pty PATH")
+def serve_until_signalled(server: ModemServer) -> None:
+    """Serve in this thread until SIGINT or SIGTERM (the previous handlers come back after)."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        server.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.serve()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
