@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from modem_support import ISD_R, LockedCard, RefreshingCard, modem_transport, served_modem
 
 from euicc_cli import ipa_command as ipa_cli
@@ -439,3 +441,69 @@ def test_isd_r_aid_constant() -> None:
     from ipa.channel import ISD_R_AID
 
     assert ISD_R == ISD_R_AID
+
+
+@settings(max_examples=80)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    "+CSIM: 4,9000",
+                    '+CSIM: 4,"9000"',
+                    "+CSIM: 3,900",
+                    "+CSIM:",
+                    "+CSIM: x,y,z",
+                    "+CPIN: READY",
+                    "RING",
+                    "AT+CSIM=10",
+                    "",
+                    '+CSIM: 6,"01900"',
+                ]
+            ),
+            st.text(alphabet='+CSIM:,"0123456789ABCDEFx ', max_size=20),
+        ),
+        max_size=4,
+    ),
+    st.sampled_from(["OK", "ERROR", "+CME ERROR: 4", "+CME ERROR: SIM busy", ""]),
+)
+def test_any_module_reply_is_bytes_or_a_modem_error(lines: list[str], final: str) -> None:
+    reply = "".join(f"\r\n{line}\r\n" for line in lines + [final]).encode()
+    exchanges = [
+        (b"AT\r", b"\r\nOK\r\n"),
+        (b"ATE0\r", b"\r\nOK\r\n"),
+        (b"AT+CMEE=1\r", b"\r\nOK\r\n"),
+        (b'AT+CSIM=10,"0070000001"\r', reply),
+    ]
+    transport = ModemTransport(ScriptedPort(exchanges, chunk=64), timeout=0.05)
+    try:
+        response = transport.csim(bytes.fromhex("0070000001"))
+    except modem_module.ModemError:
+        return
+    assert len(response) >= 2
+
+
+def test_a_slow_answer_is_awaited_until_the_timeout() -> None:
+    """The answer comes after many empty reads (a card busy computing a signature)."""
+
+    @dataclass
+    class SlowPort(ScriptedPort):
+        silent_reads: int = 0
+
+        def read(self, size: int = 1) -> bytes:
+            if self._readable and self.silent_reads > 0:
+                self.silent_reads -= 1
+                return b""
+            return super().read(size)
+
+    exchanges = [
+        (b"AT\r", b"\r\nOK\r\n"),
+        (b"ATE0\r", b"\r\nOK\r\n"),
+        (b"AT+CMEE=1\r", b"\r\nOK\r\n"),
+        (b'AT+CSIM=10,"0070000001"\r', b'\r\n+CSIM: 6,"019000"\r\n\r\nOK\r\n'),
+    ]
+    port = SlowPort(exchanges)
+    transport = ModemTransport(port, timeout=5)
+    port.silent_reads = 20
+    assert transport.csim(bytes.fromhex("0070000001")) == b"\x01\x90\x00"
+    assert port.silent_reads == 0

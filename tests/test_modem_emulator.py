@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import serial
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from modem_support import ISD_R, RefreshingCard, served_modem
 
 from euicc_sim.card import Euicc
@@ -438,3 +440,34 @@ def test_parse_tcp_address() -> None:
     for bad in ("7777", "host:", "host:99999"):
         with pytest.raises(ValueError):
             parse_tcp_address(bad)
+
+
+# -- robustness ------------------------------------------------------------------------------
+
+
+@settings(max_examples=60)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=40),
+            st.sampled_from(
+                [b"AT+CSIM=", b"AT+CGLA=", b"AT+CCHO=", b"AT+CRSM=", b'"', b",", b";", b"\r"]
+            ),
+            st.from_regex(rb"AT\+C[A-Z]{2,4}(=[0-9A-F\",]{0,30}|\?|=\?)?\r", fullmatch=True),
+        ),
+        max_size=12,
+    )
+)
+def test_any_bytes_get_framed_answers_and_never_an_exception(chunks: list[bytes]) -> None:
+    card = Euicc.create(None, eid=EID, fsync=False) if not _CARD else _CARD[0]
+    _CARD[:] = [card]
+    modem = Modem(card)
+    modem.echo = False
+    out = modem.receive(b"".join(chunks) + b"\r")  # the CR ends a line left unfinished
+    # Whatever came in, what goes out is complete CR LF framed lines.
+    assert out == b"" or (out.startswith(b"\r\n") and out.endswith(b"\r\n"))
+    modem.echo = False  # the input may have turned it on
+    assert run(modem, "AT") == b"\r\nOK\r\n"  # and the modem still answers
+
+
+_CARD: list[Euicc] = []

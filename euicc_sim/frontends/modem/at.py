@@ -226,14 +226,13 @@ def parse_command_line(line: bytes) -> list[AtCommand] | None:
     Raises:
         AtSyntaxError: the line starts with ``AT`` but its commands are malformed.
     """
-    try:
-        text = line.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise AtSyntaxError("non-ASCII characters in the command line") from exc
-    start = text.upper().find("AT")
+    start = line.upper().find(b"AT")  # V.250 §5.2.1: anything before the prefix is ignored
     if start < 0:
         return None
-    body = text[start + 2 :].strip()
+    try:
+        body = line[start + 2 :].decode("ascii").strip()
+    except UnicodeDecodeError as exc:
+        raise AtSyntaxError("non-ASCII characters in the command line") from exc
     if "\x00" in body:
         raise AtSyntaxError("NUL in the command line")
     basics, rest = _parse_basic(body)
