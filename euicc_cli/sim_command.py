@@ -405,8 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _default_level(args: argparse.Namespace) -> int:
-    # The servers log their start line and requests at INFO: shown unless asked otherwise.
-    return logging.INFO if args.command in ("smdpp", "eim") else logging.WARNING
+    # The servers (and the modem) log their start line and requests at INFO: shown unless
+    # asked otherwise.
+    return logging.INFO if args.command in ("smdpp", "eim", "modem") else logging.WARNING
 
 
 if __name__ == "__main__":

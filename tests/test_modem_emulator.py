@@ -224,6 +224,40 @@ def test_crsm_read_record_of_ef_dir_and_bad_parameters(card: Euicc) -> None:
     assert run(modem, "AT+CRSM=214,12258,0,0,1") == b"\r\n+CME ERROR: 50\r\n"
 
 
+class RecordingCard:
+    """Answers 90 00 to everything and records the APDUs (the edge of the +CRSM tests)."""
+
+    def __init__(self) -> None:
+        self.apdus: list[str] = []
+
+    def transmit(self, apdu: bytes) -> bytes:
+        self.apdus.append(bytes(apdu).hex().upper())
+        return b"\x90\x00"
+
+    def reset(self) -> bytes:
+        return b"\x3b\x00"
+
+
+@pytest.mark.parametrize(
+    ("line", "apdus"),
+    [
+        # UPDATE BINARY of EF.IMSI under ADF.USIM's path (TS 27.007 §8.18 <pathid>)
+        (
+            'AT+CRSM=214,28423,0,0,2,"0102","3F007FFF"',
+            ["00A40804047FFF6F07", "00D60000020102"],
+        ),
+        ('AT+CRSM=220,28476,3,4,2,"AABB"', ["00A40004026F3C", "00DC030402AABB"]),
+        ("AT+CRSM=178,12032,2,4,32", ["00A40004022F00", "00B2020420"]),
+        ("AT+CRSM=242", ["80F2000000"]),
+    ],
+)
+def test_crsm_sends_select_then_the_command(line: str, apdus: list[str]) -> None:
+    card = RecordingCard()
+    modem = quiet(card)
+    assert run(modem, line) == b"\r\n+CRSM: 144,0\r\n\r\nOK\r\n"
+    assert card.apdus == apdus
+
+
 def test_ccid_reads_the_enabled_profiles_iccid(card: Euicc) -> None:
     assert run(quiet(card), "AT+CCID") == f"\r\n+CCID: {ICCID}\r\n\r\nOK\r\n".encode()
 
