@@ -72,6 +72,10 @@ _MAX_CHANNEL = 19
 # +CME ERROR codes that mean "this command does not exist / is not allowed here".
 _CME_UNSUPPORTED = {3, 4}
 _CME_UNSUPPORTED_TEXT = {"operation not allowed", "operation not supported"}
+# +CPIN states that mean "a card is there and answering" (TS 27.007 §8.3): ISD-R is reachable
+# whether or not PIN1 has been entered.
+_CARD_PRESENT = ("READY", "SIM PIN", "SIM PUK")
+_CPIN_URCS = tuple(f"+CPIN: {state}" for state in _CARD_PRESENT)
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -140,7 +144,7 @@ class ModemQuirks:
     logical_channels: bool | None = None
     csim_channels: bool | None = None
     restart_urcs: tuple[str, ...] = (
-        "+CPIN: READY",
+        *_CPIN_URCS,
         "+QUSIM: 1",
         "+UUSIMSTAT: 6",
         "#QSS: 3",
@@ -154,8 +158,8 @@ MODEM_QUIRKS: dict[str, ModemQuirks] = {
     for q in (
         ModemQuirks("auto"),
         ModemQuirks("generic", logical_channels=True),
-        ModemQuirks("quectel", logical_channels=True, restart_urcs=("+CPIN: READY",)),
-        ModemQuirks("simcom", logical_channels=False, restart_urcs=("+CPIN: READY",)),
+        ModemQuirks("quectel", logical_channels=True, restart_urcs=_CPIN_URCS),
+        ModemQuirks("simcom", logical_channels=False, restart_urcs=_CPIN_URCS),
         ModemQuirks("ublox", logical_channels=True, restart_urcs=("+UUSIMSTAT: 6",)),
         ModemQuirks("telit", logical_channels=True, restart_urcs=("#QSS: 3",)),
         ModemQuirks(
@@ -540,7 +544,8 @@ class ModemTransport:
             reply = self._next_line(deadline)
             if reply is None:
                 # Some modules announce nothing: ask.
-                if any("READY" in i for i in self.command("AT+CPIN?", expect="+CPIN:")):
+                states = self.command("AT+CPIN?", expect="+CPIN:")
+                if any(i.split(":", 1)[-1].strip() in _CARD_PRESENT for i in states):
                     break
                 raise ModemTimeoutError("the card did not restart", command="reset")
             self._urc(reply)

@@ -310,6 +310,65 @@ def test_decode_imsi_rejects_an_empty_file() -> None:
         decode_imsi(b"\xff" * 9)
 
 
+class PinStub:
+    """PIN1 ``0000`` (3 tries) and PUK ``12345678`` as ETSI TS 102 221 §11.1.9/§11.1.13 answer
+    them; verification lasts until the next reset."""
+
+    def __init__(self) -> None:
+        self.tries, self.verified = 3, False
+        self.apdus: list[str] = []
+
+    def transmit(self, apdu: bytes) -> bytes:
+        self.apdus.append(apdu.hex().upper())
+        ins, data = apdu[1], apdu[5:]
+        if ins == 0x20 and apdu[3] == 0x01:
+            if self.tries == 0:
+                return b"\x69\x83"
+            if not data:
+                return b"\x90\x00" if self.verified else bytes((0x63, 0xC0 | self.tries))
+            if data == b"0000\xff\xff\xff\xff":
+                self.tries, self.verified = 3, True
+                return b"\x90\x00"
+            self.tries -= 1
+            return bytes((0x63, 0xC0 | self.tries)) if self.tries else b"\x69\x83"
+        if ins == 0x2C and data[:8] == b"12345678":
+            self.tries, self.verified = 3, True
+            return b"\x90\x00"
+        return b"\x6d\x00"
+
+    def reset(self) -> bytes:
+        self.verified = False
+        return b"\x3b\x00"
+
+
+def test_cpin_reads_verifies_and_unblocks_pin1() -> None:
+    card = PinStub()
+    modem = quiet(card)
+    run(modem, "AT+CMEE=1")
+    assert run(modem, "AT+CPIN?") == b"\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n"
+    assert run(modem, 'AT+CPIN="1111"') == b"\r\n+CME ERROR: 16\r\n"
+    assert card.apdus[-1] == "002000010831313131FFFFFFFF"
+    assert run(modem, 'AT+CPIN="0000"') == b"\r\nOK\r\n"
+    assert run(modem, "AT+CPIN?") == b"\r\n+CPIN: READY\r\n\r\nOK\r\n"
+    assert run(modem, 'AT+CPIN="0000"') == b"\r\n+CME ERROR: 3\r\n"  # nothing to enter
+    # A reset forgets the verification: the ready URC says so.
+    assert run(modem, "AT+CFUN=1,1") == b"\r\nOK\r\n\r\n+CPIN: SIM PIN\r\n"
+    for _ in range(3):
+        run(modem, 'AT+CPIN="9999"')
+    assert run(modem, "AT+CPIN?") == b"\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n"
+    assert run(modem, 'AT+CPIN="0000"') == b"\r\n+CME ERROR: 12\r\n"
+    assert run(modem, 'AT+CPIN="12345678","0000"') == b"\r\nOK\r\n"
+    assert card.apdus[-1] == "002C0001103132333435363738" + "30303030FFFFFFFF"
+    assert run(modem, 'AT+CPIN="12a"') == b"\r\n+CME ERROR: 3\r\n"  # READY again
+
+
+def test_cpin_on_a_card_without_pins_is_ready(card: Euicc) -> None:
+    modem = quiet(card)
+    run(modem, "AT+CMEE=1")
+    assert run(modem, "AT+CPIN?") == b"\r\n+CPIN: READY\r\n\r\nOK\r\n"
+    assert run(modem, 'AT+CPIN="0000"') == b"\r\n+CME ERROR: 3\r\n"
+
+
 # -- REFRESH (ETSI TS 102 223 §6.4.7) -------------------------------------------------------------
 
 

@@ -19,6 +19,9 @@ from collections.abc import Callable
 
 __all__ = [
     "CRSM_COMMANDS",
+    "PinState",
+    "pin_state",
+    "verify_pin",
     "SimAccessError",
     "crsm",
     "decode_imsi",
@@ -60,14 +63,27 @@ def transmit_t0(transmit: Transmit, apdu: bytes) -> tuple[bytes, int]:
 
 
 def _select(transmit: Transmit, fileid: int | None, path: bytes | None) -> tuple[bytes, int]:
-    """SELECT (FCP wanted) by path from the MF, or by file identifier."""
+    """SELECT (FCP wanted) by path from the MF, or by file identifier.
+
+    A path through ``7FFF`` (the current application's ADF, TS 102 221 §8.4.2) needs an
+    application: when the card has none selected yet, the MT activates the USIM first, as a
+    module does at start-up.
+    """
     if path is not None:
         if path[:2] == _MF.to_bytes(2, "big"):
             path = path[2:]
         target = path + (fileid.to_bytes(2, "big") if fileid is not None else b"")
         if not target:
             return transmit_t0(transmit, b"\x00\xa4\x00\x04\x02\x3f\x00")
-        return transmit_t0(transmit, bytes((0x00, 0xA4, 0x08, 0x04, len(target))) + target)
+        select = bytes((0x00, 0xA4, 0x08, 0x04, len(target))) + target
+        fcp, sw = transmit_t0(transmit, select)
+        if sw == 0x6A82 and target[:2] == b"\x7f\xff":
+            try:
+                _select_usim(transmit)
+            except SimAccessError:
+                return fcp, sw
+            fcp, sw = transmit_t0(transmit, select)
+        return fcp, sw
     if fileid is None:
         return b"", 0x9000
     return transmit_t0(transmit, b"\x00\xa4\x00\x04\x02" + fileid.to_bytes(2, "big"))
@@ -132,6 +148,13 @@ def _usim_aid(transmit: Transmit) -> bytes:
     raise SimAccessError(0x6A82, "no USIM application in EF.DIR")
 
 
+def _select_usim(transmit: Transmit) -> None:
+    aid = _usim_aid(transmit)
+    _, sw = transmit_t0(transmit, bytes((0x00, 0xA4, 0x04, 0x04, len(aid))) + aid)
+    if sw != 0x9000:
+        raise SimAccessError(sw, "SELECT ADF.USIM")
+
+
 def decode_imsi(data: bytes) -> str:
     """The IMSI digits of EF.IMSI (TS 31.102 §4.2.2: length byte, then BCD after a parity
     nibble).
@@ -158,10 +181,7 @@ def read_imsi(transmit: Transmit) -> str:
         SimAccessError: no USIM, or the card refused a step.
         ValueError: EF.IMSI is not an IMSI.
     """
-    aid = _usim_aid(transmit)
-    _, sw = transmit_t0(transmit, bytes((0x00, 0xA4, 0x04, 0x04, len(aid))) + aid)
-    if sw != 0x9000:
-        raise SimAccessError(sw, "SELECT ADF.USIM")
+    _select_usim(transmit)
     _, sw = transmit_t0(transmit, b"\x00\xa4\x00\x04\x02\x6f\x07")
     if sw != 0x9000:
         raise SimAccessError(sw, "SELECT EF.IMSI")
@@ -169,3 +189,48 @@ def read_imsi(transmit: Transmit) -> str:
     if sw != 0x9000:
         raise SimAccessError(sw, "READ BINARY EF.IMSI")
     return decode_imsi(data)
+
+
+# -- PIN1 (TS 102 221 §11.1.9 VERIFY PIN, §11.1.13 UNBLOCK PIN) ----------------------------------
+
+#: +CPIN states (TS 27.007 §8.3) the MT derives from PIN1's verification status.
+PinState = str  # "READY", "SIM PIN" or "SIM PUK"
+_PIN1 = 0x01
+
+
+def pin_state(transmit: Transmit) -> PinState:
+    """``READY``, ``SIM PIN`` or ``SIM PUK``, from VERIFY PIN1 without data.
+
+    The card answers ``90 00`` when PIN1 is verified or disabled, ``63 Cx`` with ``x`` tries
+    left when it is not, ``69 83`` when it is blocked. A card without PINs (VERIFY unknown,
+    no PIN1) is ``READY``.
+    """
+    sw = int.from_bytes(transmit(bytes((0x00, 0x20, 0x00, _PIN1)))[-2:], "big")
+    if sw & 0xFFF0 == 0x63C0:
+        return "SIM PIN" if sw & 0x0F else "SIM PUK"
+    if sw == 0x6983:
+        return "SIM PUK"
+    return "READY"
+
+
+def _pin_block(pin: str) -> bytes:
+    if not 4 <= len(pin) <= 8 or not pin.isdigit():
+        raise ValueError("a PIN is 4 to 8 digits")
+    return pin.encode("ascii").ljust(8, b"\xff")
+
+
+def verify_pin(transmit: Transmit, pin: str, new_pin: str | None = None) -> int:
+    """VERIFY PIN1 with ``pin`` or, with ``new_pin``, UNBLOCK PIN1 with PUK ``pin``; returns
+    the status word.
+
+    Raises:
+        ValueError: a PIN that is not 4 to 8 digits.
+    """
+    if new_pin is None:
+        apdu = bytes((0x00, 0x20, 0x00, _PIN1, 0x08)) + _pin_block(pin)
+    else:
+        puk = pin.encode("ascii")
+        if len(puk) != 8 or not pin.isdigit():
+            raise ValueError("a PUK is 8 digits")
+        apdu = bytes((0x00, 0x2C, 0x00, _PIN1, 0x10)) + puk + _pin_block(new_pin)
+    return int.from_bytes(transmit(apdu)[-2:], "big")

@@ -13,7 +13,8 @@ Commands (TS 27.007 section, V.250 for the basic ones):
 ``+CMEE``      0 ``ERROR`` / 1 numeric / 2 verbose ``+CME ERROR`` (§9.1)
 ``+CFUN``      0 card off, 1 full (card on; ``+CFUN=1,1`` resets it), 4 RF off (card on)
                (§8.2); powering the card up emits the profile's ready URCs
-``+CPIN?``     ``+CPIN: READY`` while the card is on (§8.3)
+``+CPIN``      ``+CPIN: READY``/``SIM PIN``/``SIM PUK`` from PIN1's status; ``+CPIN=<pin>``
+               verifies PIN1, ``+CPIN=<puk>,<newpin>`` unblocks it (§8.3)
 ``+CSIM``      ``<length>,<command>`` raw APDU on the basic channel or, where the profile
                allows, with a logical channel in its CLA (§8.17)
 ``+CCHO``      MANAGE CHANNEL open + SELECT by AID; answers the session id (§8.45)
@@ -52,7 +53,16 @@ from .at import (
     info,
     parse_command_line,
 )
-from .files import CRSM_COMMANDS, SimAccessError, crsm, read_iccid, read_imsi, transmit_t0
+from .files import (
+    CRSM_COMMANDS,
+    SimAccessError,
+    crsm,
+    pin_state,
+    read_iccid,
+    read_imsi,
+    transmit_t0,
+    verify_pin,
+)
 from .quirks import PROFILES, Quirks
 from .terminal import (
     REFRESH,
@@ -77,7 +87,10 @@ _MAX_PROACTIVE = 8
 CME_OPERATION_NOT_ALLOWED = 3
 CME_NOT_SUPPORTED = 4
 CME_SIM_NOT_INSERTED = 10
+CME_SIM_PIN_REQUIRED = 11
+CME_SIM_PUK_REQUIRED = 12
 CME_SIM_FAILURE = 13
+CME_INCORRECT_PASSWORD = 16
 CME_INVALID_INDEX = 21
 CME_INCORRECT_PARAMETERS = 50
 CME_NOT_FOUND = 100
@@ -162,7 +175,16 @@ class Modem:
 
     def power_on(self) -> bytes:
         """What the modem emits when it starts: the ready URCs of its card."""
-        return b"".join(self._urc(u) for u in self.quirks.ready_urcs)
+        return b"".join(self._ready_urcs())
+
+    def _ready_urcs(self) -> list[bytes]:
+        """The profile's ready URCs; ``+CPIN: SIM PIN``/``SIM PUK`` in place of ``+CPIN:
+        READY`` while PIN1 waits to be verified."""
+        state = pin_state(self.card.transmit)
+        return [
+            self._urc(f"+CPIN: {state}" if u == "+CPIN: READY" else u)
+            for u in self.quirks.ready_urcs
+        ]
 
     def receive(self, data: bytes) -> bytes:
         """Process bytes from the TE; return the bytes to send back."""
@@ -291,7 +313,7 @@ class Modem:
         self.card.reset()
         self.resets += 1
         self.card_on = True
-        self._pending += [self._urc(u) for u in self.quirks.ready_urcs]
+        self._pending += self._ready_urcs()
 
     # -- V.250 basic commands --------------------------------------------------------------
 
@@ -362,10 +384,29 @@ class Modem:
     def _cpin(self, cmd: AtCommand) -> bytes:
         if cmd.kind is CommandKind.TEST:
             return b""
-        if cmd.kind is not CommandKind.READ:
-            raise _CmeError(CME_OPERATION_NOT_ALLOWED)  # no PIN to enter on this card
         self._require_card()
-        return info("+CPIN: READY")
+        state = pin_state(self.card.transmit)
+        if cmd.kind is CommandKind.READ:
+            return info(f"+CPIN: {state}")
+        if cmd.kind is not CommandKind.SET or not cmd.args:
+            raise _PlainError
+        if state == "READY":
+            raise _CmeError(CME_OPERATION_NOT_ALLOWED)  # nothing to enter
+        pin = cmd.args[0].text
+        new_pin = cmd.args[1].text if len(cmd.args) > 1 else None
+        if state == "SIM PUK" and new_pin is None:
+            raise _CmeError(CME_SIM_PUK_REQUIRED)
+        try:
+            sw = verify_pin(self.card.transmit, pin, new_pin)
+        except ValueError as exc:
+            raise _CmeError(CME_INCORRECT_PARAMETERS) from exc
+        if sw == 0x9000:
+            return b""
+        if sw == 0x6983:
+            raise _CmeError(CME_SIM_PUK_REQUIRED)
+        if sw & 0xFFF0 == 0x63C0:
+            raise _CmeError(CME_INCORRECT_PASSWORD if sw & 0x0F else CME_SIM_PUK_REQUIRED)
+        raise _CmeError(CME_SIM_FAILURE)
 
     def _csim(self, cmd: AtCommand) -> bytes:
         if cmd.kind is CommandKind.TEST:
@@ -483,7 +524,11 @@ class Modem:
         self._require_card()
         try:
             return info(read_imsi(self._card_transmit))
-        except (SimAccessError, ValueError) as exc:
+        except SimAccessError as exc:
+            log.debug("+CIMI: %s", exc)
+            pin_needed = exc.sw == 0x6982  # EF.IMSI is read under PIN1 (TS 31.102 §4.2.2)
+            raise _CmeError(CME_SIM_PIN_REQUIRED if pin_needed else CME_SIM_FAILURE) from exc
+        except ValueError as exc:
             log.debug("+CIMI: %s", exc)
             raise _CmeError(CME_SIM_FAILURE) from exc
 
