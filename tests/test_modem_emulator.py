@@ -34,10 +34,17 @@ EID = "89049032123451234512345678901235"
 AID_HEX = ISD_R.hex().upper()
 
 
+#: DISABLE PIN1 with the TS.48 value (ETSI TS 102 221 §11.1.12): a card whose profile has
+#: PIN1 enabled then answers +CPIN: READY like one without PINs.
+DISABLE_PIN1 = bytes.fromhex("002600010830303030FFFFFFFF")
+
+
 @pytest.fixture
 def card() -> Euicc:
     card = Euicc.create(None, eid=EID, fsync=False)
     card.preload(PACKAGE.read_bytes(), enable=True)
+    card.reset()  # the enabled profile's file system shows from the next reset on
+    card.transmit(DISABLE_PIN1)
     return card
 
 
@@ -47,6 +54,7 @@ def run(modem: Modem, line: str) -> bytes:
 
 def quiet(card: object, quirks: str = "generic") -> Modem:
     modem = Modem(card, quirks_named(quirks))  # type: ignore[arg-type]
+    modem.power_on()
     assert run(modem, "ATE0") == b"ATE0\r\r\nOK\r\n"  # echoed: echo was on until now
     return modem
 
@@ -254,6 +262,7 @@ class RecordingCard:
 def test_crsm_sends_select_then_the_command(line: str, apdus: list[str]) -> None:
     card = RecordingCard()
     modem = quiet(card)
+    card.apdus.clear()  # the power-up's PIN1 status check
     assert run(modem, line) == b"\r\n+CRSM: 144,0\r\n\r\nOK\r\n"
     assert card.apdus == apdus
 
@@ -369,6 +378,35 @@ def test_cpin_on_a_card_without_pins_is_ready(card: Euicc) -> None:
     assert run(modem, 'AT+CPIN="0000"') == b"\r\n+CME ERROR: 3\r\n"
 
 
+def test_pin_cimi_and_crsm_on_the_enabled_profiles_usim() -> None:
+    """The emulated card's own USIM (TS.48 profile A: PIN1 0000, IMSI 001010123456063)."""
+    card = Euicc.create(None, fsync=False)
+    card.preload(PACKAGE.read_bytes(), enable=True)
+    modem = quiet(card)
+    if b"A0000000871002" not in run(modem, "AT+CRSM=178,12032,1,4,0"):
+        pytest.skip("the card shows no USIM file system")
+    run(modem, "AT+CMEE=1")
+    assert run(modem, "AT+CPIN?") == b"\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n"
+    assert run(modem, "AT+CIMI") == b"\r\n+CME ERROR: 11\r\n"
+    assert run(modem, 'AT+CPIN="0000"') == b"\r\nOK\r\n"
+    assert run(modem, "AT+CIMI") == b"\r\n001010123456063\r\n\r\nOK\r\n"
+    usim = ',,"3F007FFF"'
+    assert run(modem, "AT+CRSM=176,28423,0,0,9" + usim) == (
+        b'\r\n+CRSM: 144,0,"080910101032540636"\r\n\r\nOK\r\n'
+    )
+    # EF.LOCI is updated under PIN1, EF.IMSI under ADM only (TS 31.102 §4.2.17, §4.2.2).
+    loci = "FFFFFFFF00F11000FFFE01"
+    assert run(modem, f'AT+CRSM=214,28542,0,0,11,"{loci}","3F007FFF"') == (
+        b"\r\n+CRSM: 144,0\r\n\r\nOK\r\n"
+    )
+    assert run(modem, "AT+CRSM=176,28542,0,0,11" + usim) == (
+        f'\r\n+CRSM: 144,0,"{loci}"\r\n\r\nOK\r\n'.encode()
+    )
+    assert run(modem, 'AT+CRSM=214,28423,0,0,9,"080910109999999999","3F007FFF"') == (
+        b"\r\n+CRSM: 105,130\r\n\r\nOK\r\n"
+    )
+
+
 # -- REFRESH (ETSI TS 102 223 §6.4.7) -------------------------------------------------------------
 
 
@@ -392,7 +430,7 @@ def test_refresh_uicc_reset_is_carried_out_by_the_mt_and_announced(card: Euicc) 
     assert reply.endswith(
         b'9000"\r\n\r\nOK\r\n\r\n+CPIN: READY\r\n\r\n+QSIMSTAT: 1,1\r\n\r\n+QUSIM: 1\r\n'
     )
-    assert (stub.fetches, stub.resets, stub.terminal_responses) == (1, 1, [])
+    assert (stub.fetches, stub.resets, stub.terminal_responses) == (1, 2, [])  # power-up too
     run(modem, "AT+CMEE=1")
     assert run(modem, 'AT+CGLA=1,10,"80CA005A00"') == b"\r\n+CME ERROR: 21\r\n"
 
@@ -403,7 +441,7 @@ def test_refresh_without_reset_gets_a_terminal_response_and_the_refresh_urc(card
     stub.armed = True
     reply = run(modem, 'AT+CSIM=10,"0070000001"')
     assert reply == b'\r\n+CSIM: 6,"019000"\r\n\r\nOK\r\n\r\n+UUSIMSTAT: 9\r\n'  # not 9109
-    assert stub.resets == 0
+    assert stub.resets == 1  # the power-up only
     assert stub.terminal_responses == [bytes.fromhex("801400000C810301010182028281830100")]
 
 
@@ -412,7 +450,7 @@ def test_refresh_eucc_profile_state_change_resets_the_card(card: Euicc) -> None:
     modem = quiet(stub)
     stub.armed = True
     assert run(modem, 'AT+CSIM=10,"0070000001"').endswith(b"\r\n+CPIN: READY\r\n")
-    assert stub.resets == 1
+    assert stub.resets == 2  # power-up and REFRESH
 
 
 # -- every quirks profile through a real pseudo-terminal -----------------------------------------

@@ -174,7 +174,9 @@ class Modem:
     # -- byte interface ------------------------------------------------------------------
 
     def power_on(self) -> bytes:
-        """What the modem emits when it starts: the ready URCs of its card."""
+        """Power the card up (a cold reset, so it shows the profile enabled now) and return
+        what the modem emits when it starts: the ready URCs of its card."""
+        self.card.reset()
         return b"".join(self._ready_urcs())
 
     def _ready_urcs(self) -> list[bytes]:
