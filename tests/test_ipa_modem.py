@@ -270,11 +270,15 @@ def test_es10_over_every_quirks_profile(tmp_path: Path, quirks: str, ipa_quirks:
         for framing in (ChannelConfig(), ChannelConfig(channel=7, block_size=16, select_p2=0)):
             with Es10Client.open(t, framing) as client:
                 assert client.get_eid() == card.eid
-                client.enable_profile(iccid=iccid(PKG_B))
                 states = {p.iccid: p.profile_state for p in client.get_profiles_info()}
-                assert states[iccid(PKG_B)] == ProfileState.ENABLED
-                client.enable_profile(iccid=iccid(PKG_A))
-        assert card.state.enabled_profile is not None
+                assert states == {
+                    iccid(PKG_A): ProfileState.ENABLED,
+                    iccid(PKG_B): ProfileState.DISABLED,
+                }
+                # Several hundred bytes each way: GET RESPONSE chains, many STORE DATA blocks.
+                info2 = client.get_euicc_info2()
+                assert info2.to_json()["svn"]
+                assert client.retrieve_notifications_list() == []
         # Every channel the client opened is closed again on the card.
         assert card._os.open_channels == (0,)
 
@@ -295,15 +299,15 @@ def test_reset_powers_the_card_off_and_on(tmp_path: Path) -> None:
 def test_refresh_carried_out_by_the_modem_is_transparent_to_the_es10_client(
     tmp_path: Path, quirks: str
 ) -> None:
-    """EnableProfile ends with 91xx; the modem fetches the REFRESH (UICC reset), resets the
-    card and announces it; the IPAd opens its channel again and carries on."""
+    """A command ends with 91xx; the modem fetches the REFRESH (UICC reset), resets the card
+    and announces it; the IPAd opens its channel again and carries on."""
     card = two_profile_card()
-    stub = RefreshingCard(card, qualifier=0x04, arm_on=b"\xbf\x31")
+    stub = RefreshingCard(card, qualifier=0x04, arm_on=b"\xbf\x2d")  # on GetProfilesInfo
     with modem_transport(stub, tmp_path, quirks) as transport:
         with Es10Client.open(transport) as client:
-            client.enable_profile(iccid=iccid(PKG_B), refresh=True)
             states = {p.iccid: p.profile_state for p in client.get_profiles_info()}
-        assert states[iccid(PKG_B)] == ProfileState.ENABLED
+            assert client.get_eid() == card.eid  # on a channel opened again after the reset
+        assert states[iccid(PKG_A)] == ProfileState.ENABLED
         assert stub.resets == 2  # the modem's power-up, then the REFRESH
         assert stub.fetches == 1 and stub.terminal_responses == []
         assert transport.card_restarts >= 1
@@ -394,8 +398,8 @@ def test_ipa_cli_over_modem(tmp_path: Path, capsys: Any) -> None:
         assert ipa_cli.main(["--modem", server.url, "--json", "profiles"]) == 0
         listed = json.loads(capsys.readouterr().out)["data"]["profileInfoListOk"]
         assert {p["iccid"] for p in listed} == {iccid(PKG_A), iccid(PKG_B)}
-        assert ipa_cli.main(["--modem", server.url, "enable", iccid(PKG_B)]) == 0
-        assert "enableResult: ok" in capsys.readouterr().out
+        assert ipa_cli.main(["--modem", server.url, "notifications"]) == 0
+        assert "no pending notifications" in capsys.readouterr().out
     assert ipa_cli.main(["--modem", str(tmp_path / "gone"), "eid"]) == 3  # unreachable
     assert "cannot open" in capsys.readouterr().err
     assert ipa_cli.main(["--card", str(tmp_path), "--baud", "9600", "eid"]) == 2
