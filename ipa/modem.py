@@ -466,13 +466,15 @@ class ModemTransport:
         return b"\x6a\x86"
 
     def _close_real(self, channel: _Channel) -> None:
+        if channel.stale:
+            return  # the card's restart closed it; its old session id means nothing now
         try:
             if channel.session is not None:
                 self.cchc(channel.session)
             elif channel.real:
                 self.csim(bytes((0x00, 0x70, 0x80, channel.real)))
         except ModemErrorReply as exc:
-            if not channel.stale:
+            if not channel.stale:  # a restart URC that came with the answer
                 raise
             log.debug("closing a channel the card reset already closed: %s", exc)
 
@@ -491,7 +493,10 @@ class ModemTransport:
             except CmeError as exc:
                 unsupported = exc.code in _CME_UNSUPPORTED or exc.text in _CME_UNSUPPORTED_TEXT
                 if route.cgla or not unsupported:
-                    return _SW_NOT_FOUND  # the module has +CCHO: the AID is not there
+                    # The module has +CCHO: the application cannot be selected (SELECT's own
+                    # status word does not come through +CCHO).
+                    log.info("%s", exc)
+                    return _SW_NOT_FOUND
                 route.cgla = False
             except ModemErrorReply:
                 if route.cgla:
