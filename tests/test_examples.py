@@ -44,3 +44,12 @@ def test_modem_session_talks_at_to_the_emulated_modem() -> None:
     assert len(eids) == 3 and len(set(eids)) == 1  # raw CGLA, ipa.modem and the card agree
     assert '< +CRSM: 144,0,"989444999999990920F3"' in out
     assert out.rstrip().endswith("session finished")
+
+
+def test_usim_startup_reads_imsi_and_authenticates() -> None:
+    out = run("usim_startup.py")
+    assert "application A0000000871002FF49FF0589 USIM" in out
+    assert "EF.IMSI 001010123456063" in out
+    assert "== XRES: authenticated" in out
+    assert "synchronisation failure: the card's SQN_MS is 32" in out
+    assert out.rstrip().endswith("start-up finished")
