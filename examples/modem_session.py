@@ -5,7 +5,8 @@ makes a card with a TS.48 test profile enabled, puts it behind ``euicc-sim modem
 thread; ``euicc-sim modem DIR --pty PATH`` does the same from a shell), opens the pty with
 pyserial and talks AT to it:
 
-* ``ATI``, ``AT+CPIN?``, ``AT+CCID`` (the modem reads EF.ICCID itself);
+* ``ATI``, ``AT+CPIN?`` and ``AT+CPIN="0000"`` (PIN1), ``AT+CIMI`` and ``AT+CCID`` (the modem
+  reads EF.IMSI and EF.ICCID itself);
 * ``AT+CCHO`` opens a logical channel to ISD-R, ``AT+CGLA`` sends ES10c GetEID
   (``BF3E 03 5C 01 5A`` in STORE DATA) on it, ``AT+CCHC`` closes it;
 * ``AT+CRSM`` reads EF.ICCID by file id, the restricted way;
@@ -66,7 +67,9 @@ def main() -> None:
                 at(port, "ATE0")
                 at(port, "AT+CMEE=2")
                 at(port, "ATI")
-                at(port, "AT+CPIN?")
+                if "+CPIN: SIM PIN" in at(port, "AT+CPIN?"):
+                    at(port, 'AT+CPIN="0000"')  # the TS.48 profiles' PIN1
+                at(port, "AT+CIMI")  # EF.IMSI of the enabled profile's USIM
                 at(port, "AT+CCID")
                 session = at(port, f'AT+CCHO="{ISD_R}"')[0].split(":")[-1].strip()
                 get_eid = "80E2910006BF3E035C015A"

@@ -43,6 +43,7 @@ def test_modem_session_talks_at_to_the_emulated_modem() -> None:
     eids = [line.split(":")[1].strip() for line in out.splitlines() if "EID" in line]
     assert len(eids) == 3 and len(set(eids)) == 1  # raw CGLA, ipa.modem and the card agree
     assert '< +CRSM: 144,0,"989444999999990920F3"' in out
+    assert "> AT+CIMI\n< 001010123456063\n< OK" in out
     assert out.rstrip().endswith("session finished")
 
 

@@ -383,8 +383,7 @@ def test_pin_cimi_and_crsm_on_the_enabled_profiles_usim() -> None:
     card = Euicc.create(None, fsync=False)
     card.preload(PACKAGE.read_bytes(), enable=True)
     modem = quiet(card)
-    if b"A0000000871002" not in run(modem, "AT+CRSM=178,12032,1,4,0"):
-        pytest.skip("the card shows no USIM file system")
+    assert b'"61144F0CA0000000871002' in run(modem, "AT+CRSM=178,12032,1,4,0")  # EF.DIR
     run(modem, "AT+CMEE=1")
     assert run(modem, "AT+CPIN?") == b"\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n"
     assert run(modem, "AT+CIMI") == b"\r\n+CME ERROR: 11\r\n"
