@@ -314,6 +314,22 @@ def test_refresh_carried_out_by_the_modem_is_transparent_to_the_es10_client(
     assert card._os.open_channels == (0,)
 
 
+def test_refresh_after_a_profile_switch_is_carried_out_by_the_modem(tmp_path: Path) -> None:
+    """The card's own REFRESH (EnableProfile with refreshFlag): the modem fetches it, resets
+    the card, announces it; the ES10 client carries on and the new profile's USIM shows."""
+    pytest.importorskip("euicc_sim.proactive", reason="the card has no proactive REFRESH")
+    card = Euicc.create(None, fsync=False, kind="consumer")  # type: ignore[call-arg]
+    card.preload((TS48 / PKG_A).read_bytes(), enable=True)
+    card.preload((TS48 / PKG_B).read_bytes())
+    with modem_transport(card, tmp_path, "quectel") as transport:
+        with Es10Client.open(transport) as client:
+            client.enable_profile(iccid=iccid(PKG_B), refresh=True)
+            states = {p.iccid: p.profile_state for p in client.get_profiles_info()}
+        assert transport.card_restarts >= 1
+        assert transport.command("AT+QCCID", expect="+QCCID:") == [f"+QCCID: {iccid(PKG_B)}"]
+    assert states[iccid(PKG_B)] == ProfileState.ENABLED
+
+
 # -- a profile download from the reference SM-DP+ over the modem -----------------------------
 
 
