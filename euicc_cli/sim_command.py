@@ -251,6 +251,40 @@ def _serve(args: argparse.Namespace, out: Output) -> None:
     out.success(message="stopped")
 
 
+def _modem_args(p: CommandParser) -> None:
+    from euicc_sim.frontends.modem.serve import add_modem_arguments
+
+    add_modem_arguments(p)
+
+
+def _modem(args: argparse.Namespace, out: Output) -> None:
+    """Serve a card behind an emulated AT modem until Ctrl-C or SIGTERM (JSON Lines)."""
+    from euicc_sim.frontends.modem import Modem, quirks_named
+    from euicc_sim.frontends.modem.serve import (
+        ModemServer,
+        parse_tcp_address,
+        serve_until_signalled,
+    )
+
+    address = None
+    if args.tcp is not None:
+        try:
+            address = parse_tcp_address(args.tcp)
+        except ValueError as exc:
+            raise UsageError(f"--tcp: {exc}") from None
+    card = _open(args.directory)
+    modem = Modem(card, quirks_named(args.quirks))
+    server = ModemServer(modem, pty_path=args.pty, address=address)
+    out.event(
+        "serving",
+        {"eid": card.eid, "directory": args.directory, "quirks": args.quirks, "port": server.url},
+        text=f"euicc-sim modem ({args.quirks}) for EID {card.eid} on {server.url}",
+    )
+    out.stdout.flush()  # a script waits for this line before it opens the port
+    serve_until_signalled(server)
+    out.success(message="stopped")
+
+
 def _server(run: Callable[[argparse.Namespace], int], what: str) -> Callable[..., None]:
     """A reference server's command: announce it (JSON Lines), run it until stopped."""
 
@@ -360,6 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1:35963",
         help="where vpcd listens (default 127.0.0.1:35963); further cards on the next ports",
     )
+    add(
+        "modem",
+        _modem,
+        "serve the card in DIR behind an emulated AT modem (pty or TCP)",
+        build=_modem_args,
+    )
     add("smdpp", None, "run the reference SM-DP+ (ES9+ over HTTPS)", build=_smdpp_args)
     add("eim", None, "run the reference eIM (ESipa over HTTPS, operator API)", build=_eim_args)
     return parser
@@ -375,8 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _default_level(args: argparse.Namespace) -> int:
-    # The servers log their start line and requests at INFO: shown unless asked otherwise.
-    return logging.INFO if args.command in ("smdpp", "eim") else logging.WARNING
+    # The servers (and the modem) log their start line and requests at INFO: shown unless
+    # asked otherwise.
+    return logging.INFO if args.command in ("smdpp", "eim", "modem") else logging.WARNING
 
 
 if __name__ == "__main__":
