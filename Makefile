@@ -28,6 +28,8 @@ test: $(STAMP)
 	scripts/setup-pcsc.sh || echo "PC/SC stack not available: the pcsc tests will skip"
 	$(BIN)/ruff check euicc_protocol euicc_sim ipa euicc_servers euicc_cli tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/mkdocs build --strict --quiet --site-dir .site
 	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)
@@ -39,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/es10.py --json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis .site build dist *.egg-info
