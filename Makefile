@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean pcsc
+.PHONY: demo test lint bench clean pcsc docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The documentation site (docs/ + API reference from the docstrings) into .site/.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir .site
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/es10.py --json
+	$(BIN)/python benchmarks/cli.py --json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis .site build dist *.egg-info

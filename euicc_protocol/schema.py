@@ -36,9 +36,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import asn1tools
-from asn1tools.codecs import ber as _ber
-from asn1tools.codecs import der as _der
+from euicc_protocol import asn1tools_import
+
+# The codecs without asn1tools' grammar parser: a cached schema needs no parsing (start-up).
+_ber, _der = asn1tools_import.codecs()
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def _resolve_integer_defaults(parsed: dict[str, Any]) -> None:
 
 def _source_digest() -> str:
     h = hashlib.sha256()
-    h.update(f"{_CACHE_FORMAT}|{asn1tools.__version__}|{sys.version_info[:2]}".encode())
+    h.update(f"{_CACHE_FORMAT}|{asn1tools_import.version()}|{sys.version_info[:2]}".encode())
     for name in MODULE_FILES:
         h.update(name.encode())
         h.update((ASN1_DIR / name).read_bytes())
@@ -156,6 +157,7 @@ def cache_dir() -> Path:
 
 
 def _compile() -> Any:
+    asn1tools = asn1tools_import.full()
     parsed = asn1tools.parse_files([str(ASN1_DIR / n) for n in MODULE_FILES])
     _resolve_integer_defaults(parsed)
     return asn1tools.compile_dict(parsed, "der")

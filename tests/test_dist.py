@@ -85,7 +85,7 @@ def venv(dist: tuple[Path, Path, str], tmp_path_factory: pytest.TempPathFactory)
     the test environment's site-packages through a .pth file, so no index is needed)."""
     wheel, _, _ = dist
     home = tmp_path_factory.mktemp("venv")
-    run([sys.executable, "-m", "venv", "--without-pip", str(home / "env")], cwd=home)
+    run([sys.executable, "-m", "venv", str(home / "env")], cwd=home)
     python = home / "env" / "bin" / "python"
     purelib = Path(
         subprocess.check_output(
@@ -93,11 +93,11 @@ def venv(dist: tuple[Path, Path, str], tmp_path_factory: pytest.TempPathFactory)
             text=True,
         ).strip()
     )
-    # Dependencies only: a .pth line adds the directory, and .pth files inside it (the
-    # editable install of this checkout) are not processed.
+    run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+        cwd=home)  # fmt: skip
+    # Then the dependencies: a .pth line adds the test environment's site-packages (after the
+    # venv's own, and .pth files inside it, such as an editable install, are not processed).
     (purelib / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-         str(purelib), str(wheel)], cwd=home)  # fmt: skip
     return python
 
 
