@@ -492,3 +492,39 @@ def test_broken_pipe_ends_quietly(card: str) -> None:
         )
     assert done.returncode == 141
     assert b"Traceback" not in done.stderr and b"Exception ignored" not in done.stderr
+
+
+def test_serve_streams_json_lines_and_stops_cleanly_on_ctrl_c(card: str) -> None:
+    """``euicc-sim serve --json``: one ``serving`` line per card, the envelope last, exit 0."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a free port: nobody listens there, the card keeps retrying
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    argv = [sys.executable, "-m", "euicc_sim", "serve", card, "--vpcd", f"127.0.0.1:{port}"]
+    child = subprocess.Popen(
+        [*argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert child.stdout is not None
+        first = json.loads(child.stdout.readline())
+        child.send_signal(signal.SIGINT)
+        rest, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert first == {
+        "event": "serving",
+        "eid": EID,
+        "directory": card,
+        "host": "127.0.0.1",
+        "port": port,
+    }
+    (last,) = [json.loads(line) for line in rest.splitlines()]
+    assert (last["ok"], last["code"], last["message"]) == (True, 0, "stopped")
+    assert child.returncode == 0 and "Traceback" not in err
