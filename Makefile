@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(BIN)/ruff check euicc_protocol euicc_sim ipa euicc_servers euicc_cli tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/mkdocs build --strict --quiet --site-dir .site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir .site
 	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)
@@ -39,7 +39,7 @@ lint: $(STAMP)
 
 # The documentation site (docs/ + API reference from the docstrings) into .site/.
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict --site-dir .site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .site
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/es10.py --json

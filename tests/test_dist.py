@@ -85,16 +85,18 @@ def venv(dist: tuple[Path, Path, str], tmp_path_factory: pytest.TempPathFactory)
     the test environment's site-packages through a .pth file, so no index is needed)."""
     wheel, _, _ = dist
     home = tmp_path_factory.mktemp("venv")
-    run([sys.executable, "-m", "venv", str(home / "env")], cwd=home)
+    run([sys.executable, "-m", "venv", str(home / "env")], cwd=home, env=clean_env())
     python = home / "env" / "bin" / "python"
     purelib = Path(
         subprocess.check_output(
             [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
             text=True,
+            env=clean_env(),
         ).strip()
     )
+    # (Without the checkout on PYTHONPATH: pip would take its egg-info for an installation.)
     run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
-        cwd=home)  # fmt: skip
+        cwd=home, env=clean_env())  # fmt: skip
     # Then the dependencies: a .pth line adds the test environment's site-packages (after the
     # venv's own, and .pth files inside it, such as an editable install, are not processed).
     (purelib / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
