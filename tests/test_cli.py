@@ -245,8 +245,8 @@ def test_errors_print_one_envelope_and_the_documented_exit_code(
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        ({"state.json": b"{not json"}, "state file is not valid JSON"),
-        ({"state.json": b'{"format": 1}'}, "state file"),
+        ({"state.json": b"{not json"}, "state.json: state file is not valid JSON"),
+        ({"state.json": b'{"format": 1}'}, "state.json: state file does not have"),
         ({"files/cert_ci_0.der": b"\x30\x03junk"}, "cert_ci_0.der is damaged"),
         ({"files/sk_euicc_1.pem": b"-----BEGIN"}, "sk_euicc_1.pem is damaged"),
         ({"files/config.json": b"[1, 2"}, "config.json is damaged"),
