@@ -120,3 +120,22 @@ def test_the_startup_benchmark_reports_its_ratios() -> None:
     assert set(result["median_ms"]) == {"python_pass", "ipa_eid", "euicc_sim_info"}
     assert set(result["ratio_to_python"]) == {"ipa_eid", "euicc_sim_info"}
     assert result["limit"] == 15.0 and isinstance(result["ok"], bool)
+
+
+def test_short_commands_do_not_load_http_or_servers(tmp_path: Path) -> None:
+    """``ipa --card DIR eid`` and ``euicc-sim info DIR`` stay quick: no HTTP stack, no
+    servers, no fleet runner, no ASN.1 grammar parser (those load with their commands)."""
+    card = tmp_path / "card"
+    out = fresh_python(
+        "import contextlib, io, sys\n"
+        "from euicc_cli import ipa_command, sim_command\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert sim_command.main(['init', {str(card)!r}]) == 0\n"
+        f"    assert ipa_command.main(['--card', {str(card)!r}, 'eid']) == 0\n"
+        f"    assert sim_command.main(['info', {str(card)!r}]) == 0\n"
+        "heavy = ('httpx', 'uvicorn', 'starlette', 'euicc_servers', 'ipa.fleet', 'ipa.pull',\n"
+        "         'pyparsing', 'asn1tools.codecs.per', 'asn1tools.codecs.uper')\n"
+        "loaded = [m for m, mod in sys.modules.items() if type(mod).__name__ != '_StandIn']\n"
+        "print(sorted(m for m in loaded if m in heavy or m.startswith(heavy[:5])))\n"
+    )
+    assert out.strip() == "[]"
