@@ -443,7 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Two copies: set_defaults on the top parser changes its actions' defaults, which must stay
     # "not given" in the sub-commands'.
     top, common = global_options(_card_options), global_options(_card_options)
-    parser = CommandParser(prog="ipa", description=(__doc__ or "").splitlines()[0], parents=[top])
+    parser = CommandParser(
+        prog="ipa", description=(__doc__ or "").splitlines()[0].replace("``", ""), parents=[top]
+    )
     add_version_option(parser)
     parser.set_defaults(**GLOBAL_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

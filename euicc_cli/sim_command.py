@@ -289,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Two copies: set_defaults on the top parser changes its actions' defaults, which must stay
     # "not given" in the sub-commands'.
     top, common = global_options(_output_options), global_options(_output_options)
-    parser = CommandParser(prog="euicc-sim", description=__doc__, parents=[top])
+    parser = CommandParser(
+        prog="euicc-sim", description=(__doc__ or "").replace("``", ""), parents=[top]
+    )
     add_version_option(parser)
     parser.set_defaults(**OUTPUT_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
