@@ -35,3 +35,11 @@ def test_es10_demo_enables_switches_and_deletes() -> None:
     assert "refused: ES10c.DeleteProfile failed: deleteResult profileNotInDisabledState (2)" in out
     assert "delivered and removed; 0 left" in out
     assert out.rstrip().endswith("demo finished")
+
+
+def test_cli_scripting_reads_envelopes_and_exit_codes() -> None:
+    out = run("cli_scripting.py")
+    assert "delete enabled profile: exit 1, profileNotInDisabledState (2)" in out
+    assert "disable + delete by AID: exit 0, deleteResult: ok" in out
+    assert "no card: exit 3, cannot open the card in" in out
+    assert out.rstrip().endswith("example finished")
