@@ -426,7 +426,14 @@ def test_es10_passthrough_returns_the_response_tlv(
     code, out, _ = run_ipa(card, capsys, "es10", "BF3E035C015A")
     assert code == 0 and out.strip() == "BF3E125A10" + EID
     code, out, _ = run_ipa(card, capsys, "es10", "bf2d 00", "--json")
-    assert data(out)["response"].startswith("BF2D")
+    answer = data(out)
+    assert answer["response"].startswith("BF2D")
+    assert answer["function"] == "ES10c.GetProfilesInfo"
+    listed = answer["decoded"]["profileInfoListOk"]
+    # ProfileInfo iccid in the EF.ICCID coding (nibbles swapped), as on the wire
+    assert {p["iccid"] for p in listed} == {"989444999999990920F3", "989444999999990971F1"}
+    code, out, _ = run_ipa(card, capsys, "es10", "BF3E035C015A", "--json")
+    assert data(out)["decoded"] == {"eidValue": EID}
 
 
 def test_apdu_passthrough_prints_data_and_status_word(
