@@ -535,3 +535,39 @@ def test_serve_streams_json_lines_and_stops_cleanly_on_ctrl_c(card: str) -> None
     (last,) = [json.loads(line) for line in rest.splitlines()]
     assert (last["ok"], last["code"], last["message"]) == (True, 0, "stopped")
     assert child.returncode == 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_server_command_streams_json_lines_and_ends_normally_when_stopped(stop: str) -> None:
+    """``euicc-sim smdpp --json``: a ``starting`` line, then on Ctrl-C or SIGTERM the envelope
+    (ok, "stopped") and exit status 0: stopping is how a server command ends."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    argv = [sys.executable, "-m", "euicc_sim", "smdpp", "--pki", "sgp26", "--profiles", str(TS48)]
+    argv += ["--http", "--port", str(port), "--json"]
+    child = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        first = json.loads(child.stdout.readline())
+        for line in child.stderr:  # wait until it serves
+            if "Uvicorn running" in line:
+                break
+        child.send_signal(getattr(signal, stop))
+        rest, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert first == {"event": "starting", "server": "smdpp", "host": "127.0.0.1", "port": port}
+    (last,) = [json.loads(line) for line in rest.splitlines()]
+    assert (last["ok"], last["code"], last["message"]) == (True, 0, "stopped")
+    assert child.returncode == 0
