@@ -27,6 +27,7 @@ from .isdr import IsdR, IsdrContext
 from .registry import HandlerTable
 from .state import CardState, NotificationConfig, NotificationEvent, Profile, ProfileClass
 from .storage import STATE_FILE, DirectoryStorage, MemoryStorage
+from .uicc.uicc import ProfileSource, Uicc
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,9 @@ class Euicc:
         self.isdr = IsdR(self.context, _all_handlers())
         self.ecasd = Ecasd(self.context.eid)
         self.filesystem = FileSystem(iccid=lambda: es10c.enabled_iccid(self.context.state))
-        self._os = CardOS([self.isdr, self.ecasd], self.filesystem)
+        # The enabled profile's applications (file system, PINs, AKA): euicc_sim.uicc.
+        self.uicc = Uicc(self._uicc_source, self._save_uicc)
+        self._os = CardOS([self.isdr, self.ecasd], self.filesystem, uicc=self.uicc)
         # Bound once: transmit sits on every hot path.
         self.transmit: Callable[[bytes], bytes] = self._os.transmit
 
@@ -170,8 +173,32 @@ class Euicc:
         return cls(storage, random_bytes=random_bytes)
 
     def reset(self) -> bytes:
-        """Cold reset: close channels, abort sessions, return the ATR."""
+        """Cold reset: close channels, abort sessions, return the ATR.
+
+        The file system of the profile enabled at this moment becomes the visible one.
+        """
         return self._os.reset()
+
+    # -- the enabled profile's UICC side ---------------------------------------------------
+
+    def _uicc_source(self) -> ProfileSource | None:
+        profile = self.context.state.enabled_profile
+        if profile is None or profile.package_digest is None:
+            return None
+        package = self.storage.get_blob(profile.package_digest)
+        stored = self.storage.get_blob(profile.uicc_digest) if profile.uicc_digest else None
+        return ProfileSource(profile.iccid, package, stored)
+
+    def _save_uicc(self, iccid: bytes, blob: bytes) -> None:
+        """Commit a profile's new UICC state blob (one atomic state commit)."""
+        state = self.context.state
+        if state.profile_by_iccid(iccid) is None:
+            raise CardError("the profile whose file system is visible was deleted")
+        digest = self.storage.put_blob(blob)
+        profiles = tuple(
+            replace(p, uicc_digest=digest) if p.iccid == iccid else p for p in state.profiles
+        )
+        self.context.commit(replace(state, profiles=profiles))
 
     # -- factory operations (not ES10) --------------------------------------------------
 

@@ -43,3 +43,21 @@ def test_cli_scripting_reads_envelopes_and_exit_codes() -> None:
     assert "disable + delete by AID: exit 0, deleteResult: ok" in out
     assert "no card: exit 3, cannot open the card in" in out
     assert out.rstrip().endswith("example finished")
+
+
+def test_sgp32_versions_example_speaks_each_card_in_its_version() -> None:
+    out = run("sgp32_versions.py")
+    assert "card 1.0: the IPAd spoke SGP.32 v1.0.1" in out
+    assert "card 1.2: the IPAd spoke SGP.32 v1.2" in out
+    assert "sgp32=1.0 (euiccInfo2), enable order done, verified=True" in out
+    assert "sgp32=1.2 (operator), enable order done, verified=True" in out
+    assert out.rstrip().endswith("demo finished")
+
+
+def test_usim_startup_reads_imsi_and_authenticates() -> None:
+    out = run("usim_startup.py")
+    assert "application A0000000871002FF49FF0589 USIM" in out
+    assert "EF.IMSI 001010123456063" in out
+    assert "== XRES: authenticated" in out
+    assert "synchronisation failure: the card's SQN_MS is 32" in out
+    assert out.rstrip().endswith("start-up finished")
