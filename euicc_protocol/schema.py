@@ -182,10 +182,15 @@ def _compile(files: tuple[str, ...] = MODULE_FILES) -> Any:
     return asn1tools.compile_dict(parsed, "der")
 
 
-@cache
 def spec(sgp32: str = "1.2") -> Any:
     """The compiled asn1tools specification with SGP.32 version ``sgp32`` (loaded from the disk
     cache when possible)."""
+    # One cache key per version: spec(), spec("1.2") and spec(sgp32="1.2") are one load.
+    return _spec(sgp32)
+
+
+@cache
+def _spec(sgp32: str) -> Any:
     files = module_files(sgp32)
     path = cache_dir() / f"schema-{_source_digest(files)}.pickle"
     try:

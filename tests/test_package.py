@@ -139,3 +139,9 @@ def test_short_commands_do_not_load_http_or_servers(tmp_path: Path) -> None:
         "print(sorted(m for m in loaded if m in heavy or m.startswith(heavy[:5])))\n"
     )
     assert out.strip() == "[]"
+
+
+def test_the_schema_is_loaded_once_however_its_version_is_named() -> None:
+    from euicc_protocol import schema
+
+    assert schema.spec() is schema.spec("1.2") is schema.spec(sgp32="1.2")
