@@ -223,13 +223,54 @@ def cmd_memory_reset(client: Es10Client, args: argparse.Namespace, out: Output) 
 
 
 def cmd_es10(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
-    """A raw ES10 request TLV to ISD-R; prints the response TLV."""
+    """A raw ES10 request TLV to ISD-R; prints the response TLV (and, in JSON, its decoding)."""
     request = _hex_argument(args.request, "ES10 request")
     response = client.exchange(request)
-    out.success(
-        {"request": request.hex().upper(), "response": response.hex().upper()},
-        text=response.hex().upper(),
-    )
+    data: dict[str, Any] = {"request": request.hex().upper(), "response": response.hex().upper()}
+    decoded = _decode_es10_response(request, response)
+    if decoded is not None:
+        data.update(decoded)
+    out.success(data, text=response.hex().upper())
+
+
+def _decode_es10_response(request: bytes, response: bytes) -> dict[str, Any] | None:
+    """``{"function", "responseType", "decoded"}`` when the catalogue knows the request's tag
+    and the response decodes as that function's response type (SGP.32 form first)."""
+    from euicc_protocol import es10 as catalogue
+    from euicc_protocol import schema
+
+    tag = request[:2] if request[0] & 0x1F == 0x1F else request[:1]
+    for profile in ("sgp32", "sgp22"):
+        fn = catalogue.lookup(tag, profile)
+        if fn is None or not response:
+            continue
+        try:
+            value = schema.decode(fn.response_type, response)
+        except Exception:  # noqa: BLE001 - undecodable: the raw TLV is the answer
+            continue
+        return {"function": f"{fn.interface}.{fn.name}", "responseType": fn.response_type,
+                "decoded": _jsonable(value)}  # fmt: skip
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    """asn1tools' Python form as JSON: bytes in hex, CHOICEs as one-key objects, BIT STRINGs
+    as hex with their length."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex().upper()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, tuple) and len(value) == 2:
+        first, second = value
+        if isinstance(first, str):  # CHOICE (alternative, value)
+            return {first: _jsonable(second)}
+        if isinstance(first, bytes | bytearray) and isinstance(second, int):  # BIT STRING
+            return {"bits": bytes(first).hex().upper(), "length": second}
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def cmd_apdu(transport: Transport, args: argparse.Namespace, out: Output) -> None:
@@ -478,7 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Two copies: set_defaults on the top parser changes its actions' defaults, which must stay
     # "not given" in the sub-commands'.
     top, common = global_options(_card_options), global_options(_card_options)
-    parser = CommandParser(prog="ipa", description=(__doc__ or "").splitlines()[0], parents=[top])
+    parser = CommandParser(
+        prog="ipa", description=(__doc__ or "").splitlines()[0].replace("``", ""), parents=[top]
+    )
     add_version_option(parser)
     parser.set_defaults(**GLOBAL_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -296,12 +296,36 @@ def _server(run: Callable[[argparse.Namespace], int], what: str) -> Callable[...
             {"server": what, "host": args.host, "port": args.port},
             text=None,  # the server logs its own start line
         )
-        code = run(args)
+        code = _until_stopped(run, args)
         if code:
             raise CommandError(f"{what} ended with status {code}", ExitCode.FAILED)
         out.success(message="stopped")
 
     return command
+
+
+class _Stopped(Exception):  # noqa: N818 - a signal, not an error
+    """SIGTERM arrived."""
+
+
+def _until_stopped(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a server until Ctrl-C or SIGTERM, which end it normally (exit status 0).
+
+    uvicorn handles both signals while it serves and raises them again once it has shut down;
+    they arrive here then.
+    """
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return run(args)
+    except (KeyboardInterrupt, _Stopped):
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _smdpp_args(p: CommandParser) -> None:
@@ -327,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Two copies: set_defaults on the top parser changes its actions' defaults, which must stay
     # "not given" in the sub-commands'.
     top, common = global_options(_output_options), global_options(_output_options)
-    parser = CommandParser(prog="euicc-sim", description=__doc__, parents=[top])
+    parser = CommandParser(
+        prog="euicc-sim", description=(__doc__ or "").replace("``", ""), parents=[top]
+    )
     add_version_option(parser)
     parser.set_defaults(**OUTPUT_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

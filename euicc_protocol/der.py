@@ -67,17 +67,17 @@ never over bytes found by a second reader.
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from asn1tools.codecs import ber as _ber
-from asn1tools.codecs import der as _der
-from asn1tools.codecs import (
-    restricted_generalized_time_to_datetime,
-    restricted_utc_time_to_datetime,
-)
+from . import asn1tools_import, tlv
 
-from . import tlv
+# The codecs without asn1tools' grammar parser (start-up: see asn1tools_import).
+_ber, _der = asn1tools_import.codecs()
+_codecs = sys.modules["asn1tools.codecs"]
+restricted_generalized_time_to_datetime = _codecs.restricted_generalized_time_to_datetime
+restricted_utc_time_to_datetime = _codecs.restricted_utc_time_to_datetime
 
 __all__ = [
     "Asn1Error",

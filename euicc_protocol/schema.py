@@ -48,15 +48,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import asn1tools
-from asn1tools.codecs import ber as _ber
-from asn1tools.codecs import constraints_checker as _constraints_checker
-from asn1tools.codecs import der as _der
-from asn1tools.codecs import type_checker as _type_checker
-from asn1tools.compiler import Specification as _Specification
-from asn1tools.parser import EXTENSION_MARKER as _EXTENSION_MARKER
-
-from . import der
+from . import asn1tools_import, der
 from .der import Asn1Error, DecodeError, FieldPath, Rule, Spans, StrictDecodeError
 
 __all__ = [
@@ -76,6 +68,11 @@ __all__ = [
     "spec",
     "tag_of",
 ]
+
+# The codecs without asn1tools' grammar parser: a cached schema needs no parsing (start-up).
+_ber, _der = asn1tools_import.codecs()
+#: How asn1tools' parser marks an extension marker (``...``) in a parsed SIZE or range list.
+_EXTENSION_MARKER = None
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +168,7 @@ def _resolve_integer_defaults(parsed: dict[str, Any]) -> None:
 
 def _source_digest(files: tuple[str, ...] = MODULE_FILES) -> str:
     h = hashlib.sha256()
-    h.update(f"{_CACHE_FORMAT}|{asn1tools.__version__}|{sys.version_info[:2]}".encode())
+    h.update(f"{_CACHE_FORMAT}|{asn1tools_import.version()}|{sys.version_info[:2]}".encode())
     for name in files:
         h.update(name.encode())
         h.update((ASN1_DIR / name).read_bytes())
@@ -191,7 +188,7 @@ def _bound(value: Any) -> int | None:
     return None if value is None or isinstance(value, str) else int(value)
 
 
-class _Compiler(_der.Compiler):  # type: ignore[misc]
+class _Compiler(_der.Compiler):  # type: ignore[misc,name-defined]
     """asn1tools' DER compiler, which also records on each compiled type what the strict
     decoder checks and the DER codec drops: ``strict_size`` (SIZE root, as (min, max)),
     ``strict_range`` (INTEGER value range) and ``strict_extensible`` (an ENUMERATED in a
@@ -230,20 +227,29 @@ class _Compiler(_der.Compiler):  # type: ignore[misc]
 
 
 def _compile(files: tuple[str, ...] = MODULE_FILES) -> Any:
+    asn1tools = asn1tools_import.full()  # the grammar parser, only when the cache misses
+    from asn1tools.codecs import constraints_checker, type_checker
+    from asn1tools.compiler import Specification
+
     parsed = asn1tools.parse_files([str(ASN1_DIR / n) for n in files])
     _resolve_integer_defaults(parsed)
-    return _Specification(
+    return Specification(
         _Compiler(parsed).process(),
         _der.decode_full_length,
-        _type_checker.compile_dict(parsed),
-        _constraints_checker.compile_dict(parsed),
+        type_checker.compile_dict(parsed),
+        constraints_checker.compile_dict(parsed),
     )
 
 
-@cache
 def spec(sgp32: str = "1.2") -> Any:
     """The compiled asn1tools specification with SGP.32 version ``sgp32`` (loaded from the disk
     cache when possible)."""
+    # One cache key per version: spec(), spec("1.2") and spec(sgp32="1.2") are one load.
+    return _spec(sgp32)
+
+
+@cache
+def _spec(sgp32: str) -> Any:
     files = module_files(sgp32)
     path = cache_dir() / f"schema-{_source_digest(files)}.pickle"
     try:

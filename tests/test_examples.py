@@ -47,6 +47,14 @@ def test_modem_session_talks_at_to_the_emulated_modem() -> None:
     assert out.rstrip().endswith("session finished")
 
 
+def test_cli_scripting_reads_envelopes_and_exit_codes() -> None:
+    out = run("cli_scripting.py")
+    assert "delete enabled profile: exit 1, profileNotInDisabledState (2)" in out
+    assert "disable + delete by AID: exit 0, deleteResult: ok" in out
+    assert "no card: exit 3, cannot open the card in" in out
+    assert out.rstrip().endswith("example finished")
+
+
 def test_sgp32_versions_example_speaks_each_card_in_its_version() -> None:
     out = run("sgp32_versions.py")
     assert "card 1.0: the IPAd spoke SGP.32 v1.0.1" in out
