@@ -51,7 +51,11 @@ def _connection(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``euicc-sim eim campaign``."""
     top, common = global_options(add_output_options), global_options(add_output_options)
-    parser = CommandParser(prog=PROG, description=__doc__, parents=[top])
+    parser = CommandParser(
+        prog=PROG,
+        description="campaigns on a running eIM, through its operator API (docs/campaigns.md)",
+        parents=[top],
+    )
     parser.set_defaults(**OUTPUT_DEFAULTS)
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser("create", help="start a campaign", parents=[common])
