@@ -58,6 +58,13 @@ def add_fleet_command(sub: Any) -> None:
     )
     p.add_argument("--concurrency", type=int, default=8, help="cycles in flight at once")
     p.add_argument(
+        "--wait",
+        dest="card_wait",  # not the global --wait of --card, which is refused here
+        type=float,
+        metavar="SECONDS",
+        help="if another process has a card open, wait up to SECONDS for it (default: fail)",
+    )
+    p.add_argument(
         "--max-connections", type=int, default=8, help="HTTP connections to the eIM at most"
     )
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
@@ -83,7 +90,17 @@ def cmd_fleet(args: argparse.Namespace) -> None:
     directories = [Path(d).resolve() for d in args.cards]
     if len(set(directories)) != len(directories):
         raise ValueError("a card directory is named twice (one card, one device)")
-    cards = [Euicc.open(directory) for directory in directories]
+    cards: list[Any] = []
+    try:
+        for directory in directories:
+            cards.append(Euicc.open(directory, wait=args.card_wait))
+        _run_fleet(args, cards)
+    finally:
+        for card in cards:
+            card.close()
+
+
+def _run_fleet(args: argparse.Namespace, cards: list[Any]) -> None:
     initial_eim = args.initial_eim
     if initial_eim is not None and Path(initial_eim).is_dir():
         _provision_from_directory(cards, Path(initial_eim))

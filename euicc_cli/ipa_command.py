@@ -35,6 +35,8 @@ def open_transport(args: argparse.Namespace) -> Transport:
     """The card transport named on the command line."""
     if args.card and args.reader:
         raise UsageError("use either --card or --reader, not both")
+    if args.wait is not None and not args.card:
+        raise UsageError("--wait is for --card")
     if args.card and (args.protocol != "any" or args.exclusive):
         raise UsageError("--protocol and --exclusive are for --reader")
     if args.reader:
@@ -44,7 +46,7 @@ def open_transport(args: argparse.Namespace) -> Transport:
     if args.card:
         from euicc_sim.card import Euicc  # the emulator is loaded only when a command uses it
 
-        return InProcessTransport(Euicc.open(args.card))
+        return InProcessTransport(Euicc.open(args.card, wait=args.wait))
     raise UsageError("say which card to use: --card DIR or --reader NAME")
 
 
@@ -221,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ipa", description=__doc__.splitlines()[0])
     parser.add_argument("--card", metavar="DIR", help="an emulated card kept in DIR")
     parser.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="with --card: if another process has the card open, wait up to SECONDS for it "
+        "(default: fail at once)",
+    )
+    parser.add_argument(
         "--reader", metavar="NAME", help="a card in a PC/SC reader: (part of) its name or index"
     )
     parser.add_argument(
@@ -350,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "fleet", False):
             if args.card or args.reader:
                 raise UsageError("ipa fleet takes card directories, not --card or --reader")
+            if args.wait is not None:
+                raise UsageError("give --wait after 'fleet'")
             cmd_fleet(args)
             return 0
         transport = open_transport(args)
@@ -359,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.run(client, args)
         finally:
             close = getattr(transport, "close", None)  # a reader: disconnect, release PC/SC
+            if close is None:  # --card: release the card directory
+                close = getattr(getattr(transport, "card", None), "close", None)
             if close is not None:
                 close()
     except (UsageError, IpaError, ValueError, OSError) as exc:

@@ -77,6 +77,9 @@ def _print_summary(summary: dict) -> None:
         )
 
 
+_WAIT_HELP = "if another process has the card open, wait up to SECONDS for it (default: fail)"
+
+
 class _StoppedAt(Exception):
     """A command over several cards stopped at one of them (the earlier ones are done)."""
 
@@ -114,6 +117,7 @@ def _init(args: argparse.Namespace) -> int:
                 eum_certificate=read(args.eum_cert),
                 ci_certificates=ci_certificates,
             )
+        card.close()
         print(f"created eUICC {card.eid} in {directory}")
     return 0
 
@@ -122,20 +126,21 @@ def _preload(args: argparse.Namespace) -> int:
     package = Path(args.package).read_bytes()
     for directory in args.directories:
         with _naming(directory, len(args.directories) > 1):
-            profile = Euicc.open(directory).preload(
-                package,
-                iccid=args.iccid,
-                profile_name=args.name,
-                service_provider_name=args.provider,
-                profile_class=ProfileClass[args.profile_class.upper()]
-                if args.profile_class
-                else None,
-                nickname=args.nickname,
-                notification_address=args.notify,
-                ppr1=args.ppr1,
-                ppr2=args.ppr2,
-                enable=args.enable,
-            )
+            with Euicc.open(directory, wait=args.wait) as card:
+                profile = card.preload(
+                    package,
+                    iccid=args.iccid,
+                    profile_name=args.name,
+                    service_provider_name=args.provider,
+                    profile_class=ProfileClass[args.profile_class.upper()]
+                    if args.profile_class
+                    else None,
+                    nickname=args.nickname,
+                    notification_address=args.notify,
+                    ppr1=args.ppr1,
+                    ppr2=args.ppr2,
+                    enable=args.enable,
+                )
         state = "enabled" if profile.state is ProfileState.ENABLED else "disabled"
         iccid = iccid_from_ef(profile.iccid)
         where = f" in {directory}" if len(args.directories) > 1 else ""
@@ -144,7 +149,8 @@ def _preload(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    summary = card_summary(Euicc.open(args.directory))
+    with Euicc.open(args.directory, wait=args.wait) as card:
+        summary = card_summary(card)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -184,11 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ppr1", action="store_true", help="disabling not allowed")
     p.add_argument("--ppr2", action="store_true", help="deletion not allowed")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help=_WAIT_HELP)
     p.set_defaults(run=_preload)
 
     p = sub.add_parser("info", help="show a card's EID, profiles and notifications")
     p.add_argument("directory")
     p.add_argument("--json", action="store_true", help="JSON with the ASN.1 field names")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help=_WAIT_HELP)
     p.set_defaults(run=_info)
 
     add_serve_command(sub)
