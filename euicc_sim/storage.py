@@ -289,8 +289,23 @@ def referenced_blobs(state: CardState | None) -> frozenset[str]:
 # --- filesystem effects ---------------------------------------------------------------------
 
 
+class HeldLock(Protocol):
+    """An exclusive lock on a directory (see :mod:`euicc_sim.dirlock`)."""
+
+    def release(self) -> None:
+        """Let go of the directory (idempotent)."""
+        ...
+
+
 class FileIO(Protocol):
     """Every filesystem access of :class:`DirectoryStorage`; methods marked *effect* change it."""
+
+    def lock(self, directory: str, wait: float | None) -> HeldLock:
+        """Own ``directory`` exclusively (raise ``CardBusy`` if it is owned elsewhere).
+
+        Not an effect: it changes nothing the card's state depends on.
+        """
+        ...
 
     def read(self, path: str) -> bytes | None:
         """The file's contents, or ``None`` if it does not exist."""
@@ -329,6 +344,9 @@ class FileIO(Protocol):
 
 class OsFileIO:
     """:class:`FileIO` on the real filesystem."""
+
+    def lock(self, directory: str, wait: float | None) -> HeldLock:
+        return DirectoryLock(directory, wait=wait)
 
     def read(self, path: str) -> bytes | None:
         try:
@@ -406,6 +424,9 @@ class CrashingIO:
             raise SimulatedCrash(f"simulated crash before effect #{self.count}: {name} {path}")
         self.count += 1
         self.log.append(f"{name} {path}")
+
+    def lock(self, directory: str, wait: float | None) -> HeldLock:
+        return self.inner.lock(directory, wait)
 
     def read(self, path: str) -> bytes | None:
         return self.inner.read(path)
@@ -507,7 +528,7 @@ class DirectoryStorage:
         self._make_dir(self.path)
         # Locked before anything else is read or changed: load() collects garbage, which
         # would delete the temporary file of another owner's commit in flight.
-        self._lock: DirectoryLock | None = DirectoryLock(self.path, wait=wait)
+        self._lock: HeldLock | None = self._io.lock(self.path, wait)
         try:
             for d in (self._blobs, self._files):
                 self._make_dir(d)

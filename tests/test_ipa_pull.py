@@ -823,6 +823,7 @@ def test_cli_poll_once(card: Euicc, tmp_path: Path, capsys: Any, monkeypatch: An
     signer = Signer()
     with Es10Client.open(InProcessTransport(disk)) as client:
         es10_iot.add_initial_eim(client, [signer.configuration()])
+    disk.close()  # the command opens the card itself
     real = esipa.EsipaConfig.http_client
     monkeypatch.setattr(
         esipa.EsipaConfig,
