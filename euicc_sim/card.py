@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 _CONFIG_FILE = "config.json"
 _SW_MEMORY_FAILURE = sw_bytes(SW_MEMORY_FAILURE)
+#: Instructions a card whose storage fails still serves: GET RESPONSE, MANAGE CHANNEL.
+_STATELESS_INS = (b"\xc0", b"\x70")
 
 
 class ProfileInstallError(CardError):
@@ -110,7 +112,9 @@ class Euicc:
         :class:`CardClosed` after :meth:`close`.
         """
         if self.context.needs_recovery and not self._recovered():
-            return _SW_MEMORY_FAILURE
+            # GET RESPONSE of an answer already made, and MANAGE CHANNEL, read no state.
+            if apdu[1:2] not in _STATELESS_INS:
+                return _SW_MEMORY_FAILURE
         return self._transmit(apdu)
 
     def _recovered(self) -> bool:

@@ -31,13 +31,14 @@ A card keeps three kinds of data:
   :meth:`DirectoryStorage.recover` then syncs the directories and reads the state again.
 
 Every filesystem effect goes through a :class:`FileIO`, so tests can count effects and crash
-before any one of them (:class:`CrashingIO`).
+before any one of them (:class:`CrashingIO`) or make any one of them fail (:class:`FaultyIO`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import hashlib
 import json
 import os
@@ -460,6 +461,82 @@ class CrashingIO:
     def fsync_dir(self, path: str) -> None:
         self._effect("fsync_dir", path)
         self.inner.fsync_dir(path)
+
+
+class FaultyIO:
+    """A :class:`FileIO` wrapper whose effect number ``fail_at`` fails with ``OSError(EIO)``.
+
+    Unlike :class:`CrashingIO` the process lives on: this is a disk that reports an error.
+    Effects are numbered from 0; ``fail_at=None`` only counts them (``count``, ``log``).
+    ``done``: the failing effect takes place before the error is reported (a rename that
+    happened, a write that reached the file). ``persistent``: every later effect fails too,
+    until :meth:`repair`. ``failures`` counts the errors raised.
+    """
+
+    def __init__(
+        self,
+        fail_at: int | None = None,
+        *,
+        inner: FileIO | None = None,
+        done: bool = False,
+        persistent: bool = False,
+    ) -> None:
+        self.fail_at = fail_at
+        self.inner: FileIO = inner if inner is not None else OsFileIO()
+        self.done = done
+        self.persistent = persistent
+        self.count = 0
+        self.failures = 0
+        self.log: list[str] = []
+
+    def repair(self) -> None:
+        """The disk works again."""
+        self.fail_at = None
+
+    def _effect(self, name: str, path: str, perform: Callable[[], None]) -> None:
+        index = self.count
+        self.count += 1
+        self.log.append(f"{name} {path}")
+        failing = self.fail_at is not None and (
+            index == self.fail_at or (self.persistent and index > self.fail_at)
+        )
+        if not failing:
+            perform()
+            return
+        if self.done:
+            perform()
+        self.failures += 1
+        raise OSError(errno.EIO, f"injected I/O error at effect #{index}: {name}", path)
+
+    def lock(self, directory: str, wait: float | None) -> HeldLock:
+        return self.inner.lock(directory, wait)
+
+    def read(self, path: str) -> bytes | None:
+        return self.inner.read(path)
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.inner.listdir(path)
+
+    def makedirs(self, path: str) -> None:
+        self._effect("makedirs", path, lambda: self.inner.makedirs(path))
+
+    def write(self, path: str, data: bytes) -> None:
+        self._effect("write", path, lambda: self.inner.write(path, data))
+
+    def fsync(self, path: str) -> None:
+        self._effect("fsync", path, lambda: self.inner.fsync(path))
+
+    def replace(self, src: str, dst: str) -> None:
+        self._effect("replace", f"{src} -> {dst}", lambda: self.inner.replace(src, dst))
+
+    def unlink(self, path: str) -> None:
+        self._effect("unlink", path, lambda: self.inner.unlink(path))
+
+    def fsync_dir(self, path: str) -> None:
+        self._effect("fsync_dir", path, lambda: self.inner.fsync_dir(path))
 
 
 # --- storages -------------------------------------------------------------------------------
