@@ -262,6 +262,8 @@ class Euicc:
 
     def reset(self) -> bytes:
         """Cold reset: close channels, abort sessions, return the ATR."""
+        if self._closed:
+            raise CardClosed(f"card {self.eid} was closed")
         return self._os.reset()
 
     # -- factory operations (not ES10) --------------------------------------------------
