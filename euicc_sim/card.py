@@ -83,7 +83,10 @@ class Euicc:
         raw_config = storage.read_file(_CONFIG_FILE)
         if raw_config is None:
             raise CardError("no card here: config.json is missing")
-        self.config = CardConfig.from_json(raw_config)
+        try:
+            self.config = CardConfig.from_json(raw_config)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CardError(f"{_CONFIG_FILE} is damaged: {exc!r}") from None
         state = storage.load()
         if state is None:
             raise CardError("card was never completely created (no committed state)")

@@ -41,6 +41,7 @@ from euicc_protocol.testpki import SGP26_DIR as SGP26
 from euicc_protocol.testpki import issue_crl, load_sgp26
 from euicc_sim import es10a
 from euicc_sim.card import CardError, Euicc, ProfileInstallError
+from euicc_sim.dirlock import LOCK_FILE
 from euicc_sim.state import (
     CardState,
     LastDownload,
@@ -48,7 +49,6 @@ from euicc_sim.state import (
     ProfileClass,
     ProfileState,
 )
-from euicc_sim.dirlock import LOCK_FILE
 from euicc_sim.storage import (
     STATE_FILE,
     CrashingIO,

@@ -159,9 +159,10 @@ def test_another_process_is_refused_at_once_then_waits_for_the_card(
         Euicc.open(directory)
     assert refused.value.pid == holder.pid
 
-    out, err = ipa("--card", str(directory), "eid").communicate(timeout=TIMEOUT)
-    assert out == ""
-    assert f"ipa: card directory {directory} is in use by process {holder.pid}" in err
+    refused_ipa = ipa("--card", str(directory), "eid")
+    out, err = refused_ipa.communicate(timeout=TIMEOUT)
+    assert (refused_ipa.returncode, out) == (3, "")
+    assert f"card directory {directory} is in use by process {holder.pid}" in err
 
     waiting = ipa("--card", str(directory), "--wait", str(TIMEOUT), "eid")
     release(holder)
@@ -191,7 +192,7 @@ def test_serve_refuses_a_card_another_process_has_open(
         env=ENV,
         timeout=TIMEOUT,
     )
-    assert serve.returncode == 1
+    assert serve.returncode == 3  # unreachable: the card cannot be opened
     assert f"is in use by process {holder.pid}" in serve.stderr
 
 

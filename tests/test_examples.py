@@ -24,7 +24,7 @@ def run(script: str, *args: str) -> str:
 def test_sgp32_demo_downloads_switches_and_deletes_through_the_eim() -> None:
     out = run("demo.py")
     assert "ProfileInstallationResult successResult" in out
-    assert out.count("eUICC signature verified") == 4
+    assert out.count("eUICC signature verified") == 5  # the download's PIR too
     assert 'results [{"enableResult":0}]' in out
     assert 'results [{"deleteResult":0}]' in out
     assert out.rstrip().endswith("demo finished")

@@ -562,7 +562,7 @@ def test_ipa_command_line_works_with_reader_as_with_card(
     assert main(["--reader", served.reader, "eid"]) == 0
     assert capsys.readouterr().out.strip() == served.eid
     assert main(["--reader", served.reader, "--json", "profiles"]) == 0
-    (profile,) = json.loads(capsys.readouterr().out)["profileInfoListOk"]
+    (profile,) = json.loads(capsys.readouterr().out)["data"]["profileInfoListOk"]
     assert profile["iccid"] == served.iccid
     assert main(["--reader", served.reader, "disable", served.iccid]) == 0
     assert main(["--reader", served.reader, "enable", served.iccid]) == 0
@@ -573,11 +573,15 @@ def test_ipa_command_line_works_with_reader_as_with_card(
         "setNicknameResult: ok",
     ]
     assert main(["--reader", served.reader, "--json", "info"]) == 0
-    assert json.loads(capsys.readouterr().out)["eidValue"] == served.eid
+    assert json.loads(capsys.readouterr().out)["data"]["eidValue"] == served.eid
     assert main(["--reader", served.reader, "--protocol", "T0", "--exclusive", "eid"]) == 0
     assert capsys.readouterr().out.strip() == served.eid
     # The emulated card's ATR offers T=0 only: asking for T=1 is refused, and said clearly.
-    assert main(["--reader", served.reader, "--protocol", "T1", "eid"]) == 1
+    # Exit code 3: the card could not be reached as asked.
+    assert main(["--reader", served.reader, "--protocol", "T1", "eid"]) == 3
     assert "offers none of the protocols asked for (T1)" in capsys.readouterr().err
-    assert main(["--reader", "no such reader anywhere", "eid"]) == 1
+    assert main(["--reader", "no such reader anywhere", "eid"]) == 3
     assert "no such reader anywhere" in capsys.readouterr().err
+    assert main(["readers", "--json"]) == 0
+    readers = json.loads(capsys.readouterr().out)["data"]["readers"]
+    assert {"name": served.reader, "cardPresent": True} in readers
