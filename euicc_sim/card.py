@@ -34,6 +34,7 @@ from .isdr import IsdR, IsdrContext
 from .registry import HandlerTable
 from .state import CardState, NotificationConfig, NotificationEvent, Profile, ProfileClass
 from .storage import STATE_FILE, DirectoryStorage, MemoryStorage, StorageError
+from .uicc.uicc import ProfileSource, Uicc
 
 __all__ = ["CardBusy", "CardClosed", "CardError", "Euicc", "ProfileInstallError"]
 
@@ -101,9 +102,10 @@ class Euicc:
         )
         self.isdr = IsdR(self.context, _all_handlers())
         self.ecasd = Ecasd(self.context.eid)
-        context = self.context  # not self: no reference cycle, so a dropped card is freed
-        self.filesystem = FileSystem(iccid=lambda: es10c.enabled_iccid(context.state))
-        self._os = CardOS([self.isdr, self.ecasd], self.filesystem)
+        self.filesystem = FileSystem(iccid=lambda: es10c.enabled_iccid(self.context.state))
+        # The enabled profile's applications (file system, PINs, AKA): euicc_sim.uicc.
+        self.uicc = Uicc(self._uicc_source, self._save_uicc)
+        self._os = CardOS([self.isdr, self.ecasd], self.filesystem, uicc=self.uicc)
         # Bound once: transmit sits on every hot path.
         self._transmit: Callable[[bytes], bytes] = self._os.transmit
         self._closed = False
@@ -264,10 +266,38 @@ class Euicc:
         self.close()
 
     def reset(self) -> bytes:
-        """Cold reset: close channels, abort sessions, return the ATR."""
+        """Cold reset: close channels, abort sessions, return the ATR.
+
+        The file system of the profile enabled at this moment becomes the visible one.
+        """
         if self._closed:
             raise CardClosed(f"card {self.eid} was closed")
         return self._os.reset()
+
+    # -- the enabled profile's UICC side ---------------------------------------------------
+
+    def _uicc_source(self) -> ProfileSource | None:
+        profile = self.context.state.enabled_profile
+        if profile is None or profile.package_digest is None:
+            return None
+        package = self.storage.get_blob(profile.package_digest)
+        stored = self.storage.get_blob(profile.uicc_digest) if profile.uicc_digest else None
+        return ProfileSource(profile.iccid, package, stored)
+
+    def _save_uicc(self, iccid: bytes, blob: bytes) -> None:
+        """Commit a profile's new UICC state blob (one atomic state commit)."""
+        state = self.context.state
+        if state.profile_by_iccid(iccid) is None:
+            raise CardError("the profile whose file system is visible was deleted")
+        try:
+            digest = self.storage.put_blob(blob)
+        except StorageError:
+            self.context.recover()  # the Uicc answers 6581 and keeps its state
+            raise
+        profiles = tuple(
+            replace(p, uicc_digest=digest) if p.iccid == iccid else p for p in state.profiles
+        )
+        self.context.commit(replace(state, profiles=profiles))
 
     # -- factory operations (not ES10) --------------------------------------------------
 

@@ -496,8 +496,11 @@ def test_card_shell_start_up_sequence_through_pcsc(
     for aid in ("A000000003000000", "A00000015141434C00"):
         assert raw.sw(f"00 A4 04 04 {len(h(aid)):02X} {aid} 00") == "6A82"
     raw.fetch(raw.send(h("00 A4 04 04 10") + ISD_R_AID + h("00")), 0x00)
-    for aid in ("A000000087100A", "A0000000871004", "A0000000871002", "A000000087100B"):
+    for aid in ("A000000087100A", "A000000087100B"):
         assert raw.sw(f"00 A4 04 04 07 {aid} 00") == "6A82"
+    for aid in ("A0000000871004", "A0000000871002"):  # the enabled TS.48 profile's ISIM, USIM
+        fcp, sw = raw.fetch(raw.send(f"00 A4 04 04 07 {aid} 00"), 0x00)
+        assert sw == "9000" and fcp[0] == 0x62 and h(aid) in fcp
     assert raw.fetch(raw.send("00 A4 00 04 02 2F E2"), 0x00)[1] == "9000"
     from euicc_protocol.iccid import iccid_to_ef
 
