@@ -20,6 +20,7 @@ had in memory, complete (no temporary files, no stray blobs, notifications verif
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +39,15 @@ from test_crash_safety import (
     normalised,
     set_default_dp_address,
 )
+from usim_support import ADM1, PIN1, TS48_IMSI_EF
 
 from euicc_sim.card import CardError, Euicc
 from euicc_sim.state import CardState
 from euicc_sim.storage import STATE_FILE, DirectoryStorage, FaultyIO, OsFileIO, state_from_json
 
+TS48_PACKAGE = sorted((Path(__file__).resolve().parents[1] / "profiles" / "ts48").glob("*.der"))[
+    -1
+].read_bytes()
 SW_MEMORY_FAILURE = b"\x65\x81"
 SW_NO_PRECISE_DIAGNOSIS = b"\x6f\x00"
 GET_EID = bytes.fromhex("80E2910006BF3E035C015A")
@@ -254,3 +259,64 @@ def test_a_preload_that_fails_on_the_disk_raises_a_card_error_and_changes_nothin
         io.repair()
         card.preload(PKG_E)
         assert card.state == on_disk(path) != before
+
+
+# --- the UICC side: a file update of the enabled profile ------------------------------------
+
+NEW_IMSI = bytes.fromhex("080910101032547698")
+UPDATE_PREFIX = [
+    bytes.fromhex("00A4040C07A0000000871002"),  # SELECT the TS.48 USIM
+    b"\x00\x20\x00\x0a\x08" + ADM1,  # VERIFY ADM1
+    b"\x00\x20\x00\x01\x08" + PIN1,  # VERIFY PIN1
+    bytes.fromhex("00A4000C026F07"),  # SELECT EF.IMSI
+]
+UPDATE_IMSI = bytes.fromhex("00D6000009") + NEW_IMSI
+READ_IMSI = bytes.fromhex("00B0000009")
+
+
+def _imsi(card: Euicc) -> bytes:
+    card.reset()
+    for command in UPDATE_PREFIX:
+        assert card.transmit(command)[-2:] == b"\x90\x00"
+    response = card.transmit(READ_IMSI)
+    assert response[-2:] == b"\x90\x00"
+    return response[:-2]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=str)
+def test_io_error_while_a_uicc_file_is_updated(tmp_path: Path, mode: Mode) -> None:
+    """UPDATE BINARY saves the profile's UICC state blob and commits: an error at any effect
+    is answered 6581 (file unchanged) or 9000 (file changed), as the disk says."""
+    origin = tmp_path / "origin"
+    with Euicc.create(origin, fsync=False) as card:
+        card.preload(TS48_PACKAGE, enable=True)
+        assert _imsi(card) == TS48_IMSI_EF
+    counter = faulty()
+    shutil.copytree(origin, tmp_path / "count")
+    with Euicc(DirectoryStorage(tmp_path / "count", io=counter)) as card:
+        for command in UPDATE_PREFIX:
+            card.transmit(command)
+        start = counter.count
+        assert card.transmit(UPDATE_IMSI) == b"\x90\x00"
+        effects = counter.log[start:]
+    assert effects
+    for k in range(len(effects)):
+        where = f"{mode} error at effect {k} ({effects[k]})"
+        path = tmp_path / f"{mode}-{k}"
+        shutil.copytree(origin, path)
+        io = faulty(None, done=mode.done, persistent=mode.persistent)
+        card = Euicc(DirectoryStorage(path, io=io))
+        card.reset()
+        for command in UPDATE_PREFIX:
+            assert card.transmit(command)[-2:] == b"\x90\x00"
+        io.fail_at = io.count + k
+        sw = card.transmit(UPDATE_IMSI)
+        assert sw in (b"\x90\x00", SW_MEMORY_FAILURE), where
+        assert card.state == on_disk(path), f"{where}: memory and disk disagree"
+        io.repair()
+        expected = NEW_IMSI if sw == b"\x90\x00" else TS48_IMSI_EF
+        card.reset()
+        assert _imsi(card) == expected, where
+        card.close()
+        with Euicc.open(path) as reopened:
+            assert _imsi(reopened) == expected, f"{where}: reopened with another file content"
