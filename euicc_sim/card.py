@@ -89,7 +89,11 @@ class Euicc:
             random_bytes=random_bytes,
         )
         self.isdr = IsdR(self.context, _all_handlers())
-        self.ecasd = Ecasd(self.context.eid)
+        self.ecasd = Ecasd(
+            self.context.eid,
+            chains=len(self.credentials.chains),
+            gp_version=self.config.globalplatform_version,
+        )
         self.filesystem = FileSystem(iccid=lambda: es10c.enabled_iccid(self.context.state))
         self._os = CardOS([self.isdr, self.ecasd], self.filesystem)
         # Bound once: transmit sits on every hot path.

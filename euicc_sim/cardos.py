@@ -32,6 +32,10 @@ Rules (PROTOCOL.md §1), in one place:
   (exact match) selects the application. A failed SELECT leaves the selection unchanged.
 * Optional GET DATA (``CA``): forwarded to the selected application's ``get_data(tag)`` if it
   has one (it returns the whole TLV), otherwise ``6D00``.
+* Optional GET STATUS (``80 F2``, GlobalPlatform §11.4): forwarded to the selected
+  application's ``get_status(channel, p1, p2, data)`` if it has one, otherwise ``6D00``. It
+  returns (data, status word); the data comes through GET RESPONSE and the last slice ends
+  with that status word (``6310`` "more data" for a continued listing).
 """
 
 from __future__ import annotations
@@ -112,13 +116,14 @@ _Handler = Callable[["_Channel", int, bool, Command], bytes]
 class _Channel:
     """The state of one open logical channel."""
 
-    __slots__ = ("app", "file", "pending", "pending_pos", "sd_buffer", "sd_next")
+    __slots__ = ("app", "file", "pending", "pending_pos", "pending_sw", "sd_buffer", "sd_next")
 
     def __init__(self, app: Application | None, file: File | None) -> None:
         self.app = app
         self.file = file  # current file when no application is selected
         self.pending: bytes | None = None  # response data waiting for GET RESPONSE
         self.pending_pos = 0
+        self.pending_sw = _SW_OK  # status word that ends the last slice
         self.sd_buffer = bytearray()  # STORE DATA blocks received so far
         self.sd_next = 0  # expected STORE DATA block number
 
@@ -204,6 +209,7 @@ class CardOS:
             0xB0: self._read_binary,
             0xB2: self._read_record,
             0xCA: self._get_data,
+            0xF2: self._get_status,
         }
         self._channels: list[_Channel | None] = []
         self._power_on()
@@ -282,13 +288,15 @@ class CardOS:
     # -- response buffering -----------------------------------------------------------------
 
     @staticmethod
-    def _respond_t0(channel: _Channel, data: object) -> bytes:
-        """Answer a command that carried data: ``61 xx`` and keep the data for GET RESPONSE."""
+    def _respond_t0(channel: _Channel, data: object, sw: bytes = _SW_OK) -> bytes:
+        """Answer a command that carried data: ``61 xx`` and keep the data for GET RESPONSE
+        (whose last slice ends with ``sw``)."""
         data = _as_bytes(data)
         if not data:
-            return _SW_OK
+            return sw
         channel.pending = data
         channel.pending_pos = 0
+        channel.pending_sw = sw
         n = len(data)
         return bytes((0x61, n if n < 256 else 0))
 
@@ -297,6 +305,7 @@ class CardOS:
         """Answer a command that only asks for data: up to ``Le`` bytes now, rest pending."""
         channel.pending = _as_bytes(data)
         channel.pending_pos = 0
+        channel.pending_sw = _SW_OK
         return CardOS._next_slice(channel, 256 if le is None else le)
 
     @staticmethod
@@ -308,7 +317,8 @@ class CardOS:
         remaining = len(data) - end
         if remaining <= 0:
             channel.pending = None
-            return data[start:] + _SW_OK if start else data + _SW_OK
+            sw = channel.pending_sw
+            return data[start:] + sw if start else data + sw
         channel.pending_pos = end
         return data[start:end] + bytes((0x61, remaining if remaining < 256 else 0))
 
@@ -499,3 +509,14 @@ class CardOS:
         if cmd.data:
             raise StatusWordError(SW_WRONG_LENGTH)
         return self._respond_direct(ch, hook((cmd.p1 << 8) | cmd.p2), cmd.le)
+
+    # -- GET STATUS (GlobalPlatform Card Specification 2.3 §11.4) ------------------------------
+
+    def _get_status(self, ch: _Channel, number: int, proprietary: bool, cmd: Command) -> bytes:
+        hook = getattr(ch.app, "get_status", None) if ch.app is not None else None
+        if hook is None:
+            raise StatusWordError(SW_INS_NOT_SUPPORTED)
+        if not proprietary:
+            raise StatusWordError(SW_CLA_NOT_SUPPORTED)
+        data, sw = hook(number, cmd.p1, cmd.p2, cmd.data)
+        return self._respond_t0(ch, data, sw_bytes(sw))

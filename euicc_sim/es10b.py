@@ -11,7 +11,7 @@ from typing import Any
 
 from euicc_protocol import schema, tlv
 
-from . import notifications
+from . import gp, notifications
 from .registry import HandlerTable
 
 HANDLERS = HandlerTable()
@@ -31,14 +31,7 @@ def _version(v: tuple[int, int, int]) -> bytes:
 
 def _ext_card_resource(ctx: Any) -> bytes:
     """ETSI TS 102 226 extended card resource: installed applications, free NVM, free RAM."""
-    state = ctx.state
-    used = sum(getattr(p, "package_size", 0) or 0 for p in state.profiles)
-    free = max(ctx.config.profile_memory - used, 0)
-    return (
-        tlv.encode_tlv(b"\x81", bytes([min(len(state.profiles), 255)]))
-        + tlv.encode_tlv(b"\x82", free.to_bytes(4, "big"))
-        + tlv.encode_tlv(b"\x83", (32 * 1024).to_bytes(2, "big"))
-    )
+    return gp.ext_card_resources(ctx.state, ctx.config.profile_memory)
 
 
 @HANDLERS.handles("GetEuiccInfo1Request")

@@ -30,9 +30,10 @@ from typing import Any
 from euicc_protocol import es10 as catalogue
 from euicc_protocol import schema, tlv
 
+from . import gp
 from .apdu import StatusWordError
 from .config import CardConfig
-from .ecasd import Credentials, fci
+from .ecasd import ECASD_AID, Credentials, fci
 from .state import CardState
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,29 @@ class IsdR:
                 if isinstance(handler, RawHandler):
                     self._continuations.update(dict.fromkeys(handler.continuation_tags, handler))
         self._request_types = {bytes(tag): f.request_type for tag, f in self._functions.items()}
+        # GlobalPlatform GET DATA / GET STATUS (euicc_sim.gp).
+        config = context.config
+        self._gp_objects = gp.card_wide_objects(config.globalplatform_version, context.eid)
+        key_info = gp.isdr_key_information()
+        self._gp_objects[0xE0] = lambda: key_info
+        self._gp_objects[0xC1] = lambda: b"\xc1\x03\x00\x00\x00"  # no SCP03 session yet
+        self._gp_objects[0xFF21] = lambda: tlv.encode_tlv(
+            b"\xff\x21", gp.ext_card_resources(context.state, config.profile_memory)
+        )
+        self._gp_status = gp.StatusReporter(
+            lambda: gp.isdr_registry(ISDR_AID, ECASD_AID, context.state)
+        )
 
     def select_response(self) -> bytes:
         return self._fci
+
+    def get_data(self, tag: int) -> bytes:
+        """GlobalPlatform GET DATA (:mod:`euicc_sim.gp` rule 1)."""
+        return gp.lookup(self._gp_objects, tag)
+
+    def get_status(self, channel: int, p1: int, p2: int, data: bytes) -> tuple[bytes, int]:
+        """GlobalPlatform GET STATUS (:mod:`euicc_sim.gp` rules 3, 4)."""
+        return self._gp_status.get_status(channel, p1, p2, data)
 
     def store_data(self, channel: int, request: bytes) -> bytes:
         try:
@@ -154,9 +175,10 @@ class IsdR:
 
     def reset(self) -> None:
         self.context.reset()
+        self._gp_status.forget()
 
     def channel_closed(self, channel: int) -> None:
-        pass
+        self._gp_status.forget(channel)
 
     def supported_tags(self) -> list[bytes]:
         """Request tags this ISD-R answers (for tests and documentation)."""
