@@ -173,6 +173,10 @@ def ext_card_resources(state: CardState, profile_memory: int) -> bytes:
     )
 
 
+def _constant(value: bytes) -> Callable[[], bytes]:
+    return lambda: value
+
+
 def card_wide_objects(gp_version: Sequence[int], eid: bytes) -> dict[int, Callable[[], bytes]]:
     """GET DATA objects both the ISD-R and the ECASD answer (rule 1), built once."""
     made = {
@@ -181,7 +185,7 @@ def card_wide_objects(gp_version: Sequence[int], eid: bytes) -> dict[int, Callab
         0x42: iin(eid),
         0x45: cin(eid),
     }
-    return {tag: (lambda v=value: v) for tag, value in made.items()}
+    return {tag: _constant(value) for tag, value in made.items()}
 
 
 def _key_info(kid: int, kvn: int, key_type: int, length: int) -> bytes:
@@ -318,7 +322,8 @@ class StatusReporter:
         return self._serve(channel, encoded)
 
     def _serve(self, channel: int, encoded: list[bytes]) -> tuple[bytes, int]:
-        out, size = [], 0
+        out: list[bytes] = []
+        size = 0
         for i, item in enumerate(encoded):
             if out and size + len(item) > MAX_STATUS_RESPONSE:
                 self._rest[channel] = encoded[i:]
