@@ -113,8 +113,9 @@ def _init(args: argparse.Namespace) -> int:
                 euicc_certificate=read(args.euicc_cert),
                 eum_certificate=read(args.eum_cert),
                 ci_certificates=ci_certificates,
+                kind=args.kind,
             )
-        print(f"created eUICC {card.eid} in {directory}")
+        print(f"created eUICC {card.eid} in {directory} ({card.kind})")
     return 0
 
 
@@ -166,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--euicc-cert", help="CERT.EUICC.ECDSA (DER or PEM), with --euicc-key")
     p.add_argument("--eum-cert", help="CERT.EUM.ECDSA (DER or PEM), with --euicc-key")
     p.add_argument("--ci-cert", action="append", help="a CI certificate the card trusts")
+    p.add_argument(
+        "--kind",
+        choices=["iot", "consumer"],
+        help="iot: SGP.32 IoT eUICC, profiles managed through eIM packages (default); "
+        "consumer: SGP.22 eUICC with local ES10c profile management",
+    )
     p.set_defaults(run=_init)
 
     p = sub.add_parser(

@@ -114,10 +114,14 @@ class Euicc:
         eum_certificate: bytes | None = None,
         ci_certificates: Iterable[bytes] = (),
         config: CardConfig | None = None,
+        kind: str | None = None,
         fsync: bool = True,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> Euicc:
         """Make a new card in ``directory`` (``None``: in memory only) and power it up.
+
+        ``kind`` is ``"iot"`` (SGP.32 IoT eUICC) or ``"consumer"`` (SGP.22 eUICC with local
+        ES10c profile management); it overrides ``config.kind`` (default ``"iot"``).
 
         Key material, in order of preference: explicit ``euicc_key`` + certificates (PEM or
         DER; the EID is read from the eUICC certificate); a test PKI directory ``pki`` (the
@@ -146,6 +150,8 @@ class Euicc:
         base = config or CardConfig(eid=material.eid)
         if base.eid != material.eid:
             base = replace(base, eid=material.eid)
+        if kind is not None and kind != base.kind:
+            base = replace(base, kind=kind)
         storage.write_file(_CONFIG_FILE, base.to_json())
         store_credentials(storage, material.chains, material.ci_certificates)
         # The first committed state is what makes the directory a card.
@@ -180,6 +186,11 @@ class Euicc:
     def eid(self) -> str:
         """The card's EID (32 digits)."""
         return self.config.eid
+
+    @property
+    def kind(self) -> str | None:
+        """``"iot"`` (SGP.32) or ``"consumer"`` (SGP.22)."""
+        return self.config.kind
 
     @property
     def state(self) -> CardState:

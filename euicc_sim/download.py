@@ -60,7 +60,7 @@ from euicc_protocol.crypto import Curve
 
 from .apdu import StatusWordError
 from .ecasd import SigningChain
-from .es10b import euicc_info2_value
+from .es10b import euicc_info2
 from .isdr import IsdrContext, RawHandler
 from .registry import HandlerTable
 
@@ -245,7 +245,7 @@ def _authenticate_server(ctx: IsdrContext, request: bytes) -> bytes:
         tlv.encode_tlv(b"\x80", transaction_id)
         + tlv.encode_tlv(b"\x83", signed1["serverAddress"].encode())
         + tlv.encode_tlv(b"\x84", signed1["serverChallenge"])
-        + schema.encode("SGP32-EUICCInfo2", euicc_info2_value(ctx))
+        + euicc_info2(ctx)
         + raw[4],  # ctxParams1, as received
     )
     signature1 = tlv.encode_tlv(_SIGNATURE_TAG, chain.sign(euicc_signed1))

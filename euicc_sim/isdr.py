@@ -108,9 +108,18 @@ class IsdR:
 
     def __init__(self, context: IsdrContext, handlers: dict[str, Handler]) -> None:
         self.context = context
-        # An SGP.32 card that still answers the SGP.22 forms SGP.32 moved elsewhere (e.g.
-        # eUICCMemoryReset BF34, now BF64); where a tag means two things, SGP.32 wins.
-        self._functions = {**catalogue.catalogue_for("sgp22"), **catalogue.catalogue_for("sgp32")}
+        # The card's kind picks its ES10 catalogue: an IoT card answers what SGP.32 gives the
+        # IPAd (no local ES10c profile management), a consumer card answers SGP.22 only. A
+        # function outside the catalogue is an unknown tag (6A88), like any other.
+        kind = context.config.kind
+        if kind is None:  # both sets; where a tag means two things, SGP.32 wins
+            self._functions = {
+                **catalogue.catalogue_for("sgp22"),
+                **catalogue.catalogue_for("sgp32"),
+            }
+        else:
+            profile = "sgp22" if kind == "consumer" else "sgp32"
+            self._functions = dict(catalogue.catalogue_for(profile))
         self._handlers = handlers
         svn = bytes(context.config.svn)
         # ISDRProprietaryApplicationTemplate E0 { 82 svn } inside the FCI (placement per GP).
