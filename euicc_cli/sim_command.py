@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kind",
         choices=["iot", "consumer"],
+        default="iot",
         help="iot: SGP.32 IoT eUICC, profiles managed through eIM packages (default); "
         "consumer: SGP.22 eUICC with local ES10c profile management",
     )

@@ -188,7 +188,7 @@ class Euicc:
         return self.config.eid
 
     @property
-    def kind(self) -> str | None:
+    def kind(self) -> str:
         """``"iot"`` (SGP.32) or ``"consumer"`` (SGP.22)."""
         return self.config.kind
 

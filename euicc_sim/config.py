@@ -35,8 +35,7 @@ class CardConfig:
 
     eid: str
     #: ``"iot"`` (SGP.32) or ``"consumer"`` (SGP.22): which ES10 functions the ISD-R offers.
-    #: ``None``: both sets (cards made before kinds existed).
-    kind: str | None = None
+    kind: str = IOT
     svn: tuple[int, int, int] = (2, 5, 0)
     profile_version: tuple[int, int, int] = (2, 3, 1)
     firmware_version: tuple[int, int, int] = (0, 1, 0)
@@ -56,13 +55,13 @@ class CardConfig:
     rat: tuple[RatRule, ...] = DEFAULT_RAT
 
     def __post_init__(self) -> None:
-        if self.kind is not None and self.kind not in KINDS:
+        if self.kind not in KINDS:
             raise ValueError(f"card kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
     @property
     def is_iot(self) -> bool:
         """Whether this is an SGP.32 IoT eUICC."""
-        return self.kind != CONSUMER
+        return self.kind == IOT
 
     def to_json(self) -> bytes:
         """Serialise for the card directory."""

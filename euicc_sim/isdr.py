@@ -111,15 +111,8 @@ class IsdR:
         # The card's kind picks its ES10 catalogue: an IoT card answers what SGP.32 gives the
         # IPAd (no local ES10c profile management), a consumer card answers SGP.22 only. A
         # function outside the catalogue is an unknown tag (6A88), like any other.
-        kind = context.config.kind
-        if kind is None:  # both sets; where a tag means two things, SGP.32 wins
-            self._functions = {
-                **catalogue.catalogue_for("sgp22"),
-                **catalogue.catalogue_for("sgp32"),
-            }
-        else:
-            profile = "sgp22" if kind == "consumer" else "sgp32"
-            self._functions = dict(catalogue.catalogue_for(profile))
+        profile = "sgp32" if context.config.is_iot else "sgp22"
+        self._functions = dict(catalogue.catalogue_for(profile))
         self._handlers = handlers
         svn = bytes(context.config.svn)
         # ISDRProprietaryApplicationTemplate E0 { 82 svn } inside the FCI (placement per GP).
@@ -188,6 +181,11 @@ class IsdR:
 
     def channel_closed(self, channel: int) -> None:
         self._gp_status.forget(channel)
+
+    @property
+    def functions(self) -> dict[bytes, catalogue.Es10Function]:
+        """The ES10 functions this ISD-R answers, by request tag (its kind's catalogue)."""
+        return {tag: f for tag, f in self._functions.items() if tag in self._dispatch}
 
     def supported_tags(self) -> list[bytes]:
         """Request tags this ISD-R answers (for tests and documentation)."""

@@ -19,7 +19,7 @@ EID = "89049032123451234512345678901235"
 @pytest.fixture(scope="module")
 def card_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "card"
-    assert card_cli.main(["init", str(path), "--eid", EID]) == 0
+    assert card_cli.main(["init", str(path), "--eid", EID, "--kind", "consumer"]) == 0
     assert (
         card_cli.main(
             [

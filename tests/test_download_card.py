@@ -274,7 +274,9 @@ class Download:
 
 
 def new_card(pki_set: TestPki | None = None, **config: Any) -> Euicc:
-    """A card trusting ``pki_set``'s CI with its eUICC credentials (SGP.26 when None)."""
+    """A card trusting ``pki_set``'s CI with its eUICC credentials (SGP.26 when None); a
+    consumer card unless ``kind`` says otherwise (the tests switch profiles through ES10c)."""
+    config.setdefault("kind", "consumer")
     base = CardConfig(eid=EID, **config)
     if pki_set is None:
         return Euicc.create(None, eid=EID, config=base)
@@ -1037,7 +1039,7 @@ def test_a_crash_at_any_effect_of_the_last_piece_leaves_the_card_before_or_after
     """Power cut before each file-system effect of the last ``86``: the card powers up with
     the state before or the state after, never a profile without its package or result."""
     base = tmp_path / "base"
-    with_history(Euicc.create(base, eid=EID))
+    with_history(Euicc.create(base, eid=EID, kind="consumer"))
     otsk = crypto.generate_private_key(Curve.NIST_P256)
     template = Download(Euicc.open(base), NIST, euicc_otpk=crypto.public_point(otsk.public_key()))
     payloads = template.bpp(UPP)
