@@ -24,6 +24,7 @@ from .config import CardConfig
 from .ecasd import Ecasd, load_credentials, store_credentials
 from .filesystem import FileSystem
 from .isdr import IsdR, IsdrContext
+from .proactive import ProactiveSession
 from .registry import HandlerTable
 from .state import CardState, NotificationConfig, NotificationEvent, Profile, ProfileClass
 from .storage import STATE_FILE, DirectoryStorage, MemoryStorage
@@ -81,12 +82,14 @@ class Euicc:
             raise CardError("card was never completely created (no committed state)")
         self.storage = storage
         self.credentials = load_credentials(storage)
+        self.proactive = ProactiveSession()
         self.context = IsdrContext(
             config=self.config,
             credentials=self.credentials,
             storage=storage,
             state=state,
             random_bytes=random_bytes,
+            proactive=self.proactive,
         )
         self.isdr = IsdR(self.context, _all_handlers())
         self.ecasd = Ecasd(
@@ -95,7 +98,7 @@ class Euicc:
             gp_version=self.config.globalplatform_version,
         )
         self.filesystem = FileSystem(iccid=lambda: es10c.enabled_iccid(self.context.state))
-        self._os = CardOS([self.isdr, self.ecasd], self.filesystem)
+        self._os = CardOS([self.isdr, self.ecasd], self.filesystem, proactive=self.proactive)
         # Bound once: transmit sits on every hot path.
         self.transmit: Callable[[bytes], bytes] = self._os.transmit
 

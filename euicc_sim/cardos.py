@@ -32,6 +32,9 @@ Rules (PROTOCOL.md §1), in one place:
   (exact match) selects the application. A failed SELECT leaves the selection unchanged.
 * Optional GET DATA (``CA``): forwarded to the selected application's ``get_data(tag)`` if it
   has one (it returns the whole TLV), otherwise ``6D00``.
+* Proactive UICC (:mod:`euicc_sim.proactive`): FETCH ``12``, TERMINAL PROFILE ``10`` and
+  TERMINAL RESPONSE ``14`` (class ``80``, basic channel only, else ``6881``) go to the
+  proactive session; while a command waits for FETCH every ``90 00`` becomes ``91 xx``.
 * Optional GET STATUS (``80 F2``, GlobalPlatform §11.4): forwarded to the selected
   application's ``get_status(channel, p1, p2, data)`` if it has one, otherwise ``6D00``. It
   returns (data, status word); the data comes through GET RESPONSE and the last slice ends
@@ -70,6 +73,7 @@ from .apdu import (
 )
 from .application import Application
 from .filesystem import File, FileSystem, FileType
+from .proactive import ProactiveSession
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +194,7 @@ class CardOS:
         *,
         atr: bytes = ATR,
         max_request_size: int = MAX_REQUEST_SIZE,
+        proactive: ProactiveSession | None = None,
     ) -> None:
         self._apps: dict[bytes, Application] = {}
         for app in applications:
@@ -200,6 +205,7 @@ class CardOS:
         self._fs = filesystem if filesystem is not None else FileSystem()
         self._atr = bytes(atr)
         self._max_request = max_request_size
+        self._proactive = proactive if proactive is not None else ProactiveSession()
         self._handlers: dict[int, _Handler] = {
             0xA4: self._select,
             _INS_GET_RESPONSE: self._get_response,
@@ -210,6 +216,9 @@ class CardOS:
             0xB2: self._read_record,
             0xCA: self._get_data,
             0xF2: self._get_status,
+            0x10: self._terminal_profile,
+            0x12: self._fetch,
+            0x14: self._terminal_response,
         }
         self._channels: list[_Channel | None] = []
         self._power_on()
@@ -237,6 +246,7 @@ class CardOS:
 
     def _power_on(self) -> None:
         self._channels = [_Channel(None, self._fs.mf)] + [None] * MAX_CHANNEL
+        self._proactive.reset()
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -252,6 +262,11 @@ class CardOS:
                 response = self._process(apdu)
             except StatusWordError as exc:
                 response = sw_bytes(exc.sw)
+            if response[-2:] == _SW_OK:
+                # A pending proactive command turns a plain success into 91xx (TS 102 221).
+                indication = self._proactive.indication()
+                if indication is not None:
+                    response = response[:-2] + indication
         except Exception:
             log.error("unexpected error processing APDU; answering 6F00", exc_info=True)
             response = _SW_6F00
@@ -520,3 +535,38 @@ class CardOS:
             raise StatusWordError(SW_CLA_NOT_SUPPORTED)
         data, sw = hook(number, cmd.p1, cmd.p2, cmd.data)
         return self._respond_t0(ch, data, sw_bytes(sw))
+
+    # -- proactive UICC (ETSI TS 102 221 §10.1.x, TS 102 223) -------------------------------
+
+    @staticmethod
+    def _check_cat_class(number: int, proprietary: bool) -> None:
+        if not proprietary:
+            raise StatusWordError(SW_CLA_NOT_SUPPORTED)
+        if number:
+            raise StatusWordError(SW_LOGICAL_CHANNEL_NOT_SUPPORTED)
+
+    def _terminal_profile(
+        self, ch: _Channel, number: int, proprietary: bool, cmd: Command
+    ) -> bytes:
+        self._check_cat_class(number, proprietary)
+        if cmd.p1 or cmd.p2:
+            raise StatusWordError(SW_INCORRECT_P1P2)
+        self._proactive.set_terminal_profile(cmd.data)
+        return _SW_OK
+
+    def _fetch(self, ch: _Channel, number: int, proprietary: bool, cmd: Command) -> bytes:
+        self._check_cat_class(number, proprietary)
+        if cmd.p1 or cmd.p2:
+            raise StatusWordError(SW_INCORRECT_P1P2)
+        if cmd.data:
+            raise StatusWordError(SW_WRONG_LENGTH)
+        return self._proactive.fetch(cmd.le)
+
+    def _terminal_response(
+        self, ch: _Channel, number: int, proprietary: bool, cmd: Command
+    ) -> bytes:
+        self._check_cat_class(number, proprietary)
+        if cmd.p1 or cmd.p2:
+            raise StatusWordError(SW_INCORRECT_P1P2)
+        self._proactive.terminal_response(cmd.data)
+        return _SW_OK

@@ -34,6 +34,7 @@ from . import gp
 from .apdu import StatusWordError
 from .config import CardConfig
 from .ecasd import ECASD_AID, Credentials, fci
+from .proactive import ProactiveSession
 from .state import CardState
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,11 @@ class IsdrContext:
         storage: Any,
         state: CardState,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        proactive: ProactiveSession | None = None,
     ) -> None:
         self.config = config
+        #: The card's proactive session (REFRESH after a switch, :mod:`euicc_sim.proactive`).
+        self.proactive = proactive if proactive is not None else ProactiveSession()
         self.credentials = credentials
         self.storage = storage
         self.random_bytes = random_bytes
@@ -99,6 +103,15 @@ class IsdrContext:
 
     def reset(self) -> None:
         self.session.clear()
+
+    def cat_busy(self, refresh: bool) -> bool:
+        """Whether a switch asking for a REFRESH must answer catBusy (proactive rule 3)."""
+        return refresh and self.proactive.busy
+
+    def refresh_after_switch(self, refresh: bool) -> None:
+        """Queue the REFRESH of a committed switch when the device asked for one (rule 1)."""
+        if refresh:
+            self.proactive.queue_refresh()
 
 
 class IsdR:

@@ -512,7 +512,7 @@ def test_any_other_command_discards_the_pending_response(card: Card) -> None:
     assert card.sw("80 AA 00 00 02 A9 00") == "9000"
     assert card.sw("00 C0 00 00 02") == "6985"
     card.send("80 E2 91 00 02 AB CD")
-    assert card.sw("00 12 00 00") == "6D00"  # even an unsupported one
+    assert card.sw("00 16 00 00") == "6D00"  # even an unsupported one
     assert card.sw("00 C0 00 00 02") == "6985"
 
 
