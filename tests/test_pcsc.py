@@ -587,3 +587,40 @@ def test_ipa_command_line_works_with_reader_as_with_card(
     assert "offers none of the protocols asked for (T1)" in capsys.readouterr().err
     assert main(["--reader", "no such reader anywhere", "eid"]) == 1
     assert "no such reader anywhere" in capsys.readouterr().err
+
+
+@pcsc_mark
+def test_refresh_after_a_switch_resets_the_card_through_pcsc(
+    served: Served, transport: PcscTransport
+) -> None:
+    """refreshFlag: the card answers 91xx, the ES10 channel FETCHes the REFRESH (UICC Reset),
+    resets the card with SCardReconnect (vpcd passes the reset on) and opens again."""
+    with Es10Client.open(transport) as client:
+        client.disable_profile(iccid=served.iccid, refresh=True)
+        assert client.channel.refresh_resets == 1 and not client.channel.reset_required
+        assert client.get_profiles_info()[0].profile_state.asn1_name == "disabled"
+        client.enable_profile(iccid=served.iccid, refresh=True)
+        assert client.channel.refresh_resets == 2
+        assert [(c.type, c.qualifier) for c in client.channel.proactive_commands] == [(1, 4)] * 2
+        assert client.get_profiles_info()[0].profile_state.asn1_name == "enabled"
+    raw = Raw(transport)
+    assert raw.sw("80 12 00 00 0B") == "6985"  # nothing left pending
+
+
+@pcsc_mark
+def test_globalplatform_get_data_and_get_status_through_pcsc(
+    served: Served, transport: PcscTransport
+) -> None:
+    """What a card shell sends to ISD-R and ECASD at start-up: GET DATA 66/E0, GET STATUS."""
+    raw = Raw(transport)
+    ecasd = h("A0000005591010FFFFFFFF8900000200")
+    for aid in (ISD_R_AID, ecasd):
+        assert raw.fetch(raw.send(h("00 A4 04 04 10") + aid + h("00")), 0x00)[1] == "9000"
+        card_data, sw = raw.fetch(raw.send("80 CA 00 66 00"), 0x00)
+        assert sw == "9000" and card_data[:1] == h("66")
+        keys, sw = raw.fetch(raw.send("80 CA 00 E0 00"), 0x00)
+        assert sw == "9000" and keys[:1] == h("E0")
+        status, sw = raw.fetch(raw.send("80 F2 40 02 02 4F 00 00"), 0x00)
+        assert sw == "9000" and status[:1] == h("E3")
+    eid, sw = raw.fetch(raw.send("80 CA 00 5A 00"), 0x00)  # on the ECASD
+    assert (eid, sw) == (h("5A 10") + h(served.eid), "9000")
