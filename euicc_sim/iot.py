@@ -16,6 +16,9 @@ Rules
    ===============================  ==========================================  ===========
    function                         refused when                                result
    ===============================  ==========================================  ===========
+   ImmediateEnable, ProfileRollback, refreshFlag TRUE while a proactive command    5
+   ExecuteFallbackMechanism,        is outstanding (:mod:`euicc_sim.proactive`)  (catBusy)
+   ReturnFromFallback
    ImmediateEnable ``BF5A``         no immediate-enable configuration, or its   1
                                     immediateEnableFlag is absent
                                     no ``last_download``, its profile is gone,   4
