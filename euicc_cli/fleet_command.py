@@ -15,32 +15,33 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
+import logging
 import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from euicc_cli.exits import CommandError, UsageError
+from euicc_cli.options import url
+from euicc_cli.output import Output
 from euicc_cli.pull_options import add_pull_options, pull_config
 from ipa import es10_iot
-from ipa.errors import IpaError
 from ipa.es10 import Es10Client
 from ipa.fleet import Device, Fleet, FleetConfig, FleetStats
 from ipa.pull import PollOutcome
 from ipa.transport import InProcessTransport
 
-__all__ = ["add_fleet_command", "cmd_fleet"]
+__all__ = ["add_fleet_arguments", "cmd_fleet"]
+
+log = logging.getLogger(__name__)
 
 
-def add_fleet_command(sub: Any) -> None:
-    """Add ``fleet`` to the ``ipa`` sub-commands (``sub``: argparse's sub-parsers)."""
-    p = sub.add_parser(
-        "fleet", help="run many emulated cards against one eIM (takes card directories)"
-    )
+def add_fleet_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``ipa fleet`` to its (sub-command) parser ``p``."""
     p.add_argument("cards", nargs="+", metavar="DIR", help="emulated card directories")
-    p.add_argument("--eim-url", required=True, metavar="URL", help="the eIM all devices poll")
-    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    p.add_argument(
+        "--eim-url", required=True, metavar="URL", type=url, help="the eIM all devices poll"
+    )
     p.add_argument("--once", action="store_true", help="one cycle per device, then exit")
     p.add_argument("--state", metavar="DIR", help="keep each IPAd's pending results in DIR/<EID>")
     add_pull_options(
@@ -64,29 +65,31 @@ def add_fleet_command(sub: Any) -> None:
     p.add_argument(
         "--report", type=float, default=10.0, metavar="S", help="seconds between stats lines"
     )
-    p.set_defaults(run=None, fleet=True)
 
 
-def cmd_fleet(args: argparse.Namespace) -> None:
+def cmd_fleet(args: argparse.Namespace, out: Output) -> None:
     """Run the fleet the command line describes (see the module doc).
 
+    With ``--json``: ``--once`` prints one envelope with every device; a run until stopped
+    prints JSON Lines (a ``stats`` event per report, the envelope with the totals last).
+
     Raises:
-        IpaError: with ``--once``, when any device's cycle failed.
-        ValueError: an unusable option value.
+        CommandError: with ``--once``, when any device's cycle failed.
+        UsageError: an unusable option value.
     """
     if args.duration is not None and args.duration <= 0:
-        raise ValueError("--duration must be positive")
+        raise UsageError("--duration must be positive")
     if args.report <= 0:
-        raise ValueError("--report must be positive")
+        raise UsageError("--report must be positive")
     from euicc_sim.card import Euicc  # loaded only when a fleet runs
 
     directories = [Path(d).resolve() for d in args.cards]
     if len(set(directories)) != len(directories):
-        raise ValueError("a card directory is named twice (one card, one device)")
+        raise UsageError("a card directory is named twice (one card, one device)")
     cards = [Euicc.open(directory) for directory in directories]
     initial_eim = args.initial_eim
     if initial_eim is not None and Path(initial_eim).is_dir():
-        _provision_from_directory(cards, Path(initial_eim))
+        _provision_from_directory(cards, Path(initial_eim), out)
         initial_eim = None
     config = FleetConfig(
         args.eim_url,
@@ -96,26 +99,26 @@ def cmd_fleet(args: argparse.Namespace) -> None:
         pace=args.pace,
         state_root=args.state,
     )
-    as_json = getattr(args, "json", False)
     if args.once:
         rows = asyncio.run(_once(cards, config))
-        if as_json:
-            print(json.dumps({"devices": [r.to_json() for r in rows]}, indent=2))
-        else:
-            print("\n".join(r.line() for r in rows))
+        data = {"devices": [r.to_json() for r in rows]}
         failed = sum(1 for r in rows if r.failures)
         if failed:
-            raise IpaError(f"{failed} of {len(rows)} devices failed their cycle")
+            for row in rows:
+                out.text(row.line())
+            raise CommandError(f"{failed} of {len(rows)} devices failed their cycle", data=data)
+        out.success(data, text=[r.line() for r in rows])
         return
-    total, rows = asyncio.run(_run(cards, config, args.duration, args.report))
-    if as_json:
-        devices = [r.to_json() for r in rows]
-        print(json.dumps({"stats": _stats_json(total), "devices": devices}, indent=2))
-    else:
-        print("total: " + _stats_line(total))
+    total, rows = asyncio.run(_run(cards, config, args.duration, args.report, out))
+    devices = [r.to_json() for r in rows]
+    out.success(
+        {"stats": _stats_json(total), "devices": devices},
+        message=_stats_line(total),
+        text="total: " + _stats_line(total),
+    )
 
 
-def _provision_from_directory(cards: list[Any], directory: Path) -> None:
+def _provision_from_directory(cards: list[Any], directory: Path, out: Output) -> None:
     """AddInitialEim from ``<directory>/<EID>.der`` on each card without an eIM (a card with
     no file stays unprovisioned: its cycles say so)."""
     for card in cards:
@@ -127,10 +130,7 @@ def _provision_from_directory(cards: list[Any], directory: Path) -> None:
             if request.is_file():
                 es10_iot.add_initial_eim(client, request.read_bytes())
             else:
-                print(
-                    f"ipa: no {request.name} in {directory}: {eid} stays unprovisioned",
-                    file=sys.stderr,
-                )
+                out.note(f"no {request.name} in {directory}: {eid} stays unprovisioned")
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ async def _once(cards: list[Any], config: FleetConfig) -> list[_DeviceRow]:
 
 
 async def _run(
-    cards: list[Any], config: FleetConfig, duration: float | None, report: float
+    cards: list[Any], config: FleetConfig, duration: float | None, report: float, out: Output
 ) -> tuple[FleetStats, list[_DeviceRow]]:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -190,14 +190,16 @@ async def _run(
     try:
         async with Fleet(cards, config) as fleet:
             await fleet.start()
-            print(f"{len(fleet.devices)} devices polling {config.eim_url}", file=sys.stderr)
+            started = f"{len(fleet.devices)} devices polling {config.eim_url}"
+            _progress(out, "started", {"devices": len(fleet.devices)}, started)
             since = fleet.clock()
             while not stop.is_set():
                 wait = report if deadline is None else min(report, deadline - loop.time())
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.0, wait))
                 now = fleet.clock()
-                print(_stats_line(fleet.stats(since, now)), file=sys.stderr)
+                stats = fleet.stats(since, now)
+                _progress(out, "stats", _stats_json(stats), _stats_line(stats))
                 since = now
                 if deadline is not None and loop.time() >= deadline:
                     break
@@ -206,6 +208,14 @@ async def _run(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _progress(out: Output, event: str, data: dict[str, Any], line: str) -> None:
+    """A progress report: a JSON Lines event on stdout, or a line for people on stderr."""
+    if out.json_mode:
+        out.event(event, data)
+    else:
+        out.note(line)
 
 
 def _stats_json(stats: FleetStats) -> dict[str, Any]:

@@ -3,36 +3,55 @@
 The card is chosen with ``--card DIR`` (an emulated card kept in a directory, run in this
 process) or ``--reader NAME`` (a card in a PC/SC reader, through pyscard). The emulator is
 loaded only for ``--card``: the IPAd itself never depends on it.
+
+Global options (card selection, ``--json``, ``-v``, ``--log-level``) may stand before or after
+the command. Output, the ``--json`` envelope and exit codes: :mod:`euicc_cli.output`,
+:mod:`euicc_cli.exits` and ``docs/cli.md``. Modules a command needs are imported when it runs,
+so ``ipa eid`` does not pay for the HTTP stack of ``ipa download``.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from euicc_cli.fleet_command import add_fleet_command, cmd_fleet
-from euicc_cli.pull_options import add_pull_options, pull_config
-from ipa.channel import ChannelConfig
-from ipa.download import DownloadError, download_profile_sync
-from ipa.errors import IpaError
-from ipa.es9p import Es9Config, load_trust_anchors
-from ipa.es10 import Es10Client
-from ipa.notifications import process_notifications_sync
-from ipa.transport import InProcessTransport, Transport
-from ipa.types import ProfileInfo
+from euicc_cli.exits import CommandError, ExitCode, UsageError
+from euicc_cli.options import (
+    OUTPUT_DEFAULTS,
+    CommandParser,
+    add_output_options,
+    add_version_option,
+    global_options,
+)
+from euicc_cli.output import Output
+from euicc_cli.runner import run_command
 
+if TYPE_CHECKING:
+    from ipa.es10 import Es10Client
+    from ipa.transport import Transport
+    from ipa.types import ProfileInfo
 
-class UsageError(Exception):
-    """The command line asks for something that cannot be done."""
+__all__ = ["build_parser", "main", "open_transport", "profile_target"]
+
+log = logging.getLogger(__name__)
+
+#: What a sub-command runs on: an ES10 client (channel open, ISD-R selected), the bare card
+#: transport, or nothing (the command opens what it needs itself).
+CLIENT, TRANSPORT, NOTHING = "client", "transport", "nothing"
 
 
 def open_transport(args: argparse.Namespace) -> Transport:
-    """The card transport named on the command line."""
+    """The card transport named on the command line.
+
+    Raises:
+        UsageError: no card or two cards named, reader options without a reader.
+        CommandError: (exit code 3) the card cannot be opened; the message names the
+            directory or reader and says why.
+    """
     if args.card and args.reader:
         raise UsageError("use either --card or --reader, not both")
     if args.card and (args.protocol != "any" or args.exclusive):
@@ -43,13 +62,52 @@ def open_transport(args: argparse.Namespace) -> Transport:
         return open_reader_transport(args.reader, protocol=args.protocol, exclusive=args.exclusive)
     if args.card:
         from euicc_sim.card import Euicc  # the emulator is loaded only when a command uses it
+        from ipa.transport import InProcessTransport
 
-        return InProcessTransport(Euicc.open(args.card))
+        try:
+            card = Euicc.open(args.card)
+        except Exception as exc:  # a damaged or foreign directory: say which, never a traceback
+            raise CommandError(
+                f"cannot open the card in {args.card}: {exc}", ExitCode.UNREACHABLE
+            ) from exc
+        return InProcessTransport(card)
     raise UsageError("say which card to use: --card DIR or --reader NAME")
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
+# -- targets: a profile by ICCID or by ISD-P AID ----------------------------------------------
+
+_ICCID = re.compile(r"\d{18,20}[fF]?")
+_AID = re.compile(r"(?:[0-9a-fA-F]{2}){5,16}")
+
+
+def profile_target(text: str) -> tuple[str, str | bytes]:
+    """A profile named on the command line: ``("iccid", digits)`` or ``("isdpAid", bytes)``.
+
+    SGP.22 ProfileIdentifier is a CHOICE of ``isdpAid [APPLICATION 15]`` and ``iccid``. An ICCID
+    is 18 to 20 digits (ITU-T E.118, beginning ``89``); an AID is 5 to 16 bytes in hex (ISO/IEC
+    7816-5) whose first nibble is the registration category (``A`` international, ``D``
+    national), so the two never look alike. ``iccid:`` or ``aid:`` in front forces the reading.
+    """
+    kind, sep, value = text.partition(":")
+    if sep and kind.lower() in ("iccid", "aid"):
+        if kind.lower() == "iccid":
+            return "iccid", value
+        if not _AID.fullmatch(value):
+            raise UsageError(f"{value!r} is not an AID (5 to 16 bytes in hex)")
+        return "isdpAid", bytes.fromhex(value)
+    if _ICCID.fullmatch(text):
+        return "iccid", text
+    if _AID.fullmatch(text) and text[0] in "AaDd":
+        return "isdpAid", bytes.fromhex(text)
+    raise UsageError(f"{text!r} is neither an ICCID (18-20 digits) nor an ISD-P AID (hex, A0...)")
+
+
+def _target_kwargs(target: str) -> dict[str, Any]:
+    kind, value = profile_target(target)
+    return {"iccid": value} if kind == "iccid" else {"isdp_aid": value}
+
+
+# -- commands ---------------------------------------------------------------------------------
 
 
 def _profile_line(p: ProfileInfo) -> str:
@@ -60,21 +118,18 @@ def _profile_line(p: ProfileInfo) -> str:
     return f"{p.iccid or '-':<20} {state:<9} {klass:<12} {aid} {p.profile_name or ''}{nickname}"
 
 
-def cmd_eid(client: Es10Client, args: argparse.Namespace) -> None:
+def cmd_eid(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
     eid = client.get_eid()
-    _print_json({"eidValue": eid}) if args.json else print(eid)
+    out.success({"eidValue": eid}, text=eid)
 
 
-def cmd_info(client: Es10Client, args: argparse.Namespace) -> None:
+def cmd_info(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
     info: dict[str, Any] = {
         "eidValue": client.get_eid(),
         "euiccInfo1": client.get_euicc_info1().to_json(),
         "euiccInfo2": client.get_euicc_info2().to_json(),
         "euiccConfiguredAddresses": client.get_euicc_configured_addresses().to_json(),
     }
-    if args.json:
-        _print_json(info)
-        return
     info2 = info["euiccInfo2"]
     info1 = info["euiccInfo1"]
     addresses = info["euiccConfiguredAddresses"]
@@ -87,54 +142,135 @@ def cmd_info(client: Es10Client, args: argparse.Namespace) -> None:
         ("default SM-DP+", addresses.get("defaultDpAddress") or "-"),
         ("root SM-DS", addresses.get("rootDsAddress")),
     ]
-    for key, value in rows:
-        print(f"{key:<22} {value}")
+    out.success(info, text=[f"{key:<22} {value}" for key, value in rows])
 
 
-def cmd_profiles(client: Es10Client, args: argparse.Namespace) -> None:
+def cmd_profiles(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
     profiles = client.get_profiles_info()
-    if args.json:
-        _print_json({"profileInfoListOk": [p.to_json() for p in profiles]})
+    lines = [_profile_line(p) for p in profiles] or ["no profiles"]
+    out.success({"profileInfoListOk": [p.to_json() for p in profiles]}, text=lines)
+
+
+def _done(out: Output, function: str, result: str = "ok") -> None:
+    out.success({function: result}, message=f"{function}: {result}", text=f"{function}: {result}")
+
+
+def cmd_enable(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    client.enable_profile(**_target_kwargs(args.target), refresh=args.refresh)
+    _done(out, "enableResult")
+
+
+def cmd_disable(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    client.disable_profile(**_target_kwargs(args.target), refresh=args.refresh)
+    _done(out, "disableResult")
+
+
+def cmd_delete(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    client.delete_profile(**_target_kwargs(args.target))
+    _done(out, "deleteResult")
+
+
+def cmd_nickname(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    kind, value = profile_target(args.target)
+    if kind == "isdpAid":  # SetNickname names the profile by ICCID only (SGP.22 §5.7.21)
+        assert isinstance(value, bytes)
+        found = client.get_profiles_info(isdp_aid=value, tags=("iccid",))
+        if not found or not found[0].iccid:
+            raise CommandError(f"no profile in ISD-P {value.hex().upper()}")
+        value = found[0].iccid
+    assert isinstance(value, str)
+    client.set_nickname(value, args.nickname)
+    _done(out, "setNicknameResult")
+
+
+def cmd_default_smdp(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    """ES10a.GetEuiccConfiguredAddresses, or SetDefaultDpAddress with ADDRESS / --clear."""
+    if args.clear and args.address is not None:
+        raise UsageError("give either ADDRESS or --clear")
+    if args.clear or args.address is not None:
+        address = "" if args.clear else args.address
+        client.set_default_dp_address(address)
+        _done(out, "setDefaultDpAddressResult")
         return
-    for p in profiles:
-        print(_profile_line(p))
-    if not profiles:
-        print("no profiles")
+    addresses = client.get_euicc_configured_addresses()
+    out.success(
+        addresses.to_json(),
+        text=[
+            f"default SM-DP+ {addresses.default_dp_address or '-'}",
+            f"root SM-DS     {addresses.root_ds_address}",
+        ],
+    )
 
 
-def _done(args: argparse.Namespace, function: str, result: str = "ok") -> None:
-    if args.json:
-        _print_json({function: result})
-    else:
-        print(f"{function}: {result}")
+def cmd_memory_reset(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    from ipa.codes import ResetOption
+
+    by_name = {o.asn1_name: o for o in ResetOption if o.is_known}
+    options = [by_name[name] for name in args.options]
+    result = client.euicc_memory_reset(options, sgp22=args.sgp22)
+    data = result.to_json()
+    text = [f"{key}: {value}" for key, value in data.items()]
+    out.success(data, message="resetResult: ok", text=text)
 
 
-def cmd_enable(client: Es10Client, args: argparse.Namespace) -> None:
-    client.enable_profile(iccid=args.iccid, refresh=args.refresh)
-    _done(args, "enableResult")
+def cmd_es10(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    """A raw ES10 request TLV to ISD-R; prints the response TLV."""
+    request = _hex_argument(args.request, "ES10 request")
+    response = client.exchange(request)
+    out.success(
+        {"request": request.hex().upper(), "response": response.hex().upper()},
+        text=response.hex().upper(),
+    )
 
 
-def cmd_disable(client: Es10Client, args: argparse.Namespace) -> None:
-    client.disable_profile(iccid=args.iccid, refresh=args.refresh)
-    _done(args, "disableResult")
+def cmd_apdu(transport: Transport, args: argparse.Namespace, out: Output) -> None:
+    """Raw command APDUs on the card as it is (no channel opened, nothing selected)."""
+    commands = [_hex_argument(a, "APDU") for a in args.apdus]
+    exchanges = []
+    lines = []
+    for command in commands:
+        if len(command) < 4:
+            raise UsageError(f"{command.hex().upper()}: an APDU has at least CLA INS P1 P2")
+        response = bytes(transport.transmit(command))
+        data, sw = response[:-2], response[-2:]
+        exchanges.append(
+            {"command": command.hex().upper(), "data": data.hex().upper(), "sw": sw.hex().upper()}
+        )
+        lines.append(f"{data.hex().upper()} {sw.hex().upper()}".lstrip())
+    out.success({"exchanges": exchanges}, text=lines)
 
 
-def cmd_delete(client: Es10Client, args: argparse.Namespace) -> None:
-    client.delete_profile(iccid=args.iccid)
-    _done(args, "deleteResult")
+def cmd_readers(args: argparse.Namespace, out: Output) -> None:
+    from ipa.pcsc import reader_states
+
+    states = reader_states()
+    readers = [{"name": name, "cardPresent": present} for name, present in states.items()]
+    lines = [f"{i}: {r['name']}{'' if r['cardPresent'] else ' (empty)'}" for i, r in
+             enumerate(readers)] or ["no readers"]  # fmt: skip
+    out.success({"readers": readers}, text=lines)
 
 
-def cmd_nickname(client: Es10Client, args: argparse.Namespace) -> None:
-    client.set_nickname(args.iccid, args.nickname)
-    _done(args, "setNicknameResult")
+def _hex_argument(text: str, what: str) -> bytes:
+    cleaned = "".join(text.split())
+    try:
+        value = bytes.fromhex(cleaned)
+    except ValueError:
+        raise UsageError(f"{what} {text!r} is not hex") from None
+    if not value:
+        raise UsageError(f"{what} is empty")
+    return value
 
 
-def _es9_config(args: argparse.Namespace) -> Es9Config:
+def _es9_config(args: argparse.Namespace) -> Any:
     """ES9+ settings from --ca-cert / --insecure (TLS stays verified unless --insecure)."""
+    from ipa.es9p import Es9Config, load_trust_anchors
+
     return Es9Config(ca_certificates=load_trust_anchors(args.ca_cert), insecure=args.insecure)
 
 
 def _ask_confirmation_code(metadata: ProfileInfo) -> str | None:
+    import getpass
+
     # Only a person at a terminal can answer; a script gets "postponed" instead of a hang.
     if not sys.stdin.isatty():
         return None
@@ -142,164 +278,96 @@ def _ask_confirmation_code(metadata: ProfileInfo) -> str | None:
     return getpass.getpass(f"Confirmation code for {name}: ") or None
 
 
-def cmd_download(client: Es10Client, args: argparse.Namespace) -> None:
-    try:
-        result = download_profile_sync(
-            client,
-            args.activation_code,
-            confirmation_code=args.confirmation_code,
-            ask_confirmation_code=_ask_confirmation_code,
-            config=_es9_config(args),
-        )
-    except DownloadError as exc:
-        if exc.cancel_reason is not None:
-            card = "yes" if exc.cancelled_on_card else "no"
-            server = "yes" if exc.cancelled_on_server else "no"
-            print(
-                f"ipa: session cancelled ({exc.cancel_reason.asn1_name}): "
-                f"on the card {card}, on the SM-DP+ {server}",
-                file=sys.stderr,
-            )
-        raise
-    if args.json:
-        _print_json(result.to_json())
-        return
+def cmd_download(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    from ipa.download import download_profile_sync
+
+    result = download_profile_sync(
+        client,
+        args.activation_code,
+        confirmation_code=args.confirmation_code,
+        ask_confirmation_code=_ask_confirmation_code,
+        config=_es9_config(args),
+    )
     delivered = "delivered" if result.notification_delivered else "NOT delivered (still pending)"
-    print(f"installed {result.iccid} in ISD-P {result.isdp_aid.hex().upper()}")
-    print(f"install notification #{result.seq_number} {delivered}")
+    out.success(
+        result.to_json(),
+        message=f"installed {result.iccid}",
+        text=[
+            f"installed {result.iccid} in ISD-P {result.isdp_aid.hex().upper()}",
+            f"install notification #{result.seq_number} {delivered}",
+        ],
+    )
 
 
-def _process_notifications(client: Es10Client, args: argparse.Namespace) -> None:
+def _process_notifications(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    from ipa.notifications import process_notifications_sync
+
     outcomes = process_notifications_sync(client, config=_es9_config(args))
-    if args.json:
-        _print_json({"notifications": [o.to_json() for o in outcomes]})
-    else:
-        for o in outcomes:
-            status = "delivered and removed" if o.removed else (o.error or "kept")
-            if o.delivered and not o.removed:
-                status = f"delivered, not removed: {o.error}"
-            print(f"#{o.seq_number} {o.kind:<26} -> {o.address or '-'}: {status}")
-        if not outcomes:
-            print("no pending notifications")
+    lines = []
+    for o in outcomes:
+        status = "delivered and removed" if o.removed else (o.error or "kept")
+        if o.delivered and not o.removed:
+            status = f"delivered, not removed: {o.error}"
+        lines.append(f"#{o.seq_number} {o.kind:<26} -> {o.address or '-'}: {status}")
+    data = {"notifications": [o.to_json() for o in outcomes]}
     kept = sum(not o.removed for o in outcomes)
     if kept:
-        raise IpaError(f"{kept} notification(s) still pending")
+        for line in lines:
+            out.text(line)
+        raise CommandError(f"{kept} notification(s) still pending", ExitCode.FAILED, data)
+    out.success(data, text=lines or ["no pending notifications"])
 
 
-def cmd_notifications(client: Es10Client, args: argparse.Namespace) -> None:
+def cmd_notifications(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
     if args.process:
         if args.remove is not None:
             raise UsageError("use either --process or --remove, not both")
-        _process_notifications(client, args)
+        _process_notifications(client, args, out)
         return
     if args.remove is not None:
         client.remove_notification_from_list(args.remove)
-        _done(args, "deleteNotificationStatus")
+        _done(out, "deleteNotificationStatus")
         return
     pending = client.retrieve_notifications_list()
-    if args.json:
-        _print_json({"notificationList": [n.to_json() for n in pending]})
-        return
+    lines = []
     for n in pending:
         meta = n.notification_metadata
         if meta is None:
-            print(f"#{n.seq_number} {n.kind}")
+            lines.append(f"#{n.seq_number} {n.kind}")
             continue
         events = ",".join(e.asn1_name for e in meta.profile_management_operation)
-        print(
+        lines.append(
             f"#{n.seq_number} {events:<20} {meta.iccid or '-':<20} -> {meta.notification_address}"
         )
-    if not pending:
-        print("no pending notifications")
-
-
-Command = Callable[[Es10Client, argparse.Namespace], None]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``ipa`` argument parser."""
-    parser = argparse.ArgumentParser(prog="ipa", description=__doc__.splitlines()[0])
-    parser.add_argument("--card", metavar="DIR", help="an emulated card kept in DIR")
-    parser.add_argument(
-        "--reader", metavar="NAME", help="a card in a PC/SC reader: (part of) its name or index"
+    out.success(
+        {"notificationList": [n.to_json() for n in pending]},
+        text=lines or ["no pending notifications"],
     )
-    parser.add_argument(
-        "--protocol",
-        choices=("T0", "T1", "any"),
-        default="any",
-        help="with --reader: the transmission protocol to connect with (default: any)",
-    )
-    parser.add_argument(
-        "--exclusive",
-        action="store_true",
-        help="with --reader: keep other applications off the card while the command runs",
-    )
-    parser.add_argument(
-        "--channel", type=int, help="logical channel to use (default: card assigns)"
-    )
-    parser.add_argument("--block-size", type=int, default=255, help="STORE DATA block size")
-    parser.add_argument("--json", action="store_true", help="JSON output with ASN.1 field names")
-    parser.add_argument("-v", "--verbose", action="store_true", help="trace APDUs")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def add(name: str, run: Command, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
-        p.set_defaults(run=run)
-        return p
-
-    add("eid", cmd_eid, "GetEID")
-    add("info", cmd_info, "EUICCInfo1, EUICCInfo2 and configured addresses")
-    add("profiles", cmd_profiles, "GetProfilesInfo")
-    for name, run in (("enable", cmd_enable), ("disable", cmd_disable)):
-        p = add(name, run, f"{name.capitalize()}Profile by ICCID")
-        p.add_argument("iccid")
-        p.add_argument("--refresh", action="store_true", help="set refreshFlag")
-    add("delete", cmd_delete, "DeleteProfile by ICCID").add_argument("iccid")
-    p = add("nickname", cmd_nickname, "SetNickname")
-    p.add_argument("iccid")
-    p.add_argument("nickname")
-    p = add("notifications", cmd_notifications, "RetrieveNotificationsList")
-    p.add_argument("--remove", type=int, metavar="SEQ", help="RemoveNotificationFromList")
-    p.add_argument(
-        "--process",
-        action="store_true",
-        help="send each pending notification to its address, remove those delivered",
-    )
-    _add_es9_options(p)
-    p = add("download", cmd_download, "download a profile with an activation code")
-    p.add_argument("activation_code", metavar="ACTIVATION_CODE", help="LPA:1$<SM-DP+>$<token>...")
-    p.add_argument("--confirmation-code", metavar="CODE", help="the code, if the SM-DP+ asks")
-    _add_es9_options(p)
-    _add_poll_command(add)
-    add_fleet_command(sub)
-    return parser
 
 
-# -- ipa poll: the SGP.32 pull flow (ipa.pull) ---------------------------------------------------
-
-
-def cmd_poll(client: Es10Client, args: argparse.Namespace) -> None:
-    """Poll the card's eIM once (--once) or until interrupted."""
+def cmd_poll(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
+    """Poll the card's eIM once (--once) or until interrupted (JSON Lines: one per cycle)."""
     import asyncio
 
+    from euicc_cli.pull_options import pull_config
     from ipa.pull import PollOutcome, PullFlow
 
     flow = PullFlow(client, pull_config(args, eim_url=args.eim_url), state_dir=args.state)
 
     def show(outcome: PollOutcome) -> None:
-        if args.json:
-            eim_id = flow.eim.eim_id if flow.eim is not None else None
-            _print_json({"eidValue": flow.eid, "eimId": eim_id, **outcome.to_json()})
-            return
-        eim = flow.eim.eim_id if flow.eim is not None else "-"
+        eim_id = flow.eim.eim_id if flow.eim is not None else None
         counts = f"{len(outcome.packages)} package(s), {outcome.notifications} notification(s)"
-        print(f"{outcome.state.value} {outcome.state.name.lower()} eIM {eim}: {counts}")
+        lines = [
+            f"{outcome.state.value} {outcome.state.name.lower()} eIM {eim_id or '-'}: {counts}"
+        ]
         for p in outcome.packages:
             kind = p.kind.value if p.kind is not None else "pending result"
-            print(f"  {kind}: {'delivered' if p.delivered else 'NOT delivered'} {p.detail}")
+            lines.append(f"  {kind}: {'delivered' if p.delivered else 'NOT delivered'} {p.detail}")
         if outcome.error:
-            print(f"  error: {outcome.error}")
+            lines.append(f"  error: {outcome.error}")
+        log.info("poll cycle: %s", lines[0])
+        data = {"eidValue": flow.eid, "eimId": eim_id, **outcome.to_json()}
+        out.event("poll", data, text="\n".join(lines))
 
     async def run() -> PollOutcome:
         try:
@@ -315,20 +383,172 @@ def cmd_poll(client: Es10Client, args: argparse.Namespace) -> None:
     try:
         outcome = asyncio.run(run())
     except KeyboardInterrupt:
+        out.success(message="stopped")  # polling until interrupted: Ctrl-C is the normal end
         return
     if outcome.error is not None or outcome.state.name == "UNPROVISIONED":
-        raise IpaError(outcome.error or "no eIM is configured (give --initial-eim)")
+        raise CommandError(outcome.error or "no eIM is configured (give --initial-eim)")
+    out.success(message=f"polled: {outcome.state.name.lower()}")
 
 
-def _add_poll_command(add: Callable[[str, Command, str], argparse.ArgumentParser]) -> None:
-    p = add("poll", cmd_poll, "SGP.32 pull flow: poll the eIM and run its packages")
+# -- the parser -------------------------------------------------------------------------------
+
+Command = Callable[..., None]
+
+
+def _card_options(group: argparse.ArgumentParser) -> None:
+    """Card selection, channel and output options (every one accepted before or after the
+    command; their defaults are in :data:`GLOBAL_DEFAULTS`)."""
+    s = argparse.SUPPRESS
+    group.add_argument("--card", metavar="DIR", default=s, help="an emulated card kept in DIR")
+    group.add_argument(
+        "--reader",
+        metavar="NAME",
+        default=s,
+        help="a card in a PC/SC reader: (part of) its name or index",
+    )
+    group.add_argument(
+        "--protocol",
+        choices=("T0", "T1", "any"),
+        default=s,
+        help="with --reader: the transmission protocol to connect with (default: any)",
+    )
+    group.add_argument(
+        "--exclusive",
+        action="store_true",
+        default=s,
+        help="with --reader: keep other applications off the card while the command runs",
+    )
+    group.add_argument(
+        "--channel", type=int, default=s, help="logical channel to use (default: card assigns)"
+    )
+    group.add_argument(
+        "--block-size", type=int, default=s, help="STORE DATA block size (default 255)"
+    )
+    add_output_options(group)
+
+
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "card": None,
+    "reader": None,
+    "protocol": "any",
+    "exclusive": False,
+    "channel": None,
+    "block_size": 255,
+    **OUTPUT_DEFAULTS,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ipa`` argument parser."""
+    # Two copies: set_defaults on the top parser changes its actions' defaults, which must stay
+    # "not given" in the sub-commands'.
+    top, common = global_options(_card_options), global_options(_card_options)
+    parser = CommandParser(prog="ipa", description=(__doc__ or "").splitlines()[0], parents=[top])
+    add_version_option(parser)
+    parser.set_defaults(**GLOBAL_DEFAULTS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str,
+        run: Command | None,
+        help_text: str,
+        uses: str = CLIENT,
+        build: Callable[[CommandParser], None] | None = None,
+    ) -> CommandParser:
+        p: CommandParser = sub.add_parser(name, help=help_text, parents=[common], build=build)
+        p.set_defaults(run=run, uses=uses)
+        return p
+
+    add("eid", cmd_eid, "GetEID")
+    add("info", cmd_info, "EUICCInfo1, EUICCInfo2 and configured addresses")
+    add("profiles", cmd_profiles, "GetProfilesInfo")
+    target_help = "the profile: ICCID or ISD-P AID (hex)"
+    for name, run in (("enable", cmd_enable), ("disable", cmd_disable)):
+        p = add(name, run, f"{name.capitalize()}Profile by ICCID or ISD-P AID")
+        p.add_argument("target", metavar="ICCID|AID", help=target_help)
+        p.add_argument("--refresh", action="store_true", help="set refreshFlag")
+    p = add("delete", cmd_delete, "DeleteProfile by ICCID or ISD-P AID")
+    p.add_argument("target", metavar="ICCID|AID", help=target_help)
+    p = add("nickname", cmd_nickname, "SetNickname (profile by ICCID or ISD-P AID)")
+    p.add_argument("target", metavar="ICCID|AID", help=target_help)
+    p.add_argument("nickname")
+    p = add(
+        "default-smdp",
+        cmd_default_smdp,
+        "show the configured addresses, or SetDefaultDpAddress",
+    )
+    p.add_argument("address", nargs="?", metavar="ADDRESS", help="the new default SM-DP+ address")
+    p.add_argument("--clear", action="store_true", help="remove the default SM-DP+ address")
+    p = add("memory-reset", cmd_memory_reset, "eUICCMemoryReset with the named resetOptions")
+    p.add_argument(
+        "options",
+        nargs="+",
+        metavar="OPTION",
+        choices=_RESET_OPTION_NAMES,
+        help=f"resetOptions bits: {', '.join(_RESET_OPTION_NAMES)}",
+    )
+    p.add_argument(
+        "--sgp22", action="store_true", help="send the SGP.22 request (BF34) instead of BF64"
+    )
+    p = add("notifications", cmd_notifications, "RetrieveNotificationsList")
+    p.add_argument("--remove", type=int, metavar="SEQ", help="RemoveNotificationFromList")
+    p.add_argument(
+        "--process",
+        action="store_true",
+        help="send each pending notification to its address, remove those delivered",
+    )
+    add_es9_options(p)
+    p = add("download", cmd_download, "download a profile with an activation code")
+    p.add_argument("activation_code", metavar="ACTIVATION_CODE", help="LPA:1$<SM-DP+>$<token>...")
+    p.add_argument("--confirmation-code", metavar="CODE", help="the code, if the SM-DP+ asks")
+    add_es9_options(p)
+    add("poll", cmd_poll, "SGP.32 pull flow: poll the eIM and run its packages", build=_poll_args)
+    p = add("es10", cmd_es10, "send a raw ES10 request TLV to ISD-R, print the response TLV")
+    p.add_argument("request", metavar="HEX", help="the request TLV, e.g. BF3E035C015A (GetEID)")
+    p = add("apdu", cmd_apdu, "send raw command APDUs, print data and status word", TRANSPORT)
+    p.add_argument("apdus", nargs="+", metavar="HEX", help="a command APDU, e.g. 00A4040000")
+    add("readers", cmd_readers, "list the PC/SC readers and whether they hold a card", NOTHING)
+    add(
+        "fleet",
+        None,
+        "run many emulated cards against one eIM (takes card directories)",
+        NOTHING,
+        build=_fleet_args,
+    )
+    return parser
+
+
+_RESET_OPTION_NAMES = (
+    "deleteOperationalProfiles",
+    "deleteFieldLoadedTestProfiles",
+    "resetDefaultSmdpAddress",
+    "deletePreLoadedTestProfiles",
+    "deleteProvisioningProfiles",
+    "resetEimConfigData",
+    "resetImmediateEnableConfig",
+)
+
+
+def _poll_args(p: CommandParser) -> None:
+    from euicc_cli.options import url
+    from euicc_cli.pull_options import add_pull_options
+
     p.add_argument("--once", action="store_true", help="one cycle, then exit")
     p.add_argument("--state", metavar="DIR", help="keep pending results in DIR across restarts")
-    p.add_argument("--eim-url", metavar="URL", help="reach the eIM here instead of its eimFqdn")
+    p.add_argument(
+        "--eim-url", metavar="URL", type=url, help="reach the eIM here instead of its eimFqdn"
+    )
     add_pull_options(p, initial_eim_help="AddInitialEimRequest for an unprovisioned card")
 
 
-def _add_es9_options(p: argparse.ArgumentParser) -> None:
+def _fleet_args(p: CommandParser) -> None:
+    from euicc_cli.fleet_command import add_fleet_arguments
+
+    add_fleet_arguments(p)
+
+
+def add_es9_options(p: argparse.ArgumentParser) -> None:
+    """``--ca-cert`` and ``--insecure`` for the commands that talk to an SM-DP+."""
     p.add_argument(
         "--ca-cert",
         action="append",
@@ -341,35 +561,46 @@ def _add_es9_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ipa`` command."""
-    args = build_parser().parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-    try:
-        if getattr(args, "fleet", False):
+def _execute(args: argparse.Namespace, out: Output) -> None:
+    if args.uses == NOTHING:
+        if args.command == "fleet":
             if args.card or args.reader:
                 raise UsageError("ipa fleet takes card directories, not --card or --reader")
-            cmd_fleet(args)
-            return 0
-        transport = open_transport(args)
+            from euicc_cli.fleet_command import cmd_fleet
+
+            cmd_fleet(args, out)
+            return
+        args.run(args, out)
+        return
+    if args.block_size is not None and not 1 <= args.block_size <= 255:
+        raise UsageError(f"--block-size {args.block_size}: give 1..255")
+    transport = open_transport(args)
+    try:
+        if args.uses == TRANSPORT:
+            args.run(transport, args, out)
+            return
+        from ipa.channel import ChannelConfig
+        from ipa.es10 import Es10Client
+
         config = ChannelConfig(channel=args.channel, block_size=args.block_size)
-        try:
-            with Es10Client.open(transport, config) as client:
-                args.run(client, args)
-        finally:
-            close = getattr(transport, "close", None)  # a reader: disconnect, release PC/SC
-            if close is not None:
-                close()
-    except (UsageError, IpaError, ValueError, OSError) as exc:
-        print(f"ipa: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, UsageError) else 1
-    except Exception as exc:  # the emulator's CardError and friends, without importing them
-        if type(exc).__module__.startswith("euicc_sim"):
-            print(f"ipa: {exc}", file=sys.stderr)
-            return 1
-        raise
-    return 0
+        with Es10Client.open(transport, config) as client:
+            args.run(client, args, out)
+    finally:
+        close = getattr(transport, "close", None)  # a reader: disconnect, release PC/SC
+        if close is not None:
+            close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ipa`` command; returns the exit status (:mod:`euicc_cli.exits`)."""
+    return run_command(
+        "ipa",
+        build_parser,
+        argv,
+        _execute,
+        # The emulator traces the same APDUs the IPAd's transport does: show them once.
+        quiet_loggers=("euicc_sim",),
+    )
 
 
 if __name__ == "__main__":

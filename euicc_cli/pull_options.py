@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ipa.es9p import Es9Config, load_trust_anchors
-from ipa.esipa import Binding, EsipaConfig
-from ipa.pull import Backoff, PullConfig
+if TYPE_CHECKING:
+    from ipa.pull import PullConfig
 
 __all__ = ["add_pull_options", "pull_config"]
 
@@ -33,6 +32,10 @@ def add_pull_options(
 
 def pull_config(args: argparse.Namespace, **fields: Any) -> PullConfig:
     """The PullConfig of the options :func:`add_pull_options` added (``fields`` override)."""
+    from ipa.es9p import Es9Config, load_trust_anchors
+    from ipa.esipa import Binding, EsipaConfig
+    from ipa.pull import Backoff, PullConfig
+
     anchors = load_trust_anchors(args.ca_cert)
     settings: dict[str, Any] = {
         "esipa": EsipaConfig(

@@ -4,26 +4,46 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from euicc_protocol.crypto import Curve
-from euicc_protocol.iccid import iccid_from_ef
-from euicc_sim.card import CardError, Euicc
-from euicc_sim.state import ProfileClass, ProfileState
-from euicc_sim.vpcd import add_serve_command
+from euicc_cli.exits import CommandError, ExitCode, UsageError
+from euicc_cli.options import (
+    OUTPUT_DEFAULTS,
+    CommandParser,
+    add_output_options,
+    add_version_option,
+    global_options,
+)
+from euicc_cli.output import Output
+from euicc_cli.runner import run_command
 
-_CURVES = {
-    "nist": (Curve.NIST_P256,),
-    "brainpool": (Curve.BRAINPOOL_P256R1,),
-    "both": (Curve.NIST_P256, Curve.BRAINPOOL_P256R1),
-}
+if TYPE_CHECKING:
+    from euicc_sim.card import Euicc
+
+__all__ = ["build_parser", "card_summary", "main"]
+
+_CURVES = ("both", "brainpool", "nist")
 
 
-def card_summary(card: Euicc) -> dict:
+def _curves(name: str) -> tuple[Any, ...]:
+    from euicc_protocol.crypto import Curve
+
+    return {
+        "nist": (Curve.NIST_P256,),
+        "brainpool": (Curve.BRAINPOOL_P256R1,),
+        "both": (Curve.NIST_P256, Curve.BRAINPOOL_P256R1),
+    }[name]
+
+
+def card_summary(card: Euicc) -> dict[str, Any]:
     """The card's identity, profiles and notifications, keyed by ASN.1 field names."""
+    from euicc_protocol.iccid import iccid_from_ef
+    from euicc_sim.state import ProfileClass, ProfileState
+
     state = card.state
     return {
         "eid": card.eid,
@@ -58,41 +78,59 @@ def card_summary(card: Euicc) -> dict:
     }
 
 
-def _print_summary(summary: dict) -> None:
-    print(f"EID {summary['eid']}")
-    print(f"default SM-DP+ {summary['defaultDpAddress'] or '-'}")
-    print(f"root SM-DS     {summary['rootDsAddress']}")
-    print(f"profiles ({len(summary['profileInfoList'])}):")
+def _summary_lines(summary: dict[str, Any]) -> list[str]:
+    lines = [
+        f"EID {summary['eid']}",
+        f"default SM-DP+ {summary['defaultDpAddress'] or '-'}",
+        f"root SM-DS     {summary['rootDsAddress']}",
+        f"profiles ({len(summary['profileInfoList'])}):",
+    ]
     for p in summary["profileInfoList"]:
         nick = f" '{p['profileNickname']}'" if p["profileNickname"] else ""
-        print(
+        lines.append(
             f"  {p['iccid']:<20} {p['profileState']:<8} {p['profileClass']:<12} "
             f"{p['isdpAid']} {p['profileName'] or ''}{nick}"
         )
-    print(f"pending notifications ({len(summary['notificationList'])}):")
+    lines.append(f"pending notifications ({len(summary['notificationList'])}):")
     for n in summary["notificationList"]:
-        print(
+        lines.append(
             f"  #{n['seqNumber']} {n['profileManagementOperation']} {n['iccid']} -> "
             f"{n['notificationAddress']}"
         )
-
-
-class _StoppedAt(Exception):
-    """A command over several cards stopped at one of them (the earlier ones are done)."""
+    return lines
 
 
 @contextlib.contextmanager
 def _naming(directory: str, several: bool) -> Iterator[None]:
-    """With several cards, a failure names the card it stopped at."""
+    """With several cards, a failure names the card it stopped at (the earlier ones are done)."""
     try:
         yield
-    except (CardError, OSError, ValueError) as exc:
+    except Exception as exc:
         if not several:
             raise
-        raise _StoppedAt(f"{directory}: {exc} (stopped there)") from exc
+        from euicc_cli.exits import classify
+
+        error = classify(exc)
+        raise CommandError(
+            f"{directory}: {error.message} (stopped there)", error.code, error.data
+        ) from exc
 
 
-def _init(args: argparse.Namespace) -> int:
+def _open(directory: str) -> Euicc:
+    """The card kept in ``directory``; an unusable directory is reported with exit code 3."""
+    from euicc_sim.card import Euicc
+
+    try:
+        return Euicc.open(directory)
+    except Exception as exc:
+        raise CommandError(
+            f"cannot open the card in {directory}: {exc}", ExitCode.UNREACHABLE
+        ) from exc
+
+
+def _init(args: argparse.Namespace, out: Output) -> None:
+    from euicc_sim.card import Euicc
+
     def read(path: str | None) -> bytes | None:
         return Path(path).read_bytes() if path else None
 
@@ -100,14 +138,15 @@ def _init(args: argparse.Namespace) -> int:
     if len(args.directories) > 1:
         for option, value in one_card_only.items():
             if value is not None:
-                raise ValueError(f"{option} makes one card; give one directory")
+                raise UsageError(f"{option} makes one card; give one directory")
     ci_certificates = [Path(p).read_bytes() for p in args.ci_cert or ()]
+    created = []
     for directory in args.directories:
         with _naming(directory, len(args.directories) > 1):
             card = Euicc.create(
                 directory,
                 eid=args.eid,
-                curves=_CURVES[args.curve],
+                curves=_curves(args.curve),
                 pki=args.pki,
                 euicc_key=read(args.euicc_key),
                 euicc_certificate=read(args.euicc_cert),
@@ -115,15 +154,33 @@ def _init(args: argparse.Namespace) -> int:
                 ci_certificates=ci_certificates,
                 kind=args.kind,
             )
-        print(f"created eUICC {card.eid} in {directory} ({card.kind})")
-    return 0
+        created.append({"directory": directory, "eid": card.eid, "kind": card.kind})
+        out.text(f"created eUICC {card.eid} in {directory} ({card.kind})")
+    out.success({"cards": created}, message=f"created {len(created)} card(s)")
 
 
-def _preload(args: argparse.Namespace) -> int:
-    package = Path(args.package).read_bytes()
+def _package(name_or_path: str) -> bytes:
+    """A profile package named on the command line: a file, or a shipped package's name."""
+    file = Path(name_or_path)
+    if file.is_file() or file.suffix or "/" in name_or_path:
+        return file.read_bytes()
+    from euicc_protocol import profiles
+
+    try:
+        return profiles.load(name_or_path)
+    except profiles.UnknownProfileError as exc:
+        raise UsageError(f"{name_or_path}: no such file, and {exc}") from None
+
+
+def _preload(args: argparse.Namespace, out: Output) -> None:
+    from euicc_protocol.iccid import iccid_from_ef
+    from euicc_sim.state import ProfileClass, ProfileState
+
+    package = _package(args.package)
+    preloaded = []
     for directory in args.directories:
         with _naming(directory, len(args.directories) > 1):
-            profile = Euicc.open(directory).preload(
+            profile = _open(directory).preload(
                 package,
                 iccid=args.iccid,
                 profile_name=args.name,
@@ -139,29 +196,121 @@ def _preload(args: argparse.Namespace) -> int:
             )
         state = "enabled" if profile.state is ProfileState.ENABLED else "disabled"
         iccid = iccid_from_ef(profile.iccid)
+        aid = profile.isdp_aid.hex().upper()
+        preloaded.append({"directory": directory, "iccid": iccid, "isdpAid": aid, "state": state})
         where = f" in {directory}" if len(args.directories) > 1 else ""
-        print(f"preloaded {iccid} as {profile.isdp_aid.hex().upper()} ({state}){where}")
-    return 0
+        out.text(f"preloaded {iccid} as {aid} ({state}){where}")
+    out.success({"profiles": preloaded}, message=f"preloaded {len(preloaded)} profile(s)")
 
 
-def _info(args: argparse.Namespace) -> int:
-    summary = card_summary(Euicc.open(args.directory))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        _print_summary(summary)
-    return 0
+def _info(args: argparse.Namespace, out: Output) -> None:
+    summary = card_summary(_open(args.directory))
+    out.success(summary, text=_summary_lines(summary))
+
+
+def _profiles(args: argparse.Namespace, out: Output) -> None:
+    from euicc_protocol import profiles
+
+    shipped = [{"name": n, "path": str(profiles.path(n))} for n in profiles.names()]
+    out.success({"profiles": shipped}, text=[p["name"] for p in shipped])
+
+
+def _serve(args: argparse.Namespace, out: Output) -> None:
+    """Serve cards to pcscd's vpcd driver until Ctrl-C or SIGTERM (JSON Lines)."""
+    import signal
+    import threading
+
+    from euicc_sim.vpcd import parse_address, serve_many
+
+    try:
+        host, port = parse_address(args.vpcd)
+    except ValueError as exc:
+        raise UsageError(f"--vpcd: {exc}") from None
+    if port + len(args.directories) - 1 > 65535:
+        raise UsageError(f"--vpcd: ports {port}.. run past 65535 for {len(args.directories)} cards")
+    cards = [_open(directory) for directory in args.directories]
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: stop.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        for i, (directory, card) in enumerate(zip(args.directories, cards, strict=True)):
+            out.event(
+                "serving",
+                {"eid": card.eid, "directory": directory, "host": host, "port": port + i},
+                text=f"serving {card.eid} ({directory}) to vpcd at {host}:{port + i}",
+            )
+        serve_many(cards, host, port, stop_event=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out.success(message="stopped")
+
+
+def _server(run: Callable[[argparse.Namespace], int], what: str) -> Callable[..., None]:
+    """A reference server's command: announce it (JSON Lines), run it until stopped."""
+
+    def command(args: argparse.Namespace, out: Output) -> None:
+        if not 0 <= args.port <= 65535:
+            raise UsageError(f"--port {args.port} is out of range (0..65535)")
+        out.event(
+            "starting",
+            {"server": what, "host": args.host, "port": args.port},
+            text=None,  # the server logs its own start line
+        )
+        code = run(args)
+        if code:
+            raise CommandError(f"{what} ended with status {code}", ExitCode.FAILED)
+        out.success(message="stopped")
+
+    return command
+
+
+def _smdpp_args(p: CommandParser) -> None:
+    from euicc_servers.smdpp.serve import add_smdpp_arguments
+
+    add_smdpp_arguments(p)
+    p.set_defaults(run=_server(p.get_default("run"), "smdpp"))
+
+
+def _eim_args(p: CommandParser) -> None:
+    from euicc_servers.eim.serve import add_eim_arguments
+
+    add_eim_arguments(p)
+    p.set_defaults(run=_server(p.get_default("run"), "eim"))
+
+
+def _output_options(group: argparse.ArgumentParser) -> None:
+    add_output_options(group)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``euicc-sim`` argument parser."""
-    parser = argparse.ArgumentParser(prog="euicc-sim", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    # Two copies: set_defaults on the top parser changes its actions' defaults, which must stay
+    # "not given" in the sub-commands'.
+    top, common = global_options(_output_options), global_options(_output_options)
+    parser = CommandParser(prog="euicc-sim", description=__doc__, parents=[top])
+    add_version_option(parser)
+    parser.set_defaults(**OUTPUT_DEFAULTS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("init", help="make a new card in DIR (one per DIR given)")
+    def add(
+        name: str,
+        run: Callable[[argparse.Namespace, Output], None] | None,
+        help_text: str,
+        build: Callable[[CommandParser], None] | None = None,
+        **kw: Any,
+    ) -> CommandParser:
+        p: CommandParser = sub.add_parser(name, help=help_text, parents=[common], build=build, **kw)
+        if run is not None:
+            p.set_defaults(run=run)
+        return p
+
+    p = add("init", _init, "make a new card in DIR (one per DIR given)")
     p.add_argument("directories", nargs="+", metavar="DIR")
     p.add_argument("--eid", help="32-digit EID (default: random, SGP.26 EIN prefix 89049032)")
-    p.add_argument("--curve", choices=sorted(_CURVES), default="both")
+    p.add_argument("--curve", choices=_CURVES, default="both")
     p.add_argument("--pki", help="test PKI directory whose EUM issues the eUICC certificate")
     p.add_argument("--euicc-key", help="SK.EUICC.ECDSA (PEM) to use instead of a new key")
     p.add_argument("--euicc-cert", help="CERT.EUICC.ECDSA (DER or PEM), with --euicc-key")
@@ -174,13 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="iot: SGP.32 IoT eUICC, profiles managed through eIM packages (default); "
         "consumer: SGP.22 eUICC with local ES10c profile management",
     )
-    p.set_defaults(run=_init)
 
-    p = sub.add_parser(
-        "preload", help="install a SAIP profile package as a factory would (on each DIR)"
-    )
+    p = add("preload", _preload, "install a SAIP profile package as a factory would (on each DIR)")
     p.add_argument("directories", nargs="+", metavar="DIR")
-    p.add_argument("package", help="unprotected profile package (DER), e.g. a TS.48 file")
+    p.add_argument(
+        "package",
+        metavar="PACKAGE",
+        help="unprotected profile package: a DER file or a shipped name ('euicc-sim profiles')",
+    )
     p.add_argument("--enable", action="store_true", help="enable it after installing")
     p.add_argument("--iccid", help="override the ICCID from the package header")
     p.add_argument("--name", help="profile name (default: the header's profileType)")
@@ -192,35 +342,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ppr1", action="store_true", help="disabling not allowed")
     p.add_argument("--ppr2", action="store_true", help="deletion not allowed")
-    p.set_defaults(run=_preload)
 
-    p = sub.add_parser("info", help="show a card's EID, profiles and notifications")
-    p.add_argument("directory")
-    p.add_argument("--json", action="store_true", help="JSON with the ASN.1 field names")
-    p.set_defaults(run=_info)
+    p = add("info", _info, "show a card's EID, profiles and notifications")
+    p.add_argument("directory", metavar="DIR")
 
-    add_serve_command(sub)
-    _add_server_commands(sub)
+    add("profiles", _profiles, "list the profile packages shipped with euicc-sim (TS.48)")
+
+    p = add("serve", _serve, "put cards into pcscd's virtual readers (vsmartcard vpcd)")
+    p.add_argument("directories", nargs="+", metavar="DIR", help="card directory")
+    p.add_argument(
+        "--vpcd",
+        metavar="HOST:PORT",
+        nargs="?",
+        const="127.0.0.1:35963",
+        default="127.0.0.1:35963",
+        help="where vpcd listens (default 127.0.0.1:35963); further cards on the next ports",
+    )
+    add("smdpp", None, "run the reference SM-DP+ (ES9+ over HTTPS)", build=_smdpp_args)
+    add("eim", None, "run the reference eIM (ESipa over HTTPS, operator API)", build=_eim_args)
     return parser
 
 
-def _add_server_commands(sub: argparse._SubParsersAction) -> None:
-    """The reference servers' commands (``smdpp``, ``eim``)."""
-    from euicc_servers.eim.serve import add_eim_command
-    from euicc_servers.smdpp.serve import add_smdpp_command
-
-    add_smdpp_command(sub)
-    add_eim_command(sub)
+def _execute(args: argparse.Namespace, out: Output) -> None:
+    args.run(args, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``euicc-sim`` command."""
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except (CardError, OSError, ValueError, _StoppedAt) as exc:
-        print(f"euicc-sim: {exc}", file=sys.stderr)
-        return 1
+    """Entry point of the ``euicc-sim`` command; returns the exit status."""
+    return run_command("euicc-sim", build_parser, argv, _execute, default_level=_default_level)
+
+
+def _default_level(args: argparse.Namespace) -> int:
+    # The servers log their start line and requests at INFO: shown unless asked otherwise.
+    return logging.INFO if args.command in ("smdpp", "eim") else logging.WARNING
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from .proactive import ProactiveSession
 from .registry import HandlerTable
 from .state import CardState, NotificationConfig, NotificationEvent, Profile, ProfileClass
 from .storage import STATE_FILE, DirectoryStorage, MemoryStorage
+from .uicc.uicc import ProfileSource, Uicc
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ class Euicc:
         raw_config = storage.read_file(_CONFIG_FILE)
         if raw_config is None:
             raise CardError("no card here: config.json is missing")
-        self.config = CardConfig.from_json(raw_config)
+        try:
+            self.config = CardConfig.from_json(raw_config)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CardError(f"{_CONFIG_FILE} is damaged: {exc!r}") from None
         state = storage.load()
         if state is None:
             raise CardError("card was never completely created (no committed state)")
@@ -98,7 +102,11 @@ class Euicc:
             gp_version=self.config.globalplatform_version,
         )
         self.filesystem = FileSystem(iccid=lambda: es10c.enabled_iccid(self.context.state))
-        self._os = CardOS([self.isdr, self.ecasd], self.filesystem, proactive=self.proactive)
+        # The enabled profile's applications (file system, PINs, AKA): euicc_sim.uicc.
+        self.uicc = Uicc(self._uicc_source, self._save_uicc)
+        self._os = CardOS(
+            [self.isdr, self.ecasd], self.filesystem, uicc=self.uicc, proactive=self.proactive
+        )
         # Bound once: transmit sits on every hot path.
         self.transmit: Callable[[bytes], bytes] = self._os.transmit
 
@@ -180,8 +188,32 @@ class Euicc:
         return cls(storage, random_bytes=random_bytes)
 
     def reset(self) -> bytes:
-        """Cold reset: close channels, abort sessions, return the ATR."""
+        """Cold reset: close channels, abort sessions, return the ATR.
+
+        The file system of the profile enabled at this moment becomes the visible one.
+        """
         return self._os.reset()
+
+    # -- the enabled profile's UICC side ---------------------------------------------------
+
+    def _uicc_source(self) -> ProfileSource | None:
+        profile = self.context.state.enabled_profile
+        if profile is None or profile.package_digest is None:
+            return None
+        package = self.storage.get_blob(profile.package_digest)
+        stored = self.storage.get_blob(profile.uicc_digest) if profile.uicc_digest else None
+        return ProfileSource(profile.iccid, package, stored)
+
+    def _save_uicc(self, iccid: bytes, blob: bytes) -> None:
+        """Commit a profile's new UICC state blob (one atomic state commit)."""
+        state = self.context.state
+        if state.profile_by_iccid(iccid) is None:
+            raise CardError("the profile whose file system is visible was deleted")
+        digest = self.storage.put_blob(blob)
+        profiles = tuple(
+            replace(p, uicc_digest=digest) if p.iccid == iccid else p for p in state.profiles
+        )
+        self.context.commit(replace(state, profiles=profiles))
 
     # -- factory operations (not ES10) --------------------------------------------------
 

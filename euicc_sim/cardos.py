@@ -30,6 +30,10 @@ Rules (PROTOCOL.md §1), in one place:
   Secure messaging ``6882``, command chaining ``6884``, a closed channel ``6881``.
 * SELECT by FID or path selects a file and deselects the channel's application; SELECT by AID
   (exact match) selects the application. A failed SELECT leaves the selection unchanged.
+* With a UICC side (:mod:`euicc_sim.uicc`, the enabled profile's file system, PINs and AKA),
+  SELECT by FID or path, SELECT by an AID no hosted application has, and the file, PIN,
+  STATUS and AUTHENTICATE commands on a channel without a selected application go to it;
+  each channel keeps its own UICC selection.
 * Optional GET DATA (``CA``): forwarded to the selected application's ``get_data(tag)`` if it
   has one (it returns the whole TLV), otherwise ``6D00``.
 * Proactive UICC (:mod:`euicc_sim.proactive`): FETCH ``12``, TERMINAL PROFILE ``10`` and
@@ -74,6 +78,9 @@ from .apdu import (
 from .application import Application
 from .filesystem import File, FileSystem, FileType
 from .proactive import ProactiveSession
+from .uicc.selection import ChannelState
+from .uicc.uicc import INSTRUCTIONS as _UICC_INSTRUCTIONS
+from .uicc.uicc import Uicc
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +127,23 @@ _Handler = Callable[["_Channel", int, bool, Command], bytes]
 class _Channel:
     """The state of one open logical channel."""
 
-    __slots__ = ("app", "file", "pending", "pending_pos", "pending_sw", "sd_buffer", "sd_next")
+    __slots__ = (
+        "app",
+        "file",
+        "pending",
+        "pending_pos",
+        "pending_sw",
+        "sd_buffer",
+        "sd_next",
+        "uicc",
+    )
 
-    def __init__(self, app: Application | None, file: File | None) -> None:
+    def __init__(
+        self, app: Application | None, file: File | None, uicc: ChannelState | None = None
+    ) -> None:
         self.app = app
         self.file = file  # current file when no application is selected
+        self.uicc = uicc  # selection on the UICC side, when the card has one
         self.pending: bytes | None = None  # response data waiting for GET RESPONSE
         self.pending_pos = 0
         self.pending_sw = _SW_OK  # status word that ends the last slice
@@ -194,6 +213,7 @@ class CardOS:
         *,
         atr: bytes = ATR,
         max_request_size: int = MAX_REQUEST_SIZE,
+        uicc: Uicc | None = None,
         proactive: ProactiveSession | None = None,
     ) -> None:
         self._apps: dict[bytes, Application] = {}
@@ -203,6 +223,7 @@ class CardOS:
                 raise ValueError(f"two applications with AID {aid.hex().upper()}")
             self._apps[aid] = app
         self._fs = filesystem if filesystem is not None else FileSystem()
+        self._uicc = uicc
         self._atr = bytes(atr)
         self._max_request = max_request_size
         self._proactive = proactive if proactive is not None else ProactiveSession()
@@ -236,6 +257,8 @@ class CardOS:
     def reset(self) -> bytes:
         """Cold/warm reset: close all logical channels, drop pending responses and STORE DATA
         buffers, reset every application; return the ATR."""
+        if self._uicc is not None:
+            self._uicc.reset()  # the profile enabled now becomes visible
         self._power_on()
         for app in self._apps.values():
             try:
@@ -245,7 +268,8 @@ class CardOS:
         return self._atr
 
     def _power_on(self) -> None:
-        self._channels = [_Channel(None, self._fs.mf)] + [None] * MAX_CHANNEL
+        uicc = self._uicc.open_channel() if self._uicc is not None else None
+        self._channels = [_Channel(None, self._fs.mf, uicc)] + [None] * MAX_CHANNEL
         self._proactive.reset()
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -295,10 +319,30 @@ class CardOS:
             channel.pending = None
         if ins != _INS_STORE_DATA and (channel.sd_next or channel.sd_buffer):
             self._abort_store_data(channel)
+        if self._uicc is not None and ins in _UICC_INSTRUCTIONS:
+            cmd = parse_command(apdu)
+            if not self._selects_app(cmd) if ins == 0xA4 else channel.app is None:
+                return self._uicc_command(channel, proprietary, cmd)
+            handler = self._handlers.get(ins)
+            if handler is None:
+                raise StatusWordError(SW_INS_NOT_SUPPORTED)
+            return handler(channel, number, proprietary, cmd)
         handler = self._handlers.get(ins)
         if handler is None:
             raise StatusWordError(SW_INS_NOT_SUPPORTED)
         return handler(channel, number, proprietary, parse_command(apdu))
+
+    # -- UICC side ------------------------------------------------------------------------------
+
+    def _selects_app(self, cmd: Command) -> bool:
+        return cmd.p1 == 0x04 and cmd.data in self._apps
+
+    def _uicc_command(self, ch: _Channel, proprietary: bool, cmd: Command) -> bytes:
+        assert self._uicc is not None and ch.uicc is not None
+        data, t0 = self._uicc.command(ch.uicc, cmd, proprietary)
+        if cmd.ins == 0xA4:
+            ch.app = None  # a file or ADF is selected now
+        return self._respond_t0(ch, data) if t0 else self._respond_direct(ch, data, cmd.le)
 
     # -- response buffering -----------------------------------------------------------------
 
@@ -448,9 +492,11 @@ class CardOS:
         raise StatusWordError(SW_INCORRECT_P1P2)
 
     def _new_channel(self, origin_number: int, origin: _Channel) -> _Channel:
+        uicc = self._uicc
         if origin_number == 0:
-            return _Channel(None, self._fs.mf)
-        return _Channel(origin.app, origin.file)
+            return _Channel(None, self._fs.mf, uicc.open_channel() if uicc is not None else None)
+        copied = origin.uicc.copy() if origin.uicc is not None else None
+        return _Channel(origin.app, origin.file, copied)
 
     # -- TERMINAL CAPABILITY (ETSI TS 102 221 §11.1.19) ---------------------------------------
 

@@ -118,20 +118,42 @@ def load_credentials(storage) -> Credentials:
     raw = storage.read_file(_MANIFEST)
     if raw is None:
         raise FileNotFoundError("card directory has no ECASD manifest (ecasd.json)")
-    manifest = json.loads(raw)
-    chains = []
-    for entry in manifest["chains"]:
-        key_pem, euicc_der, eum_der = (storage.read_file(n) for n in entry["files"])
-        key = serialization.load_pem_private_key(key_pem, password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError("SK.EUICC is not an EC key")
-        chains.append(SigningChain(bytes.fromhex(entry["ci_pkid"]), key, euicc_der, eum_der))
-    cis: dict[bytes, ec.EllipticCurvePublicKey] = {}
-    for name in manifest["cis"]:
-        cert = x509.load_der_x509_certificate(storage.read_file(name))
-        pub = cert.public_key()
-        if isinstance(pub, ec.EllipticCurvePublicKey):
-            cis[_ski_of(cert)] = pub
+    try:
+        manifest = json.loads(raw)
+        names = [name for entry in manifest["chains"] for name in entry["files"]]
+        names += list(manifest["cis"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"ecasd.json is damaged: {exc!r}") from None
+    files: dict[str, bytes] = {}
+    for name in names:
+        content = storage.read_file(name)
+        if content is None:
+            raise FileNotFoundError(f"card directory has no {name} (listed in ecasd.json)")
+        files[name] = content
+    current = _MANIFEST
+    try:  # a damaged file is named: the message tells which one to restore
+        chains = []
+        for entry in manifest["chains"]:
+            key_name, euicc_name, eum_name = entry["files"]
+            current = key_name
+            key = serialization.load_pem_private_key(files[key_name], password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError("SK.EUICC is not an EC key")
+            current = _MANIFEST
+            chains.append(
+                SigningChain(
+                    bytes.fromhex(entry["ci_pkid"]), key, files[euicc_name], files[eum_name]
+                )
+            )
+        cis: dict[bytes, ec.EllipticCurvePublicKey] = {}
+        for name in manifest["cis"]:
+            current = name
+            cert = x509.load_der_x509_certificate(files[name])
+            pub = cert.public_key()
+            if isinstance(pub, ec.EllipticCurvePublicKey):
+                cis[_ski_of(cert)] = pub
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{current} is damaged: {exc}") from None
     return Credentials(tuple(chains), cis)
 
 

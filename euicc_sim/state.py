@@ -81,6 +81,9 @@ class Profile:
     # Fallback Profile (fallbackAttribute 9F26, set by the PSMO setFallbackAttribute).
     fallback_allowed: bool = False
     fallback_attribute: bool = False
+    # The profile's UICC side as the terminal changed it (files, PIN counters, SQN arrays):
+    # SHA-256 hex of a blob (euicc_sim.uicc.state); None while it is as the package made it.
+    uicc_digest: str | None = None
 
 
 @dataclass(frozen=True)

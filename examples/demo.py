@@ -5,7 +5,8 @@
 1. A reference SM-DP+ and a reference eIM start on 127.0.0.1 (HTTPS, GSMA SGP.26 test PKI).
 2. A factory makes a device: an emulated eUICC with one TS.48 test profile (enabled, the
    bootstrap connectivity) and the eIM's configuration (ES10b.AddInitialEim).
-3. The operator drives the device only through the eIM's operator API (JSON over HTTPS): a
+3. The operator drives the device only through the eIM's operator API (JSON over HTTPS,
+   authenticated with the bearer token the eIM made at start): a
    profile download trigger, then enable (a switch), a switch back, and a delete. After each
    order the device's IPAd polls once: GetEimPackage, LoadEuiccPackage or the download
    (ES9+ to the SM-DP+), ProvideEimPackageResult, notifications.
@@ -63,8 +64,13 @@ def show_card(card: Euicc) -> None:
 class Operator:
     """The eIM's operator API, as an operator's back end would call it."""
 
-    def __init__(self, base_url: str, ca_pem: bytes) -> None:
-        self.http = httpx.Client(base_url=base_url + "/api", verify=_ssl_context(ca_pem))
+    def __init__(self, base_url: str, ca_pem: bytes, token: str) -> None:
+        # The operator API is authenticated: a bearer token the eIM made at start.
+        self.http = httpx.Client(
+            base_url=base_url + "/api",
+            verify=_ssl_context(ca_pem),
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     def register(self, eid: str, euicc_cert: bytes, eum_cert: bytes) -> bytes:
         """Register the device with its certificates, so the eIM can verify its results."""
@@ -127,7 +133,8 @@ def demo(directory: Path, binding: str) -> None:
         step("factory: a new eUICC with a bootstrap TS.48 profile and the eIM's configuration")
         card = Euicc.create(directory / "card")
         card.preload(BOOTSTRAP.read_bytes(), enable=True, notification_address=smdp_server.address)
-        operator = Operator(eim_server.base_url, ca_pem)
+        assert eim.admin_token is not None
+        operator = Operator(eim_server.base_url, ca_pem, eim.admin_token)
         chain = card.credentials.chain_for(None)
         assert chain is not None
         add_initial_eim = operator.register(

@@ -78,6 +78,7 @@ __all__ = [
     "ConsentCallback",
     "ConsentRefused",
     "DownloadError",
+    "DownloadInterrupted",
     "DownloadResult",
     "MetadataMismatch",
     "ProfileInstallationFailed",
@@ -202,6 +203,17 @@ class BppLoadFailed(DownloadError):
     default_reason = CancelSessionReason.LOAD_BPP_EXECUTION_ERROR
 
 
+class DownloadInterrupted(DownloadError):
+    """Ctrl-C (KeyboardInterrupt) or task cancellation in the middle of a session.
+
+    Never raised: it records what was cancelled, and the interruption itself propagates with
+    a note saying so (``KeyboardInterrupt.__notes__``). The session is ended with
+    ``postponed``: the user stopped, and the order may be downloaded again later.
+    """
+
+    default_reason = CancelSessionReason.POSTPONED
+
+
 class ProfileInstallationFailed(DownloadError):
     """The card's ProfileInstallationResult reports an error (``bpp_command_id``,
     ``error_reason``); ``result`` is the decoded ``BF37``. Nothing is cancelled: the result
@@ -292,12 +304,14 @@ class _Session:
     async def card(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run an ES10 call: inline, or in a worker thread so a slow reader does not block
         the event loop (``offload_card_io``)."""
+        log.info("download: ES10 %s", getattr(function, "__name__", function))
         if self.offload:
             return await asyncio.to_thread(function, *args, **kwargs)
         return function(*args, **kwargs)
 
     async def server(self, step: str, call: Awaitable[T]) -> T:
         """Await an ES9+ call, turning its errors into DownloadErrors."""
+        log.info("download: ES9+ %s to %s", step, self.ac.smdp_address)
         try:
             return await call
         except Es9Error as exc:
@@ -582,6 +596,18 @@ async def _run(
     except DownloadError as error:
         error.transaction_id = session.transaction_id
         await _cancel(session, error)
+        raise
+    except (KeyboardInterrupt, asyncio.CancelledError) as interrupt:
+        # Ctrl-C at the confirmation-code prompt, or a cancelled task: the SM-DP+ must not be
+        # left with an order in progress (SGP.22 §3.1.3: the session ends with CancelSession).
+        stopped = DownloadInterrupted("interrupted", step="interrupted")
+        stopped.transaction_id = session.transaction_id
+        await _cancel(session, stopped)
+        card = "yes" if stopped.cancelled_on_card else "no"
+        server = "yes" if stopped.cancelled_on_server else "no"
+        note = f"download session cancelled (postponed): on the card {card}, on the SM-DP+ {server}"
+        log.warning("%s", note)
+        interrupt.add_note(note)
         raise
     except IpaError as exc:  # the card link broke in the middle of the session
         comm = CardCommunicationError(str(exc), step="ES10")

@@ -10,6 +10,9 @@ One POST per function to ``<base URL>/gsma/rsp2/es9plus/<function>`` with the he
 * ``euiccChallenge`` is the exception: base64 of the raw 16 bytes.
 * ``transactionId`` is the hex text of the TransactionId bytes (upper case).
 
+The fields of each function and how they travel are read from
+:data:`euicc_protocol.bindings.ES9PLUS`, the table the reference servers use too.
+
 Answers: HTTP 200 with ``header.functionExecutionStatus.status`` ``Executed-Success`` (or
 ``Executed-WithWarning``, logged); ``Failed``/``Expired`` raise :class:`Es9Error` with the
 ``statusCodeData`` subject and reason codes. handleNotification answers HTTP 204 with no body
@@ -26,8 +29,7 @@ Plain HTTP is used only when asked for: an explicit ``http://`` base URL, or
 
 from __future__ import annotations
 
-import base64
-import binascii
+import dataclasses
 import json
 import logging
 import ssl
@@ -39,6 +41,7 @@ from typing import Any
 
 import httpx
 
+from euicc_protocol import bindings
 from ipa.errors import IpaError
 from ipa.tls import anchored_context, https_client
 
@@ -242,51 +245,41 @@ class GetBoundProfilePackageOk:
 # -- value encoding ---------------------------------------------------------------------------
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _tid_hex(transaction_id: bytes) -> str:
+def _tid_checked(transaction_id: bytes) -> bytes:
     if not isinstance(transaction_id, bytes) or not 1 <= len(transaction_id) <= 16:
         raise ValueError(f"transactionId must be 1..16 bytes, got {transaction_id!r}")
-    return transaction_id.hex().upper()
+    return transaction_id
 
 
-def _field(body: Mapping[str, Any], function: str, name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str):
-        got = "missing" if value is None else f"a {type(value).__name__}"
-        raise Es9ProtocolError(f"ES9+.{function}: {name} is {got}, expected a string")
-    return value
+def _value(body: Mapping[str, Any], function: str, name: str) -> Any:
+    """The response field ``name`` read with the ES9+ binding (:mod:`euicc_protocol.bindings`);
+    required here even where the binding lets a server leave it out."""
+    field = dataclasses.replace(bindings.ES9PLUS[function].field(name), mandatory=True)
+    try:
+        return bindings.decode((field,), body)[name]
+    except bindings.BindingError as exc:
+        raise Es9ProtocolError(f"ES9+.{function}: {exc}") from None
 
 
 def _tlv_field(body: Mapping[str, Any], function: str, name: str, tag: bytes) -> bytes:
-    text = "".join(_field(body, function, name).split())  # servers may wrap base64 lines
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise Es9ProtocolError(f"ES9+.{function}: {name} is not base64") from None
-    if not data.startswith(tag):
-        head = data[:4].hex().upper() or "nothing"
-        raise Es9ProtocolError(
-            f"ES9+.{function}: {name} must be a complete {tag.hex().upper()} TLV, starts {head}"
-        )
+    data: bytes = _value(body, function, name)  # one complete TLV with the binding's tag
+    assert data.startswith(tag)
     return data
 
 
 def _tid_field(body: Mapping[str, Any], function: str, expected: bytes | None = None) -> bytes:
-    text = _field(body, function, "transactionId")
-    try:
-        tid = bytes.fromhex(text)
-    except ValueError:
-        raise Es9ProtocolError(f"ES9+.{function}: transactionId {text!r} is not hex") from None
-    if not 1 <= len(tid) <= 16:
-        raise Es9ProtocolError(f"ES9+.{function}: transactionId must be 1..16 bytes")
+    tid: bytes = _value(body, function, "transactionId")
     if expected is not None and tid != expected:
         raise Es9ProtocolError(
-            f"ES9+.{function}: answer is for transaction {text}, not {expected.hex().upper()}"
+            f"ES9+.{function}: answer is for transaction {tid.hex().upper()}, "
+            f"not {expected.hex().upper()}"
         )
     return tid
+
+
+def _request(function: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON request of ``function`` (the binding checks every value before sending)."""
+    return bindings.encode(bindings.ES9PLUS[function].request, values)
 
 
 # -- client -----------------------------------------------------------------------------------
@@ -351,11 +344,14 @@ class Es9PlusClient:
         fn = INITIATE_AUTHENTICATION
         body = await self.call(
             fn,
-            {
-                "euiccChallenge": _b64(euicc_challenge),
-                "euiccInfo1": _b64(_expect(euicc_info1, b"\xbf\x20", "euiccInfo1")),
-                "smdpAddress": smdp_address if smdp_address is not None else self.smdp_address,
-            },
+            _request(
+                fn,
+                {
+                    "euiccChallenge": euicc_challenge,
+                    "euiccInfo1": _expect(euicc_info1, b"\xbf\x20", "euiccInfo1"),
+                    "smdpAddress": smdp_address if smdp_address is not None else self.smdp_address,
+                },
+            ),
         )
         return InitiateAuthenticationOk(
             transaction_id=_tid_field(body, fn),
@@ -371,10 +367,10 @@ class Es9PlusClient:
         """ES9+.AuthenticateClient with the card's ``BF38`` AuthenticateServerResponse."""
         fn = AUTHENTICATE_CLIENT
         response = _expect(authenticate_server_response, b"\xbf\x38", "authenticateServerResponse")
-        request = {
-            "transactionId": _tid_hex(transaction_id),
-            "authenticateServerResponse": _b64(response),
-        }
+        request = _request(
+            fn,
+            {"transactionId": _tid_checked(transaction_id), "authenticateServerResponse": response},
+        )
         body = await self.call(fn, request)
         return AuthenticateClientOk(
             transaction_id=_tid_field(body, fn, transaction_id),
@@ -392,7 +388,13 @@ class Es9PlusClient:
         response = _expect(prepare_download_response, b"\xbf\x21", "prepareDownloadResponse")
         body = await self.call(
             fn,
-            {"transactionId": _tid_hex(transaction_id), "prepareDownloadResponse": _b64(response)},
+            _request(
+                fn,
+                {
+                    "transactionId": _tid_checked(transaction_id),
+                    "prepareDownloadResponse": response,
+                },
+            ),
         )
         return GetBoundProfilePackageOk(
             transaction_id=_tid_field(body, fn, transaction_id),
@@ -404,14 +406,18 @@ class Es9PlusClient:
         OtherSignedNotification, exactly as the card returned it."""
         if not pending_notification.startswith((b"\xbf\x37", b"\x30")):
             raise ValueError("pendingNotification must be a BF37 or 30 TLV")
-        await self.call(HANDLE_NOTIFICATION, {"pendingNotification": _b64(pending_notification)})
+        request = _request(HANDLE_NOTIFICATION, {"pendingNotification": pending_notification})
+        await self.call(HANDLE_NOTIFICATION, request)
 
     async def cancel_session(self, transaction_id: bytes, cancel_session_response: bytes) -> None:
         """ES9+.CancelSession with the card's ``BF41`` CancelSessionResponse."""
         response = _expect(cancel_session_response, b"\xbf\x41", "cancelSessionResponse")
         body = await self.call(
             CANCEL_SESSION,
-            {"transactionId": _tid_hex(transaction_id), "cancelSessionResponse": _b64(response)},
+            _request(
+                CANCEL_SESSION,
+                {"transactionId": _tid_checked(transaction_id), "cancelSessionResponse": response},
+            ),
         )
         if body.get("transactionId") is not None:  # optional echo (osmo-smdpp sends it)
             _tid_field(body, CANCEL_SESSION, transaction_id)

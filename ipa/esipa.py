@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from euicc_protocol import bindings
 from ipa.codes import Asn1Enum
 from ipa.esipa_answers import (
     PACKAGE_TAGS,
@@ -92,7 +93,6 @@ from ipa.esipa_transport import (
     Binding,
     EsipaConfig,
     EsipaTransport,
-    b64,
 )
 from ipa.esipa_transport import USER_AGENT as USER_AGENT
 
@@ -217,13 +217,15 @@ class EsipaClient:
                 if tag == package_tag:
                     return EimPackage(kind, raw)
             raise EsipaProtocolError(f"ESipa.{fn}: unexpected alternative {tag.hex()}", function=fn)
-        request: dict[str, Any] = {"eidValue": eid_bytes(eid).hex().upper()}
-        if notify_state_change:
-            request["notifyStateChange"] = True
-        if state_change_cause is not None:
-            request["stateChangeCause"] = int(state_change_cause)
-        if rplmn is not None:
-            request["rPlmn"] = rplmn.hex().upper()
+        request = _json_request(
+            fn,
+            {
+                "eidValue": eid_bytes(eid),
+                "notifyStateChange": True if notify_state_change else None,
+                "stateChangeCause": None if state_change_cause is None else int(state_change_cause),
+                "rPlmn": rplmn,
+            },
+        )
         body = await self._transport.post_json(fn, request)
         present = [k for k in EimPackageKind if body.get(k.value) is not None]
         error = body.get("eimPackageError")
@@ -261,9 +263,10 @@ class EsipaClient:
             if tag == b"\x02":
                 raise EsipaFunctionError(fn, code=error_code(fn, raw))
             return acknowledgements(fn, raw) if tag == b"\xbf\x53" else ()
-        request: dict[str, Any] = {"eimPackageResult": b64(result)}
-        if eid is not None:
-            request["eidValue"] = eid_bytes(eid).hex().upper()
+        request = _json_request(
+            fn,
+            {"eimPackageResult": result, "eidValue": None if eid is None else eid_bytes(eid)},
+        )
         body = await self._transport.post_json(fn, request)
         error = body.get("provideEimPackageResultError")
         if isinstance(error, int) and not isinstance(error, bool):
@@ -287,7 +290,7 @@ class EsipaClient:
         key = (
             "provideEimPackageResult" if notification[:2] == b"\xbf\x50" else "pendingNotification"
         )
-        await self._transport.post_json(fn, {key: b64(notification)}, empty_ok=True)
+        await self._transport.post_json(fn, _json_request(fn, {key: notification}), empty_ok=True)
 
     # -- indirect profile download ---------------------------------------------------------
 
@@ -312,13 +315,15 @@ class EsipaClient:
             if tag != b"\xa0":
                 raise EsipaFunctionError(fn, code=error_code(fn, raw))
             return initiate_ok(fn, parts)
-        request: dict[str, Any] = {"euiccChallenge": b64(euicc_challenge)}
-        if euicc_info1 is not None:
-            request["euiccInfo1"] = b64(euicc_info1)
-        if smdp_address is not None:
-            request["smdpAddress"] = smdp_address
-        if eim_transaction_id is not None:
-            request["eimTransactionId"] = eim_transaction_id.hex().upper()
+        request = _json_request(
+            fn,
+            {
+                "euiccChallenge": euicc_challenge,
+                "euiccInfo1": euicc_info1,
+                "smdpAddress": smdp_address,
+                "eimTransactionId": eim_transaction_id,
+            },
+        )
         body = await self._transport.post_json(fn, request)
         matching_id = body.get("matchingId")
         return InitiateAuthenticationOk(
@@ -349,10 +354,13 @@ class EsipaClient:
             raise EsipaFunctionError(fn, code=error_code(fn, raw))
         body = await self._transport.post_json(
             fn,
-            {
-                "transactionId": tid_bytes(transaction_id).hex().upper(),
-                "authenticateServerResponse": b64(authenticate_server_response),
-            },
+            _json_request(
+                fn,
+                {
+                    "transactionId": tid_bytes(transaction_id),
+                    "authenticateServerResponse": authenticate_server_response,
+                },
+            ),
         )
         hash_cc = json_opt_b64(body, fn, "hashCc", None)
         return AuthenticateClientOkDp(
@@ -383,10 +391,13 @@ class EsipaClient:
             )
         body = await self._transport.post_json(
             fn,
-            {
-                "transactionId": tid_bytes(transaction_id).hex().upper(),
-                "prepareDownloadResponse": b64(prepare_download_response),
-            },
+            _json_request(
+                fn,
+                {
+                    "transactionId": tid_bytes(transaction_id),
+                    "prepareDownloadResponse": prepare_download_response,
+                },
+            ),
         )
         return GetBoundProfilePackageOk(
             json_opt_hex(body, fn, "transactionId"),
@@ -404,9 +415,18 @@ class EsipaClient:
             return
         await self._transport.post_json(
             fn,
-            {
-                "transactionId": tid_bytes(transaction_id).hex().upper(),
-                "cancelSessionResponse": b64(cancel_session_response),
-            },
+            _json_request(
+                fn,
+                {
+                    "transactionId": tid_bytes(transaction_id),
+                    "cancelSessionResponse": cancel_session_response,
+                },
+            ),
             empty_ok=True,
         )
+
+
+def _json_request(function: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The JSON request of ESipa ``function`` from raw values (``None``: absent), written with
+    the binding the eIM reads it with (:data:`euicc_protocol.bindings.ESIPA`)."""
+    return bindings.encode(bindings.ESIPA[function].request, values)

@@ -72,6 +72,8 @@ class Client(AsgiClient):
 
     def __init__(self, app: Any) -> None:
         super().__init__(app, "http://eim.test")
+        token = app.state.core.admin_token
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def esipa(self, message: bytes, *, status: int = 200) -> bytes:
         response = self.request("POST", "/gsma/rsp2/asn1", content=message, headers=ASN1)
@@ -84,6 +86,7 @@ class Client(AsgiClient):
         return self.request("POST", f"/gsma/rsp2/esipa/{function}", json=body, headers=JSON)
 
     def api(self, method: str, url: str, status: int, **kwargs: Any) -> Any:
+        kwargs["headers"] = {**self.auth, **kwargs.get("headers", {})}
         response = self.request(method, "/api" + url, **kwargs)
         assert response.status_code == status, response.text
         return response.json() if response.content else None
@@ -212,20 +215,26 @@ def test_queued_enable_is_signed_over_the_package_and_the_token(nist: TestPki) -
     assert shown["state"] == "sent" and shown["counterValue"] == 1
     assert shown["eimTransactionId"] == value(fields[3]).hex().upper()
     assert bytes.fromhex(shown["package"]) == package
-    assert get_package(client, euicc.eid_bytes) == bytes.fromhex("BF4F03020101")  # sent once
+    # Pending until its result arrives: every poll gets the same bytes (same tid, counter).
+    assert get_package(client, euicc.eid_bytes) == answer
+    assert client.api("GET", f"/orders/{order['id']}", 200)["counterValue"] == 1
 
 
 def test_counters_increase_per_package_and_per_euicc(nist: TestPki) -> None:
     _, client = new_eim(nist)
     first, second = Euiccish(nist), Euiccish(nist)
-    register(client, first)
+    token = register(client, first)["euicc"]["associationToken"]
     register(client, second, counterValue=10)
     for euicc in (first, second, first):
         client.api("POST", f"/euiccs/{euicc.eid}/orders", 201, json=enable())
     counters = []
     for euicc in (first, first, second):
         package = children(get_package(client, euicc.eid_bytes))[0]
-        counters.append(schema.decode("EuiccPackageRequest", package)["euiccPackageSigned"])
+        signed = schema.decode("EuiccPackageRequest", package)["euiccPackageSigned"]
+        counters.append(signed)
+        if euicc is first:  # complete it, so that the next poll gets the next package
+            epr = euicc.result(package, len(counters), [("enableResult", 0)], token)
+            provide(client, euicc.eid_bytes, epr)
     assert [c["counterValue"] for c in counters] == [1, 2, 11]
     assert client.api("GET", f"/euiccs/{first.eid}", 200)["euicc"]["counterValue"] == 2
 
@@ -271,6 +280,9 @@ def test_every_psmo_and_eco_encodes(nist: TestPki) -> None:
     for _ in range(2):
         package = children(get_package(client, euicc.eid_bytes))[0]
         kinds.append(schema.decode("EuiccPackageRequest", package)["euiccPackageSigned"])
+        orders = client.api("GET", f"/euiccs/{euicc.eid}/orders", 200)["orders"]
+        sent = next(o["id"] for o in orders if o["state"] == "sent")
+        client.api("DELETE", f"/orders/{sent}", 200)  # cancelled: the next one comes
     psmo_kind, psmo_ops = kinds[0]["euiccPackage"]
     assert psmo_kind == "psmoList"
     assert [name for name, _ in psmo_ops] == [next(iter(p)) for p in psmos]
@@ -326,7 +338,8 @@ def test_forged_epr_is_recorded_but_neither_accepted_nor_acknowledged(nist: Test
         (False, False),
         (False, False),
     ]
-    assert order["events"][0]["note"] == "the eUICC signature does not verify"
+    assert order["events"][0]["note"] == "unverified report: the eUICC signature does not verify"
+    assert order["unverifiedReport"] == order["events"][1]["note"]
     # The genuine result still completes the order.
     genuine = euicc.result(package, 3, [("enableResult", 0)], token)
     assert provide(client, euicc.eid_bytes, genuine) == bytes.fromhex("BF5006BF5303800103")
@@ -347,10 +360,10 @@ def test_epr_with_another_counter_or_eim_is_rejected(nist: TestPki) -> None:
     assert event["note"] == "counterValue 9 is not the order's 1"
 
 
-def test_epr_errors_fail_the_order(nist: TestPki) -> None:
+def test_unsigned_errors_are_reports_that_do_not_end_the_order(nist: TestPki) -> None:
     _, client = new_eim(nist)
     euicc = Euiccish(nist)
-    register(client, euicc)
+    token = register(client, euicc)["euicc"]["associationToken"]
     order_id, package = _sent_enable(client, euicc)
     tid = schema.decode("EuiccPackageRequest", package)["euiccPackageSigned"]["eimTransactionId"]
     unsigned = schema.encode(
@@ -359,13 +372,33 @@ def test_epr_errors_fail_the_order(nist: TestPki) -> None:
     )
     assert provide(client, euicc.eid_bytes, unsigned) == bytes.fromhex("BF50023000")
     order = client.api("GET", f"/orders/{order_id}", 200)
-    assert order["state"] == "failed" and "eimSignature invalid" in order["error"]
-    # An IPAd that cannot run a package says so; without eidValue the transaction id finds it.
-    second_id, second = _sent_enable(client, euicc)
-    tid = schema.decode("EuiccPackageRequest", second)["euiccPackageSigned"]["eimTransactionId"]
+    assert order["state"] == "sent" and "euiccPackageErrorUnsigned" in order["unverifiedReport"]
+    # An IPAd that cannot run a package says so (unsigned too); without eidValue the
+    # transaction id finds the order.
     error = tlv.encode_tlv(b"\xa0", tlv.encode_tlv(b"\x80", tid) + bytes.fromhex("020102"))
     assert provide(client, None, error) == bytes.fromhex("BF50023000")
-    assert "unknownPackage (2)" in client.api("GET", f"/orders/{second_id}", 200)["error"]
+    order = client.api("GET", f"/orders/{order_id}", 200)
+    assert order["state"] == "sent" and "unknownPackage (2)" in order["unverifiedReport"]
+    assert get_package(client, euicc.eid_bytes) == tlv.encode_tlv(b"\xbf\x4f", package)
+    # A signed error, verified, ends it.
+    error_data = {
+        "eimId": "eim.euicc-sim.test",
+        "counterValue": 1,
+        "eimTransactionId": tid,
+        "euiccPackageErrorCode": 4,
+    }
+    data = schema.encode("EuiccPackageErrorDataSigned", error_data)
+    signature = crypto.sign_raw(euicc.key, data + tlv.encode_tlv(b"\x84", bytes([token])))
+    signed_error = schema.encode(
+        "EuiccPackageResult",
+        (
+            "euiccPackageErrorSigned",
+            {"euiccPackageErrorDataSigned": error_data, "euiccSignEPE": signature},
+        ),
+    )
+    provide(client, euicc.eid_bytes, signed_error)
+    order = client.api("GET", f"/orders/{order_id}", 200)
+    assert order["state"] == "failed" and "replayError (4)" in order["error"]
 
 
 def test_result_errors(nist: TestPki) -> None:
@@ -459,9 +492,10 @@ def test_json_binding_equivalents(nist: TestPki) -> None:
     ).json()
     package = base64.b64decode(answer["euiccPackageRequest"])
     assert package[:2] == b"\xbf\x51"
-    record = client.api("GET", f"/euiccs/{euicc.eid}", 200)["euicc"]
-    assert record["lastStateChange"]["stateChangeCause"] == 1
-    assert record["lastStateChange"]["rPLMN"] == "62F210"
+    # The IPAd's word, unsigned: an event to show, not a fact of the record.
+    (change,) = client.api("GET", f"/euiccs/{euicc.eid}/events", 200)["events"]
+    assert (change["kind"], change["signatureVerified"]) == ("stateChange", None)
+    assert change["decoded"]["stateChangeCause"] == 1 and change["decoded"]["rPLMN"] == "62F210"
 
     epr = euicc.result(package, 9, [("enableResult", 0)], token)
     body = {"eidValue": eid_hex, "eimPackageResult": b64(epr)}
@@ -739,7 +773,7 @@ class FakeEs9:
 
 
 def test_relay_maps_failures_to_esipa_errors(nist: TestPki) -> None:
-    eim = build_eim(nist, eim_fqdn=FQDN)
+    eim = build_eim(nist, eim_fqdn=FQDN, smdp_addresses=frozenset({"smdp.example"}))
     fake = FakeEs9(FunctionFailed("8.8.2", "3.1", "no CI"))
     eim.core.relay = SmdpRelay(fake)
     client = Client(create_app(eim.core))
@@ -780,7 +814,8 @@ def test_relay_maps_failures_to_esipa_errors(nist: TestPki) -> None:
     assert status["status"] == "Failed" and status["statusCodeData"]["subjectCode"] == "8.8.2"
     # No session for this transactionId: refused without asking the SM-DP+.
     calls = len(fake.calls)
-    auth = tlv.encode_tlv(b"\xbf\x3b", bytes.fromhex("800199") + bytes.fromhex("BF3803810101"))
+    error = bytes.fromhex("BF3808A106800199020101")  # authenticateResponseError
+    auth = tlv.encode_tlv(b"\xbf\x3b", bytes.fromhex("800199") + error)
     assert client.esipa(auth) == bytes.fromhex("BF3B0382010A")  # invalidTransactionId
     cancel = bytes.fromhex("BF41098002 0102 A103810105".replace(" ", ""))
     assert client.esipa(cancel) == bytes.fromhex("BF4103810101")
@@ -918,7 +953,8 @@ def test_indirect_download_over_https_into_the_emulated_card(nist: TestPki) -> N
             return response.content
 
         def api(method: str, url: str, **kwargs: Any) -> Any:
-            response = http.request(method, "/api" + url, **kwargs)
+            headers = eim.core.auth.header
+            response = http.request(method, "/api" + url, headers=headers, **kwargs)
             assert response.status_code < 300, response.text
             return response.json()
 
@@ -995,7 +1031,7 @@ def test_json_binding_over_https_runs_a_package_on_the_emulated_card(nist: TestP
     trust = ssl.create_default_context(cadata=nist.ci.cert_pem.decode())
     with (
         run_in_thread(eim.core, tls=eim.tls) as server,
-        httpx.Client(base_url=server.base_url, verify=trust) as http,
+        httpx.Client(base_url=server.base_url, verify=trust, headers=eim.core.auth.header) as http,
     ):
         body = {
             "eid": nist.eid,
@@ -1024,7 +1060,10 @@ def test_json_binding_over_https_runs_a_package_on_the_emulated_card(nist: TestP
 
 
 def test_command_line_builds_and_serves_the_eim(
-    nist: TestPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    nist: TestPki,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     nist.save(tmp_path / "pki")
     served: dict[str, Any] = {}
@@ -1053,3 +1092,11 @@ def test_command_line_builds_and_serves_the_eim(
     san = served["tls"].cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "127.0.0.1" in [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
     assert (tmp_path / "s" / "eim.sqlite3").exists()
+    # The operator API token was made in the state directory, and the path was said.
+    assert core.auth.path == tmp_path / "s" / "admin-token"
+    assert str(core.auth.path) in capsys.readouterr().err
+    # --no-auth: open, with a warning.
+    args = parser.parse_args(["eim", "--pki", str(tmp_path / "pki"), "--no-auth"])
+    assert args.run(args) == 0
+    assert served["app"].state.core.admin_token is None
+    assert "WARNING" in capsys.readouterr().err

@@ -24,7 +24,7 @@ def run(script: str, *args: str) -> str:
 def test_sgp32_demo_downloads_switches_and_deletes_through_the_eim() -> None:
     out = run("demo.py")
     assert "ProfileInstallationResult successResult" in out
-    assert out.count("eUICC signature verified") == 4
+    assert out.count("eUICC signature verified") == 5  # the download's PIR too
     assert 'results [{"enableResult":0}]' in out
     assert 'results [{"deleteResult":0}]' in out
     assert out.rstrip().endswith("demo finished")
@@ -35,3 +35,12 @@ def test_es10_demo_enables_switches_and_deletes() -> None:
     assert "refused: ES10c.DeleteProfile failed: deleteResult profileNotInDisabledState (2)" in out
     assert "delivered and removed; 0 left" in out
     assert out.rstrip().endswith("demo finished")
+
+
+def test_usim_startup_reads_imsi_and_authenticates() -> None:
+    out = run("usim_startup.py")
+    assert "application A0000000871002FF49FF0589 USIM" in out
+    assert "EF.IMSI 001010123456063" in out
+    assert "== XRES: authenticated" in out
+    assert "synchronisation failure: the card's SQN_MS is 32" in out
+    assert out.rstrip().endswith("start-up finished")

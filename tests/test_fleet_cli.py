@@ -62,7 +62,7 @@ def test_init_makes_one_card_per_directory(tmp_path: Path, capsys: Any) -> None:
 
 def test_init_refuses_one_eid_for_several_cards(tmp_path: Path, capsys: Any) -> None:
     eid = Euicc.create(None).eid
-    assert card_cli.main(["init", str(tmp_path / "a"), str(tmp_path / "b"), "--eid", eid]) == 1
+    assert card_cli.main(["init", str(tmp_path / "a"), str(tmp_path / "b"), "--eid", eid]) == 2
     assert "--eid makes one card" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
 
@@ -91,7 +91,9 @@ def test_fleet_once_runs_every_cards_package_and_the_eim_holds_verified_results(
     argv = ["--json", "fleet", *map(str, directories), "--eim-url", url, "--once"]
     argv += ["--initial-eim", str(initial), "--state", str(tmp_path / "ipad")]
     assert cli.main(argv) == 0
-    out = json.loads(capsys.readouterr().out)
+    envelope = json.loads(capsys.readouterr().out)
+    assert (envelope["ok"], envelope["code"]) == (True, 0)
+    out = envelope["data"]
     assert [d["eidValue"] for d in out["devices"]] == eids
     for device in out["devices"]:
         assert (device["cycles"], device["failures"]) == (1, 0)
@@ -137,13 +139,17 @@ def test_fleet_runs_until_the_duration_and_reports(
     argv += ["--initial-eim", str(initial), "--duration", "1.5", "--report", "0.5"]
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
-    out = json.loads(captured.out)
+    # JSON Lines: "started", a "stats" event per report, the envelope with the totals last.
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert lines[0] == {"event": "started", "devices": 2}
+    assert {line.get("event") for line in lines[1:-1]} == {"stats"}
+    assert lines[-1]["ok"] is True
+    out = lines[-1]["data"]
     stats = out["stats"]
     assert stats["failed"] == 0 and stats["cycles"] >= 2 * len(directories)
     assert stats["packages"] >= 2  # at least the two enables (the first cycle also does data)
     assert stats["p50Ms"] <= stats["p99Ms"] <= stats["maxMs"]
     assert all(d["cycles"] >= 2 and d["failures"] == 0 for d in out["devices"])
-    assert "2 devices polling" in captured.err and "cycles/s" in captured.err
     assert all(Euicc.open(d).state.enabled_profile is not None for d in directories)
 
 
@@ -151,8 +157,9 @@ def test_fleet_runs_until_the_duration_and_reports(
     ("argv", "message", "code"),
     [
         (["--card", "x", "fleet", "x", "--eim-url", "https://e"], "not --card", 2),
-        (["fleet", "{d}", "{d}", "--eim-url", "https://e"], "named twice", 1),
-        (["fleet", "{d}", "--eim-url", "https://e", "--duration", "0"], "--duration", 1),
+        (["fleet", "{d}", "{d}", "--eim-url", "https://e"], "named twice", 2),
+        (["fleet", "{d}", "--eim-url", "https://e", "--duration", "0"], "--duration", 2),
+        (["fleet", "{d}", "--eim-url", "ftp://e"], "not an http:// or https:// URL", 2),
     ],
 )
 def test_fleet_usage_errors(

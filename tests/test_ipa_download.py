@@ -705,7 +705,7 @@ def test_cli_download_with_an_invalid_activation_code(tmp_path: Path, capsys: An
     from euicc_cli.ipa_command import main
 
     Euicc.create(tmp_path / "card")
-    assert main(["--card", str(tmp_path / "card"), "download", "LPA:2$x.example$M"]) == 1
+    assert main(["--card", str(tmp_path / "card"), "download", "LPA:2$x.example$M"]) == 2
     assert "unsupported activation code format '2'" in capsys.readouterr().err
 
 
@@ -725,7 +725,7 @@ def test_cli_notifications_process_with_nothing_pending(tmp_path: Path, capsys: 
 
     Euicc.create(tmp_path / "card")
     assert main(["--card", str(tmp_path / "card"), "--json", "notifications", "--process"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"notifications": []}
+    assert json.loads(capsys.readouterr().out)["data"] == {"notifications": []}
 
 
 # -- end to end with the reference SM-DP+ ---------------------------------------------------------
@@ -868,3 +868,74 @@ def test_e2e_command_line(reference: Reference, tmp_path: Path, capsys: Any) -> 
     assert main(["--card", str(card_dir), "notifications", "--process", "--ca-cert", ca]) == 0
     assert "no pending notifications" in capsys.readouterr().out
     assert reference.state("E2E-CLI") == OrderState.INSTALLED
+
+
+def test_e2e_ctrl_c_at_the_confirmation_code_prompt_cancels_on_both_sides(
+    reference: Reference, tmp_path: Path, capsys: Any, monkeypatch: Any
+) -> None:
+    """Ctrl-C while the user is asked for the code: exit 130, cancelSession sent (postponed),
+    so the order goes back to released instead of staying in progress."""
+    from euicc_cli import ipa_command
+
+    ac = reference.order("E2E-INT", "TS48V1-A-UNIQUE.der", confirmation_code="2580")
+    card_dir = tmp_path / "card"
+    Euicc.create(card_dir)
+
+    def interrupted(metadata: Any) -> str:
+        assert reference.state("E2E-INT") == OrderState.IN_PROGRESS
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ipa_command, "_ask_confirmation_code", interrupted)
+    argv = ["--card", str(card_dir), "download", ac, "--ca-cert", str(reference.ca_pem), "--json"]
+    assert ipa_command.main(argv) == 130
+    envelope = json.loads(capsys.readouterr().out)
+    assert (envelope["ok"], envelope["code"]) == (False, 130)
+    assert "on the card yes, on the SM-DP+ yes" in envelope["message"]
+    assert reference.state("E2E-INT") == OrderState.RELEASED
+    assert profiles(Euicc.open(card_dir)) == []
+
+
+def test_e2e_ctrl_c_on_a_terminal_cancels_the_session(reference: Reference, tmp_path: Path) -> None:
+    """The real thing: ``ipa download`` in a pseudo-terminal, Ctrl-C typed at the prompt."""
+    import os
+    import pty
+    import select
+    import sys
+    import time
+
+    ac = reference.order("E2E-TTY", "TS48V1-B-UNIQUE.der", confirmation_code="1357")
+    card_dir = tmp_path / "card"
+    Euicc.create(card_dir)
+    argv = [sys.executable, "-m", "ipa", "--card", str(card_dir), "download", ac]
+    argv += ["--ca-cert", str(reference.ca_pem)]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: a session leader whose controlling terminal is the pty
+        os.execv(sys.executable, argv)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 60) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"no {marker!r} in {seen!r}")
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # EIO: the child closed the terminal
+                raise AssertionError(f"no {marker!r} in {seen!r}") from None
+            if not chunk:
+                raise AssertionError(f"no {marker!r} in {seen!r}")
+            seen += chunk
+
+    try:
+        read_until(b"Confirmation code for")
+        os.write(fd, b"\x03")  # the terminal turns ^C into SIGINT for the foreground group
+        read_until(b"interrupted")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 130, seen
+    assert b"Traceback" not in seen
+    assert b"on the card yes, on the SM-DP+ yes" in seen
+    assert reference.state("E2E-TTY") == OrderState.RELEASED

@@ -833,7 +833,11 @@ def test_cli_poll_once(card: Euicc, tmp_path: Path, capsys: Any, monkeypatch: An
     )
     argv = ["--card", str(card_dir), "--json", "poll", "--once", "--state", str(tmp_path / "s")]
     assert cli.main(argv + ["--eim-url", "http://eim.test"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    # JSON Lines: one "poll" event per cycle, then the envelope.
+    event, envelope = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (envelope["ok"], envelope["code"]) == (True, 0)
+    assert event.pop("event") == "poll"
+    out = event
     assert (out["state"], out["eidValue"], out["eimId"], out["error"]) == (
         "IDLE",
         disk.eid,
@@ -1064,6 +1068,11 @@ def test_e2e_refused_packages(servers: Servers, monkeypatch: Any, case: str, exp
     assert outcome.error is None
     assert card.state == before  # nothing changed on the card
     failed = servers.state(order)
+    if expected == "euiccPackageErrorUnsigned":
+        # Nothing the eUICC signed: a report on the order, which stays pending.
+        assert failed.state == EimOrderState.SENT, failed
+        assert expected in (failed.report or "")
+        return
     assert failed.state == EimOrderState.FAILED, failed
     assert expected in json.dumps(failed.result_json) + (failed.error or "")
     # The raw result the eIM holds is the one the card produced, delivered unchanged.

@@ -502,8 +502,11 @@ def test_card_shell_start_up_sequence_through_pcsc(
     for aid in ("A000000003000000", "A00000015141434C00"):
         assert raw.sw(f"00 A4 04 04 {len(h(aid)):02X} {aid} 00") == "6A82"
     raw.fetch(raw.send(h("00 A4 04 04 10") + ISD_R_AID + h("00")), 0x00)
-    for aid in ("A000000087100A", "A0000000871004", "A0000000871002", "A000000087100B"):
+    for aid in ("A000000087100A", "A000000087100B"):
         assert raw.sw(f"00 A4 04 04 07 {aid} 00") == "6A82"
+    for aid in ("A0000000871004", "A0000000871002"):  # the enabled TS.48 profile's ISIM, USIM
+        fcp, sw = raw.fetch(raw.send(f"00 A4 04 04 07 {aid} 00"), 0x00)
+        assert sw == "9000" and fcp[0] == 0x62 and h(aid) in fcp
     assert raw.fetch(raw.send("00 A4 00 04 02 2F E2"), 0x00)[1] == "9000"
     from euicc_protocol.iccid import iccid_to_ef
 
@@ -568,7 +571,7 @@ def test_ipa_command_line_works_with_reader_as_with_card(
     assert main(["--reader", served.reader, "eid"]) == 0
     assert capsys.readouterr().out.strip() == served.eid
     assert main(["--reader", served.reader, "--json", "profiles"]) == 0
-    (profile,) = json.loads(capsys.readouterr().out)["profileInfoListOk"]
+    (profile,) = json.loads(capsys.readouterr().out)["data"]["profileInfoListOk"]
     assert profile["iccid"] == served.iccid
     assert main(["--reader", served.reader, "disable", served.iccid]) == 0
     assert main(["--reader", served.reader, "enable", served.iccid]) == 0
@@ -579,14 +582,18 @@ def test_ipa_command_line_works_with_reader_as_with_card(
         "setNicknameResult: ok",
     ]
     assert main(["--reader", served.reader, "--json", "info"]) == 0
-    assert json.loads(capsys.readouterr().out)["eidValue"] == served.eid
+    assert json.loads(capsys.readouterr().out)["data"]["eidValue"] == served.eid
     assert main(["--reader", served.reader, "--protocol", "T0", "--exclusive", "eid"]) == 0
     assert capsys.readouterr().out.strip() == served.eid
     # The emulated card's ATR offers T=0 only: asking for T=1 is refused, and said clearly.
-    assert main(["--reader", served.reader, "--protocol", "T1", "eid"]) == 1
+    # Exit code 3: the card could not be reached as asked.
+    assert main(["--reader", served.reader, "--protocol", "T1", "eid"]) == 3
     assert "offers none of the protocols asked for (T1)" in capsys.readouterr().err
-    assert main(["--reader", "no such reader anywhere", "eid"]) == 1
+    assert main(["--reader", "no such reader anywhere", "eid"]) == 3
     assert "no such reader anywhere" in capsys.readouterr().err
+    assert main(["readers", "--json"]) == 0
+    readers = json.loads(capsys.readouterr().out)["data"]["readers"]
+    assert {"name": served.reader, "cardPresent": True} in readers
 
 
 @pcsc_mark

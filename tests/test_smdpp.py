@@ -1276,6 +1276,9 @@ def test_command_line_builds_the_server_and_its_orders(
     assert served["tls"].cert == nist.dp_tls.cert
     core = served["app"].state.core
     assert core.config.address == "127.0.0.1:9443"
+    # The operator API is authenticated: a token made in the state directory (mode 0600).
+    token_file = tmp_path / "state" / "admin-token"
+    assert core.auth.path == token_file and (token_file.stat().st_mode & 0o777) == 0o600
     orders = OrderStore(tmp_path / "state")
     assert orders.get("A").cc_required and orders.get("A").eid == nist.eid
     assert not orders.get("B").replace_session_keys

@@ -21,7 +21,8 @@ Quick start in Python::
     pki = generate_test_pki(Curve.NIST_P256)
     eim = build_eim(pki)                     # state in memory; state_dir=... to keep it
     with run_in_thread(eim.core, tls=eim.tls) as server:
-        ...  # ESipa at server.base_url + "/gsma/rsp2/asn1"; operator API under /api
+        ...  # ESipa at server.base_url + "/gsma/rsp2/asn1"; operator API under /api,
+             # with the header eim.core.auth.header (Authorization: Bearer <eim.admin_token>)
 """
 
 from .app import create_app

@@ -20,134 +20,103 @@ The operator API (JSON, ``/api/...``) is described in ``docs/eim.md``.
 
 from __future__ import annotations
 
-import hmac
-import json
+import asyncio
+import concurrent.futures
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from euicc_protocol import pki, schema, tlv
-from euicc_servers.smdpp import FunctionFailed
-from euicc_servers.smdpp.app import ADMIN_PROTOCOL, JSON_CONTENT_TYPE, failed_response
+from euicc_protocol import bindings, pki, schema, tlv
 
 from ..common import (
-    b64,
     is_hex,
     is_json_content_type,
     json_error,
     json_response,
     pem,
     tlv_children,
-    unb64,
 )
+from ..common.functions import (
+    ADMIN_PROTOCOL,
+    FunctionFailed,
+    failed_response,
+    function_response,
+    success_response,
+)
+from ..common.limits import JsonError, RequestGuard, exception_handlers, parse_json
 from .esipa import EimCore, MessageError, RegistrationError
 from .packages import PackageError
 from .relay import Answer
 from .store import Conflict, NotFound
 
-__all__ = ["ASN1_CONTENT_TYPE", "JSON_FUNCTIONS", "create_app", "execute_json"]
+__all__ = [
+    "ASN1_CONTENT_TYPE",
+    "JSON_FUNCTIONS",
+    "LaneBusy",
+    "RelayLane",
+    "create_app",
+    "execute_json",
+    "json_answer",
+    "json_message",
+]
 
 log = logging.getLogger(__name__)
 
 #: Content-Type of the ESipa ASN.1 binding.
 ASN1_CONTENT_TYPE = "application/x-gsma-rsp-asn1"
 
-_B64, _HEX, _TEXT, _INT, _BOOL, _RAW = "b64", "hex", "text", "int", "bool", "raw"
-
-
-class _BadField(Exception):
-    def __init__(self, failure: FunctionFailed) -> None:
-        super().__init__(failure.message)
-        self.failure = failure
-
-
-def _field(body: dict[str, Any], name: str, kind: str, *, required: bool = True) -> Any:
-    """A JSON request field decoded by ``kind`` (None when optional and absent)."""
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise _BadField(FunctionFailed("1.3.1", "2.2", f"mandatory element {name} is missing"))
-        return None
-    bad = FunctionFailed("1.3.1", "2.1", f"{name} is not a valid {kind} value")
-    if kind == _BOOL:
-        if not isinstance(value, bool):
-            raise _BadField(bad)
-        return value
-    if kind == _INT:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _BadField(bad)
-        return value
-    if not isinstance(value, str):
-        raise _BadField(bad)
-    if kind == _TEXT:
-        return value
-    if kind == _HEX:
-        if not is_hex(value.strip(), max_bytes=16):
-            raise _BadField(bad)
-        return bytes.fromhex(value.strip())
-    try:
-        data = unb64(value)
-        if kind == _B64:  # a complete TLV
-            if tlv.read_tlv(data).end != len(data):
-                raise ValueError
-    except (ValueError, tlv.TlvError):
-        raise _BadField(bad) from None
-    return data
-
+_B64, _HEX, _TEXT, _RAW = "b64", "hex", "text", "raw"
 
 # --------------------------------------------------------------------------- JSON → ASN.1
+# Each builder takes the request values decoded by the binding (euicc_protocol.bindings).
 
 
-def _get_eim_package(body: dict[str, Any]) -> bytes:
-    value: dict[str, Any] = {"eidValue": _field(body, "eidValue", _HEX)}
-    if _field(body, "notifyStateChange", _BOOL, required=False):
+def _get_eim_package(values: dict[str, Any]) -> bytes:
+    value: dict[str, Any] = {"eidValue": values["eidValue"]}
+    if values.get("notifyStateChange"):
         value["notifyStateChange"] = None
-    cause = _field(body, "stateChangeCause", _INT, required=False)
-    if cause is not None:
-        value["stateChangeCause"] = cause
-    rplmn = _field(body, "rPlmn", _HEX, required=False)
-    if rplmn is not None:
-        value["rPLMN"] = rplmn
+    if "stateChangeCause" in values:
+        value["stateChangeCause"] = values["stateChangeCause"]
+    if "rPlmn" in values:
+        value["rPLMN"] = values["rPlmn"]
     return schema.encode("GetEimPackageRequest", value)
 
 
-def _provide_eim_package_result(body: dict[str, Any]) -> bytes:
-    eid = _field(body, "eidValue", _HEX, required=False)
+def _provide_eim_package_result(values: dict[str, Any]) -> bytes:
+    eid = values.get("eidValue")
     content = tlv.encode_tlv(b"\x5a", eid) if eid is not None else b""
-    content += _field(body, "eimPackageResult", _B64)
-    return tlv.encode_tlv(b"\xbf\x50", content)
+    return tlv.encode_tlv(b"\xbf\x50", content + values["eimPackageResult"])
 
 
-def _handle_notification(body: dict[str, Any]) -> bytes:
-    notification = _field(body, "pendingNotification", _B64, required=False)
+def _handle_notification(values: dict[str, Any]) -> bytes:
+    notification = values.get("pendingNotification")
     if notification is not None:
         return tlv.encode_tlv(b"\xbf\x3d", tlv.encode_tlv(b"\xa0", notification))
-    return tlv.encode_tlv(b"\xbf\x3d", _field(body, "provideEimPackageResult", _B64))
+    return tlv.encode_tlv(b"\xbf\x3d", values["provideEimPackageResult"])
 
 
-def _initiate_authentication(body: dict[str, Any]) -> bytes:
-    content = tlv.encode_tlv(b"\x81", _field(body, "euiccChallenge", _RAW))
-    address = _field(body, "smdpAddress", _TEXT, required=False)
-    if address is not None:
-        content += tlv.encode_tlv(b"\x83", address.encode("utf-8"))
-    content += _field(body, "euiccInfo1", _B64, required=False) or b""
-    tid = _field(body, "eimTransactionId", _HEX, required=False)
-    if tid is not None:
-        content += tlv.encode_tlv(b"\x82", tid)
+def _initiate_authentication(values: dict[str, Any]) -> bytes:
+    content = tlv.encode_tlv(b"\x81", values["euiccChallenge"])
+    if "smdpAddress" in values:
+        content += tlv.encode_tlv(b"\x83", values["smdpAddress"].encode("utf-8"))
+    content += values.get("euiccInfo1", b"")
+    if "eimTransactionId" in values:
+        content += tlv.encode_tlv(b"\x82", values["eimTransactionId"])
     return tlv.encode_tlv(b"\xbf\x39", content)
 
 
 def _with_transaction(tag: bytes, payload_field: str) -> Callable[[dict[str, Any]], bytes]:
-    def build(body: dict[str, Any]) -> bytes:
-        content = tlv.encode_tlv(b"\x80", _field(body, "transactionId", _HEX))
-        payload = _field(body, payload_field, _B64)
+    def build(values: dict[str, Any]) -> bytes:
+        content = tlv.encode_tlv(b"\x80", values["transactionId"])
+        payload = values[payload_field]
         if tag == b"\xbf\x41":  # [1] IMPLICIT: A1 replaces the BF41 of CancelSessionResponse
             payload = tlv.encode_tlv(b"\xa1", tlv.read_tlv(payload).value(payload))
         return tlv.encode_tlv(tag, content + payload)
@@ -185,7 +154,7 @@ _OK_FIELDS: dict[str, list[tuple[bytes, str, str, bool]]] = {
 
 
 def _ok_fields(function: str, message: bytes) -> dict[str, Any]:
-    """The JSON fields of the ok alternative ``A0 {...}`` of a relayed function's answer."""
+    """The values of the ok alternative ``A0 {...}`` of a relayed function's answer."""
     alternative = tlv_children(message)[0][1]
     children = tlv_children(alternative)
     out: dict[str, Any] = {}
@@ -194,13 +163,13 @@ def _ok_fields(function: str, message: bytes) -> dict[str, Any]:
             raw = children.pop(0)[1]
             item = tlv.read_tlv(raw)
             if kind == _HEX:
-                out[name] = item.value(raw).hex().upper()
+                out[name] = item.value(raw)
             elif kind == _TEXT:
                 out[name] = item.value(raw).decode("utf-8")
             elif kind == _RAW:  # [2] wraps the CtxParams1 CHOICE: send the inner TLV
-                out[name] = b64(item.value(raw))
+                out[name] = item.value(raw)
             else:
-                out[name] = b64(raw)
+                out[name] = raw
         elif not optional:
             raise ValueError(f"{function} answer lacks {name}")
     return out
@@ -214,14 +183,14 @@ def _get_eim_package_json(message: bytes) -> dict[str, Any]:
         b"\xbf\x54": "profileDownloadTriggerRequest",
     }
     if tag in names:
-        return {names[tag]: b64(raw)}
+        return {names[tag]: raw}
     return {"eimPackageError": schema.decode("GetEimPackageResponse", message)[1]}
 
 
 def _provide_result_json(message: bytes) -> dict[str, Any]:
     tag, raw = tlv_children(message)[0]
     if tag == b"\xbf\x53":
-        return {"eimAcknowledgements": b64(raw)}
+        return {"eimAcknowledgements": raw}
     if tag == b"\x02":
         code = schema.decode("ProvideEimPackageResultResponse", message)[1]
         return {"provideEimPackageResultError": code}
@@ -255,8 +224,41 @@ JSON_FUNCTIONS: dict[
 }
 
 
-def _success(fields: dict[str, Any]) -> dict[str, Any]:
-    return {"header": {"functionExecutionStatus": {"status": "Executed-Success"}}, **fields}
+_success = success_response
+
+
+def json_message(function: str, body: Any) -> bytes:
+    """The ESipa ASN.1 message of a JSON request of ``function``.
+
+    Raises:
+        KeyError: ``function`` is not one of :data:`JSON_FUNCTIONS`.
+        FunctionFailed: a field is missing or malformed (1.3.1).
+    """
+    build, _ = JSON_FUNCTIONS[function]
+    if not isinstance(body, dict) or not isinstance(body.get("header", {}), dict):
+        raise FunctionFailed("1.3.1", "2.1", "the body must be a JSON object")
+    binding = bindings.ESIPA[function]
+    try:
+        values = bindings.decode(binding.request, body, one_of=binding.one_of_request)
+        return build(values)
+    except bindings.BindingError as exc:
+        raise FunctionFailed("1.3.1", "2.2" if exc.missing else "2.1", str(exc)) from None
+    except (ValueError, schema.Asn1Error, tlv.TlvError) as exc:
+        raise FunctionFailed("1.3.1", "2.1", str(exc)) from None
+
+
+def json_answer(function: str, answer: Answer | None) -> tuple[int, dict[str, Any] | None]:
+    """(HTTP status, JSON body or None) of ``function``'s ``answer``."""
+    _, convert = JSON_FUNCTIONS[function]
+    if convert is None or answer is None:
+        return 204, None
+    if answer.failure is not None:
+        return 200, failed_response(answer.failure)
+    binding = bindings.ESIPA[function]
+    fields = bindings.encode(
+        binding.response, convert(answer.message), one_of=binding.one_of_response
+    )
+    return 200, _success(fields)
 
 
 def execute_json(core: EimCore, function: str, body: Any) -> tuple[int, dict[str, Any] | None]:
@@ -265,31 +267,54 @@ def execute_json(core: EimCore, function: str, body: Any) -> tuple[int, dict[str
     Raises:
         KeyError: ``function`` is not one of :data:`JSON_FUNCTIONS`.
     """
-    build, convert = JSON_FUNCTIONS[function]
     try:
-        if not isinstance(body, dict) or not isinstance(body.get("header", {}), dict):
-            raise _BadField(FunctionFailed("1.3.1", "2.1", "the body must be a JSON object"))
-        answer = core.handle(build(body))
-    except _BadField as exc:
-        return 200, failed_response(exc.failure)
+        answer = core.handle(json_message(function, body))
+    except FunctionFailed as exc:
+        return 200, failed_response(exc)
     except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
         return 200, failed_response(FunctionFailed("1.3.1", "2.1", str(exc)))
-    if convert is None or answer is None:
-        return 204, None
-    if answer.failure is not None:
-        return 200, failed_response(answer.failure)
-    return 200, _success(convert(answer.message))
+    return json_answer(function, answer)
+
+
+class LaneBusy(Exception):
+    """Too many ESipa requests wait for an SM-DP+ already."""
+
+
+class RelayLane:
+    """Where ESipa requests that may reach an SM-DP+ run: ``threads`` threads of their own
+    (never the event loop, never the pool other requests use), at most ``threads * 4``
+    waiting; more are refused at once. A slow SM-DP+ so fills this lane only, and
+    GetEimPackage and results (run on the event loop) go on being served."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.max_waiting = threads * 4
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, "eim-relay")
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    async def run(self, fn: Callable[[bytes], Answer | None], message: bytes) -> Answer | None:
+        """``fn(message)`` in the lane.
+
+        Raises:
+            LaneBusy: the lane is full.
+        """
+        with self._lock:
+            if self._in_flight >= self.threads + self.max_waiting:
+                raise LaneBusy("too many requests wait for an SM-DP+; try again later")
+            self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, fn, message)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
 
 # --------------------------------------------------------------------------- HTTP
 
 
-def _esipa_json_response(status: int, body: dict[str, Any] | None) -> Response:
-    headers = {"X-Admin-Protocol": ADMIN_PROTOCOL}
-    if body is None:
-        return Response(status_code=status, headers=headers)
-    headers["Content-Type"] = JSON_CONTENT_TYPE
-    return Response(json.dumps(body, separators=(",", ":")).encode(), status, headers=headers)
+_esipa_json_response = function_response
 
 
 def _media_type(content_type: str | None) -> str:
@@ -317,6 +342,14 @@ def _store_only(message: bytes) -> bool:
 def create_app(core: EimCore) -> Starlette:
     """The ASGI app serving ``core``: ESipa (both bindings) and the operator API."""
 
+    transport = core.relay.transport if core.relay is not None else None
+    lane = RelayLane(getattr(transport, "max_concurrent", 8))
+
+    async def handle(message: bytes) -> Answer | None:
+        if _store_only(message):
+            return core.handle(message)  # the store only: quicker here than a thread hop
+        return await lane.run(core.handle, message)  # may reach an SM-DP+ (blocking HTTP)
+
     async def asn1(request: Request) -> Response:
         if _media_type(request.headers.get("content-type")) != ASN1_CONTENT_TYPE:
             return Response(
@@ -324,13 +357,12 @@ def create_app(core: EimCore) -> Starlette:
             )
         body = await request.body()
         try:
-            if _store_only(body):
-                answer: Answer | None = core.handle(body)
-            else:  # may relay to an SM-DP+ (blocking HTTP)
-                answer = await run_in_threadpool(core.handle, body)
+            answer = await handle(body)
         except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
             log.info("ESipa message refused: %s", exc)
             return Response(str(exc), 400, media_type="text/plain")
+        except LaneBusy as exc:
+            return Response(str(exc), 503, headers={"Retry-After": "5"}, media_type="text/plain")
         headers = {"X-Admin-Protocol": ADMIN_PROTOCOL}
         if answer is None:
             return Response(status_code=204, headers=headers)
@@ -350,19 +382,33 @@ def create_app(core: EimCore) -> Starlette:
             failure = FunctionFailed("1.2.2", "2.1", f"unsupported X-Admin-Protocol {protocol!r}")
             return _esipa_json_response(200, failed_response(failure))
         try:
-            body = json.loads((await request.body()).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            failure = FunctionFailed("1.3.1", "2.1", "the body is not JSON")
+            body = parse_json(await request.body(), core.settings.limits)
+        except JsonError as exc:
+            return _esipa_json_response(
+                200, failed_response(FunctionFailed("1.3.1", "2.1", str(exc)))
+            )
+        try:
+            answer = await handle(json_message(function, body))
+        except FunctionFailed as exc:
+            return _esipa_json_response(200, failed_response(exc))
+        except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
+            failure = FunctionFailed("1.3.1", "2.1", str(exc))
             return _esipa_json_response(200, failed_response(failure))
-        status, out = await run_in_threadpool(execute_json, core, function, body)
-        return _esipa_json_response(status, out)
+        except LaneBusy as exc:
+            failure = FunctionFailed("8.8", "5.1", str(exc))  # as an unreachable SM-DP+
+            return _esipa_json_response(200, failed_response(failure))
+        return _esipa_json_response(*json_answer(function, answer))
 
     routes = [
         Route("/gsma/rsp2/asn1", asn1, methods=["POST"]),
         Route("/gsma/rsp2/esipa/{function}", esipa_json, methods=["POST"]),
         *_operator_routes(core),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestGuard, limits=core.settings.limits)],  # type: ignore[arg-type]
+        exception_handlers=exception_handlers(),
+    )
     app.state.core = core
     return app
 
@@ -377,10 +423,11 @@ class _ApiError(Exception):
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
+    core: EimCore = request.app.state.core
     try:
-        data = json.loads((await request.body()).decode("utf-8") or "null")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise _ApiError(400, "the body is not JSON") from None
+        data = parse_json(await request.body() or b"null", core.settings.limits)
+    except JsonError as exc:
+        raise _ApiError(400, str(exc)) from None
     if not isinstance(data, dict):
         raise _ApiError(400, "the body must be a JSON object")
     return data
@@ -404,21 +451,20 @@ def _certificate(data: dict[str, Any], name: str) -> bytes | None:
         raise _ApiError(400, f"{name}: {exc}") from None
 
 
-def _int(data: dict[str, Any], name: str) -> int | None:
+def _int(data: dict[str, Any], name: str, low: int = -1, high: int = 2**31 - 1) -> int | None:
     value = data.get(name)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise _ApiError(400, f"{name} must be an integer")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _ApiError(400, f"{name} must be an integer in {low}..{high}")
     return value
 
 
 def _operator_routes(core: EimCore) -> list[Route]:
     def guarded(handler: _Handler) -> _Handler:
         async def run(request: Request) -> Response:
-            token = core.settings.admin_token
-            if token is not None:
-                given = request.headers.get("authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    return json_error(401, "unauthorised")
+            if not core.auth.allows(request.headers.get("authorization")):
+                return json_error(401, "unauthorised: send Authorization: Bearer <token>")
             try:
                 return await handler(request)
             except _ApiError as exc:
@@ -435,13 +481,15 @@ def _operator_routes(core: EimCore) -> list[Route]:
     def eid_of(request: Request) -> str:
         eid = request.path_params["eid"]
         if core.store.euicc(eid) is None:
-            raise _ApiError(404, f"EID {eid} is not registered")
+            raise _ApiError(404, f"EID {eid[:40]} is not registered")
         return str(eid)
 
     def order_id(request: Request) -> int:
         text = request.path_params["order_id"]
-        if not text.isdigit():
-            raise _ApiError(404, f"no order {text}")
+        # SQLite row ids are below 2^63: a longer number names no order (and must not reach
+        # the database, which cannot bind it).
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+            raise _ApiError(404, f"no order {text[:40]}")
         return int(text)
 
     def configuration(eid: str) -> dict[str, Any]:

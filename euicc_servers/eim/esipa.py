@@ -13,37 +13,47 @@ Rules
 =====
 
 1. GetEimPackage: an EID that is not 16 BCD bytes is invalidEid (3), an unregistered one
-   eidNotFound (2); otherwise the oldest *queued* order is delivered and becomes *sent*, or
-   noEimPackageAvailable (1). Each delivery carries a fresh random eimTransactionId. A *sent*
-   order is never delivered again on its own (the operator may requeue it).
-2. An eUICC package is signed when it is delivered: counterValue = the eUICC's last one + 1
-   (so counters follow delivery order), stored in the same transaction. It cannot be signed
-   without the association token; when the token (or the eUICC's key) is unknown, an
-   IpaEuiccDataRequest for ``84`` (and ``A5 A6``) goes first (an *auto* order).
-3. Results are matched to orders by eimTransactionId, then (EPRs) by counterValue; a result
-   that names neither goes to the oldest *sent* order of its kind. An EPR whose eimId is not
-   ours, whose counterValue is not the order's, or whose signature does not verify with the
-   eUICC's key is recorded as a *rejected* event: the order stays *sent* and the seqNumber is
-   not acknowledged (the genuine result stays on the card). Without a known key the EPR is
-   accepted with ``signatureVerified: null``. An EuiccPackageErrorUnsigned (the card refused
-   the package) or a signed error fails the order.
-4. Acknowledgements: the seqNumbers of accepted EPRs and of notifications delivered inside a
-   ProvideEimPackageResult (ePRAndNotifications, IpaEuiccData lists) are acknowledged in the
-   response, with any still pending from a HandleNotification that carried a
-   ProvideEimPackageResult (which has no response). Otherwise the answer is emptyResponse.
-   Notifications sent alone with HandleNotification are not acknowledged (the IPAd removes
-   them after the 200/204).
-5. The eUICC's key is learnt from its certificate: the operator's registration; an
-   IpaEuiccData with ``A5`` and ``A6``; an AuthenticateServerResponse being relayed. From the
-   device side the chain must verify against a trusted CI and end at the eUICC's
-   euiccCiPKId (when set), and the certificate must name the EID. The token is learnt from an
-   IpaEuiccData ``84`` only while unknown.
-6. Profile installation results (``BF37``) are forwarded with ES9+ handleNotification (once
-   per distinct PIR) to their notificationAddress, or to the address the relayed session used
-   when that names the same host (it carries the port), and complete the download order of
-   their session. Other notifications are stored only.
+   eidNotFound (2). An order already *sent* to that EID is delivered again, the same bytes
+   (same eimTransactionId and counterValue), at every poll until its result completes it
+   (rule 3): a package taken by another client, or a lost response, strands nothing. Otherwise
+   the oldest *queued* order is delivered and becomes *sent*, or noEimPackageAvailable (1).
+   notifyStateChange is recorded as an unverified ``stateChange`` event, not as a fact.
+2. An eUICC package is signed when it is first delivered: counterValue = the eUICC's last
+   one + 1 (so counters follow delivery order), stored in the same transaction. It cannot be
+   signed without the association token; when the token (or the eUICC's key) is unknown, an
+   IpaEuiccDataRequest for ``84`` (and ``A5 A6``) goes first (an *auto* order; a tag a
+   completed auto order asked for already is not asked again).
+3. Results are matched to orders by (EID, eimTransactionId); a JSON result without eidValue
+   by eimTransactionId alone; an EPR without eimTransactionId by (EID, counterValue). Only a
+   result that completes its order changes it: for a package an EPR (result or signed
+   error) of this eimId whose euiccSignEPR/EPE verifies with the key of the order's eUICC;
+   for a download a ProfileInstallationResult whose euiccSignPIR verifies likewise; for an
+   eUICC data request the IpaEuiccData answering it (it is not signed: what it says is
+   marked unverified). Unsigned errors (EuiccPackageErrorUnsigned, profileDownloadError,
+   ipaEuiccDataResponseError, the IPAd's eimPackageResultError) and results that do not
+   verify are recorded as events and as the order's ``unverifiedReport``; the order stays
+   *sent*.
+4. Acknowledgements: the seqNumbers of verified EPRs and of verified notifications delivered
+   inside a ProvideEimPackageResult (ePRAndNotifications, IpaEuiccData lists) are
+   acknowledged in the response, with any still pending from a HandleNotification that
+   carried a ProvideEimPackageResult (which has no response). Otherwise the answer is
+   emptyResponse. Nothing unverified is acknowledged (that would make the card delete
+   results the eIM never got).
+5. Facts come from signed data or the operator: the eUICC's key from a certificate whose
+   chain verifies against a trusted CI (through the EUM), ends at the eUICC's euiccCiPKId
+   (when set) and names the EID (the operator's registration, an IpaEuiccData ``A5``/``A6``,
+   an AuthenticateServerResponse the SM-DP+ accepted); the association token from the
+   operator, or from a verified EPR (the signature covers it). An IpaEuiccData ``84``
+   answering this eIM's own request for it, while the token is unknown, is taken as an
+   unconfirmed token (``associationTokenSource`` ipaEuiccData) that signs packages until a
+   verified EPR confirms it; an unsolicited one is ignored.
+6. Notifications are verified before anything is done with them: a ProfileInstallationResult
+   with the key of its eUICC, an OtherSignedNotification with the chain it carries (which must
+   name the EID). A verified PIR completes the download order of its session and is
+   forwarded once, with ES9+ handleNotification, to the SM-DP+ that order used (never to an
+   address named inside it). All are stored as events.
 7. Downloads are relayed by :class:`~.relay.IndirectDownload` (InitiateAuthentication ...
-   CancelSession), which tells the core the eUICC certificates it sees (rule 5).
+   CancelSession), which tells the core the eUICC certificates the SM-DP+ accepted (rule 5).
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ from typing import Any
 
 from euicc_protocol import schema, tlv
 
+from ..common.auth import OperatorAuth
 from . import packages
 from .operator import EimOperator, RegistrationError
 from .packages import MessageError, PackageError, decode_message
@@ -92,10 +103,16 @@ class EimCore(EimResults, EimOperator):
         self.store = store or EimStore()
         self.eim_fqdn = settings.eim_fqdn
         self._random = random_bytes
+        self.auth = OperatorAuth.resolve(
+            settings.admin_token,
+            open_api=settings.open_operator_api,
+            state_dir=self.store.directory,
+        )
         self.downloads = IndirectDownload(
             self.store,
             relay,
             default_smdp_address=settings.default_smdp_address,
+            smdp_addresses=settings.smdp_addresses,
             session_timeout=settings.session_timeout,
             certificate_seen=lambda eid, euicc, eum: self._learn_certificate(
                 eid, euicc, eum, "authenticateServer"
@@ -110,6 +127,11 @@ class EimCore(EimResults, EimOperator):
             b"\xbf\x3a": self.downloads.get_bound_profile_package,
             b"\xbf\x41": self.downloads.cancel_session,
         }
+
+    @property
+    def admin_token(self) -> str | None:
+        """The operator API token (``None`` only when the API was opened on purpose)."""
+        return self.auth.token
 
     @property
     def relay(self) -> SmdpRelay | None:
@@ -158,17 +180,19 @@ class EimCore(EimResults, EimOperator):
         record = self.store.euicc(eid)
         if record is None:
             return self._package_error(EID_NOT_FOUND)
-        changes: dict[str, Any] = {"last_seen": now()}
-        if "notifyStateChange" in request:
-            change: dict[str, Any] = {"at": now()}
-            if "stateChangeCause" in request:
-                change["stateChangeCause"] = request["stateChangeCause"]
-            if "rPLMN" in request:
-                change["rPLMN"] = bytes(request["rPLMN"]).hex().upper()
-            changes["state_change"] = change
-            log.info("%s reports a state change: %s", eid, change)
         with self.store.transaction():
-            record = self.store.update_euicc(eid, **changes)
+            record = self.store.update_euicc(eid, last_seen=now())
+            if "notifyStateChange" in request:
+                change: dict[str, Any] = {"notifyStateChange": True}
+                if "stateChangeCause" in request:
+                    change["stateChangeCause"] = request["stateChangeCause"]
+                if "rPLMN" in request:
+                    change["rPLMN"] = bytes(request["rPLMN"]).hex().upper()
+                # What the IPAd says, unsigned: an event to show, not a fact to act on.
+                self.store.add_event(
+                    "stateChange", message, eid=eid, decoded=change, note="unverified report"
+                )
+                log.info("%s reports a state change: %s", eid, change)
             package = self._next_package(record)
         if package is None:
             return self._package_error(NO_PACKAGE)
@@ -179,6 +203,10 @@ class EimCore(EimResults, EimOperator):
         return schema.encode("GetEimPackageResponse", ("eimPackageError", code))
 
     def _next_package(self, record: EuiccRecord) -> bytes | None:
+        pending = self.store.find_order(record.eid, states=[OrderState.SENT])
+        if pending is not None and pending.package is not None:
+            log.info("order %d (%s) delivered again to %s", pending.id, pending.kind, record.eid)
+            return pending.package
         while True:
             order = self.store.find_order(record.eid, states=[OrderState.QUEUED])
             if order is None:
@@ -192,22 +220,21 @@ class EimCore(EimResults, EimOperator):
                 self.store.update_order(order.id, state=OrderState.FAILED, error=str(exc))
 
     def _discovery_first(self, record: EuiccRecord) -> Order | None:
-        """An auto IpaEuiccDataRequest when the token or key of ``record`` is unknown."""
+        """An auto IpaEuiccDataRequest when the token or key of ``record`` is unknown (rule 2)."""
         if record.association_token is not None and record.public_key is not None:
             return None  # the usual case: no need to read every order of the eUICC
-        tags = ""
-        if record.association_token is None:
-            tags += "84"
         auto = [o for o in self.store.orders(record.eid) if o.origin == "auto"]
-        if record.public_key is None and not auto:
+        waiting = [o for o in auto if o.state == OrderState.QUEUED]
+        if waiting:
+            return waiting[0]
+        asked = "".join(o.request.get("tagList", "") for o in auto if o.state == OrderState.DONE)
+        tags = ""
+        if record.association_token is None and "84" not in asked:
+            tags += "84"
+        if record.public_key is None and "A5A6" not in asked:
             tags += "A5A6"
         if not tags:
             return None
-        for stale in auto:
-            if stale.state == OrderState.SENT:
-                self.store.update_order(
-                    stale.id, state=OrderState.FAILED, error="no answer; asked again"
-                )
         request: dict[str, Any] = {"type": "euiccData", "tagList": tags}
         if record.euicc_ci_pkid is not None and "A6" in tags:
             request["euiccCiPKIdentifierToBeUsed"] = record.euicc_ci_pkid.hex().upper()

@@ -76,6 +76,7 @@ class EimOperator:
             public_key=key,
             key_source="operator" if key else None,
             association_token=None if association_token == -1 else association_token,
+            token_source=None if association_token == -1 else "operator",
             euicc_ci_pkid=euicc_ci_pkid,
         )
 
@@ -136,6 +137,7 @@ class EimOperator:
             if not 1 <= association_token <= 127:
                 raise RegistrationError("associationToken must be 1..127")
             changes["association_token"] = association_token
+            changes["token_source"] = "operator"
         if counter_value is not None:
             if not record.counter <= counter_value < 2**31:
                 raise RegistrationError(f"counterValue may only grow (now {record.counter})")
@@ -177,14 +179,15 @@ class EimOperator:
         return self.store.add_order(eid, kind, request)
 
     def cancel(self, order_id: int) -> Order:
-        """Cancel a queued order.
+        """Cancel a queued order, or a sent one (it is not delivered again; a result that
+        arrives later is still recorded).
 
         Raises:
-            NotFound: no such order. Conflict: it is not queued any more.
+            NotFound: no such order. Conflict: it is done, failed or cancelled already.
         """
         order = self.store.require_order(order_id)
-        if order.state != OrderState.QUEUED:
-            raise Conflict(f"order {order_id} is {order.state}; only queued orders cancel")
+        if order.state not in (OrderState.QUEUED, OrderState.SENT):
+            raise Conflict(f"order {order_id} is {order.state}; only queued/sent orders cancel")
         return self.store.update_order(order_id, state=OrderState.CANCELLED)
 
     def requeue(self, order_id: int) -> Order:

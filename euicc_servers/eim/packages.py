@@ -31,7 +31,8 @@ from euicc_protocol.eim_config import encode_eim_configuration
 from euicc_protocol.iccid import InvalidIccid, iccid_to_ef
 from euicc_protocol.tlv import der_integer
 
-from ..common import is_hex, pem, tlv_children, value_to_json
+from ..common import has_unknown_alternative, is_hex, pem, tlv_children, value_to_json
+from ..common.addresses import is_valid_address
 
 __all__ = [
     "IPA_EUICC_DATA_TAGS",
@@ -97,9 +98,14 @@ def decode_message(type_name: str, raw: bytes) -> Any:
         MessageError: it is not a valid ``type_name``.
     """
     try:
-        return schema.decode(type_name, raw)
+        value = schema.decode(type_name, raw)
     except schema.DecodeError as exc:
         raise MessageError(f"not a valid {type_name}: {exc}") from None
+    if has_unknown_alternative(value):
+        # A CHOICE alternative the schema does not know (after an extension marker): nothing
+        # this eIM can act on.
+        raise MessageError(f"not a valid {type_name}: unknown CHOICE alternative")
+    return value
 
 
 def message_parts(raw: bytes) -> list[tuple[bytes, bytes]]:
@@ -509,10 +515,11 @@ _NOTIFICATION_EVENTS = {
 
 
 def activation_code_address(activation_code: str) -> str | None:
-    """The SM-DP+ address of an activation code ``[LPA:]1$ADDRESS$MATCHING_ID[$...]``."""
+    """The SM-DP+ address of an activation code ``[LPA:]1$ADDRESS$MATCHING_ID[$...]``
+    (``None`` when it has none, or not a well-formed host[:port])."""
     text = activation_code[4:] if activation_code.upper().startswith("LPA:") else activation_code
     parts = text.split("$")
-    if len(parts) < 3 or parts[0] != "1" or not parts[1]:
+    if len(parts) < 3 or parts[0] != "1" or not is_valid_address(parts[1]):
         return None
     return parts[1]
 
@@ -570,7 +577,10 @@ def _download_data(request: Mapping[str, Any]) -> tuple[str, Any]:
         if not isinstance(code, str) or len(code.encode()) > 255:
             raise PackageError(f"{what}: activationCode must be a string of at most 255 bytes")
         if activation_code_address(code) is None:
-            raise PackageError(f"{what}: activationCode must look like 1$SMDP_ADDRESS$MATCHING_ID")
+            raise PackageError(
+                f"{what}: activationCode must look like 1$SMDP_ADDRESS$MATCHING_ID "
+                "(a host name of labels of 1..63 characters, or an IPv4 address, and :port)"
+            )
         return "activationCode", code
     if "contactDefaultSmdp" in request:
         if request["contactDefaultSmdp"] is not True:
@@ -656,6 +666,8 @@ def parse_epr(raw: bytes) -> EprInfo:
     """
     try:
         kind, value = schema.decode("EuiccPackageResult", raw)
+        if has_unknown_alternative((kind, value)):
+            raise schema.DecodeError("unknown CHOICE alternative")
         outer = tlv.read_tlv(raw)
         parts = tlv_children(raw, tlv.read_tlv(raw, outer.value_start))
     except (schema.DecodeError, tlv.TlvError) as exc:

@@ -22,21 +22,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from euicc_protocol import pki, schema, tlv
-from euicc_servers.smdpp import FunctionFailed
+from euicc_protocol import bindings, pki, schema, tlv
 
-from ..common import b64, tlv_children, unb64
+from ..common import tlv_children
+from ..common.addresses import AddressError, canonical_address, is_valid_address
+from ..common.functions import FunctionFailed
 from .packages import MessageError, activation_code_address, decode_message, message_parts
-from .store import EimStore, OrderState, Session
+from .store import EimStore, Order, OrderState, Session
 
 __all__ = [
     "ESIPA_ERRORS",
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 #: X-Admin-Protocol the eIM sends to SM-DP+s (they check the ``gsma/rsp/v2`` prefix).
 ES9_ADMIN_PROTOCOL = "gsma/rsp/v2.5.0"
-_ADDRESS = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$")
 
 #: A function that POSTs an ES9+ JSON request: (SM-DP+ address, function, body) → response
 #: body (None for 204), raising FunctionFailed for status Failed or a transport problem.
@@ -142,7 +141,11 @@ class Es9Client:
     """ES9+ JSON calls over HTTPS (or HTTP with ``scheme="http"``), thread-safe.
 
     ``ca_pem`` holds the CA certificates (PEM) that SM-DP+ TLS certificates must chain to;
-    without it the system trust store is used.
+    without it the system trust store is used. Every call is bounded: ``connect_timeout``
+    to connect, ``timeout`` for each read or write, at most ``max_concurrent`` calls in
+    flight (a call that finds none free within ``queue_timeout`` fails at once, as an
+    unreachable SM-DP+). The address must be a well-formed host[:port]
+    (:mod:`euicc_servers.common.addresses`).
     """
 
     def __init__(
@@ -150,17 +153,30 @@ class Es9Client:
         *,
         ca_pem: bytes | None = None,
         scheme: str = "https",
-        timeout: float = 30.0,
+        timeout: float = 20.0,
+        connect_timeout: float = 5.0,
+        max_concurrent: int = 8,
+        queue_timeout: float = 5.0,
         requester: str = "euicc-sim eIM",
     ) -> None:
         if scheme not in ("https", "http"):
             raise ValueError(f"scheme must be https or http, not {scheme!r}")
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be at least 1")
         self.scheme = scheme
         self._requester = requester
         self._verify: ssl.SSLContext | bool = True
         if ca_pem is not None:
             self._verify = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
-        self._timeout = timeout
+        # Every phase bounded: connect, each read/write, and the wait for a free pool slot.
+        self._timeout = httpx.Timeout(timeout, connect=connect_timeout, pool=queue_timeout)
+        self._limits = httpx.Limits(
+            max_connections=max_concurrent, max_keepalive_connections=max_concurrent
+        )
+        #: Calls in flight at most; more wait ``queue_timeout`` seconds, then fail.
+        self.max_concurrent = max_concurrent
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._queue_timeout = queue_timeout
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
         self._calls = 0
@@ -175,12 +191,22 @@ class Es9Client:
     def _http(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(verify=self._verify, timeout=self._timeout)
+                self._client = httpx.Client(
+                    verify=self._verify, timeout=self._timeout, limits=self._limits
+                )
             return self._client
 
     def __call__(self, address: str, function: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        if not _ADDRESS.match(address):
-            raise FunctionFailed("8.8.1", "3.8", f"invalid SM-DP+ address {address!r}")
+        if not is_valid_address(address):
+            raise FunctionFailed("8.8.1", "3.8", f"invalid SM-DP+ address {address[:64]!r}")
+        if not self._slots.acquire(timeout=self._queue_timeout):
+            raise unreachable(f"{function} at {address}: too many SM-DP+ calls in progress")
+        try:
+            return self._post(address, function, body)
+        finally:
+            self._slots.release()
+
+    def _post(self, address: str, function: str, body: dict[str, Any]) -> dict[str, Any] | None:
         with self._lock:
             self._calls += 1
             call_id = f"{self._calls}"
@@ -220,113 +246,96 @@ class Es9Client:
         )
 
 
-def _field(body: dict[str, Any] | None, name: str, tag: bytes | None) -> bytes:
-    """A base64 ES9+ response field, checked to be one TLV with ``tag`` (if given)."""
-    value = (body or {}).get(name)
-    if not isinstance(value, str):
-        raise unreachable(f"the SM-DP+ answer lacks {name}")
-    try:
-        data = unb64(value)
-        item = tlv.read_tlv(data)
-    except (ValueError, tlv.TlvError):
-        raise unreachable(f"{name} in the SM-DP+ answer is not a base64 TLV") from None
-    if item.end != len(data) or (tag is not None and item.tag != tag):
-        raise unreachable(f"{name} in the SM-DP+ answer is not one {tag!r} TLV")
-    return data
-
-
-def _transaction_id(body: dict[str, Any] | None) -> bytes:
-    value = (body or {}).get("transactionId")
-    try:
-        tid = bytes.fromhex(value) if isinstance(value, str) else b""
-    except ValueError:
-        tid = b""
-    if not 1 <= len(tid) <= 16:
-        raise unreachable("the SM-DP+ answer has no valid transactionId")
-    return tid
-
-
 class SmdpRelay:
-    """ESipa ⇄ ES9+ translation over an :data:`Es9Transport` (default :class:`Es9Client`)."""
+    """ESipa ⇄ ES9+ translation over an :data:`Es9Transport` (default :class:`Es9Client`);
+    the ES9+ bodies are read and written with the binding of
+    :data:`euicc_protocol.bindings.ES9PLUS`."""
 
     def __init__(self, transport: Es9Transport) -> None:
         self.transport = transport
 
-    def _call(self, address: str, function: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    def _exchange(self, address: str, function: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Call ES9+ ``function`` with ``values``; its response values (bytes/str).
+
+        Raises:
+            FunctionFailed: the SM-DP+ answered Failed, is unreachable or answered nonsense.
+        """
+        binding = bindings.ES9PLUS[function]
+        try:
+            body = bindings.encode(binding.request, values)
+        except bindings.BindingError as exc:
+            raise FunctionFailed("1.3.1", "2.1", str(exc)) from None
         log.debug("relaying %s to %s", function, address)
-        return self.transport(address, function, body)
+        answer = self.transport(address, function, body)
+        if binding.empty_response:
+            return {}
+        try:
+            return bindings.decode(binding.response, answer or {})
+        except bindings.BindingError as exc:
+            raise unreachable(f"the SM-DP+ answer to {function}: {exc}") from None
+
+    @staticmethod
+    def _ok(function: str, got: dict[str, Any]) -> bytes:
+        """The ok alternative of an ESipa response: ``80`` transactionId, then every TLV
+        field of the ES9+ response in the binding's order, bytes as received."""
+        content = tlv.encode_tlv(b"\x80", got["transactionId"])
+        for field in bindings.ES9PLUS[function].response:
+            if field.encoding is bindings.Encoding.TLV and field.name in got:
+                content += got[field.name]
+        return tlv.encode_tlv(b"\xa0", content)
 
     def initiate_authentication(
         self, address: str, euicc_challenge: bytes, euicc_info1: bytes | None
     ) -> tuple[Answer, bytes | None]:
         """InitiateAuthentication; returns the answer and the SM-DP+'s transactionId."""
+        function = "initiateAuthentication"
         if euicc_info1 is None:
             failure = FunctionFailed("1.3.1", "2.2", "euiccInfo1 is needed to relay to ES9+")
-            return esipa_error("initiateAuthentication", failure), None
-        body = {
-            "euiccChallenge": b64(euicc_challenge),
-            "euiccInfo1": b64(euicc_info1),
-            "smdpAddress": address,
-        }
+            return esipa_error(function, failure), None
+        values = {"euiccChallenge": euicc_challenge, "euiccInfo1": euicc_info1}
         try:
-            answer = self._call(address, "initiateAuthentication", body)
-            tid = _transaction_id(answer)
-            content = tlv.encode_tlv(b"\x80", tid)
-            content += _field(answer, "serverSigned1", b"\x30")
-            content += _field(answer, "serverSignature1", b"\x5f\x37")
-            content += _field(answer, "euiccCiPKIdToBeUsed", b"\x04")
-            content += _field(answer, "serverCertificate", b"\x30")
+            got = self._exchange(address, function, {**values, "smdpAddress": address})
         except FunctionFailed as exc:
-            return esipa_error("initiateAuthentication", exc), None
-        message = tlv.encode_tlv(b"\xbf\x39", tlv.encode_tlv(b"\xa0", content))
-        return Answer(message), tid
+            return esipa_error(function, exc), None
+        return Answer(tlv.encode_tlv(b"\xbf\x39", self._ok(function, got))), got["transactionId"]
 
     def authenticate_client(
         self, address: str, transaction_id: bytes, authenticate_server_response: bytes
     ) -> Answer:
         """AuthenticateClient with the ``BF38`` AuthenticateServerResponse TLV."""
-        body = {
-            "transactionId": transaction_id.hex().upper(),
-            "authenticateServerResponse": b64(authenticate_server_response),
+        function = "authenticateClient"
+        values = {
+            "transactionId": transaction_id,
+            "authenticateServerResponse": authenticate_server_response,
         }
         try:
-            answer = self._call(address, "authenticateClient", body)
-            content = tlv.encode_tlv(b"\x80", _transaction_id(answer))
-            if (answer or {}).get("profileMetadata") is not None:
-                content += _field(answer, "profileMetadata", b"\xbf\x25")
-            content += _field(answer, "smdpSigned2", b"\x30")
-            content += _field(answer, "smdpSignature2", b"\x5f\x37")
-            content += _field(answer, "smdpCertificate", b"\x30")
+            got = self._exchange(address, function, values)
         except FunctionFailed as exc:
-            return esipa_error("authenticateClient", exc)
-        return Answer(tlv.encode_tlv(b"\xbf\x3b", tlv.encode_tlv(b"\xa0", content)))
+            return esipa_error(function, exc)
+        return Answer(tlv.encode_tlv(b"\xbf\x3b", self._ok(function, got)))
 
     def get_bound_profile_package(
         self, address: str, transaction_id: bytes, prepare_download_response: bytes
     ) -> Answer:
         """GetBoundProfilePackage with the ``BF21`` PrepareDownloadResponse TLV."""
-        body = {
-            "transactionId": transaction_id.hex().upper(),
-            "prepareDownloadResponse": b64(prepare_download_response),
+        function = "getBoundProfilePackage"
+        values = {
+            "transactionId": transaction_id,
+            "prepareDownloadResponse": prepare_download_response,
         }
         try:
-            answer = self._call(address, "getBoundProfilePackage", body)
-            content = tlv.encode_tlv(b"\x80", _transaction_id(answer))
-            content += _field(answer, "boundProfilePackage", b"\xbf\x36")
+            got = self._exchange(address, function, values)
         except FunctionFailed as exc:
-            return esipa_error("getBoundProfilePackage", exc)
-        return Answer(tlv.encode_tlv(b"\xbf\x3a", tlv.encode_tlv(b"\xa0", content)))
+            return esipa_error(function, exc)
+        return Answer(tlv.encode_tlv(b"\xbf\x3a", self._ok(function, got)))
 
     def cancel_session(
         self, address: str, transaction_id: bytes, cancel_session_response: bytes
     ) -> Answer:
         """CancelSession with the ES10b ``BF41`` CancelSessionResponse TLV."""
-        body = {
-            "transactionId": transaction_id.hex().upper(),
-            "cancelSessionResponse": b64(cancel_session_response),
-        }
+        values = {"transactionId": transaction_id, "cancelSessionResponse": cancel_session_response}
         try:
-            self._call(address, "cancelSession", body)
+            self._exchange(address, "cancelSession", values)
         except FunctionFailed as exc:
             return esipa_error("cancelSession", exc)
         return Answer(schema.encode("CancelSessionResponseEsipa", ("cancelSessionOk", {})))
@@ -337,9 +346,7 @@ class SmdpRelay:
         Raises:
             FunctionFailed: it could not be delivered.
         """
-        self._call(
-            address, "handleNotification", {"pendingNotification": b64(pending_notification)}
-        )
+        self._exchange(address, "handleNotification", {"pendingNotification": pending_notification})
 
 
 def is_compact(tag: bytes, message: bytes) -> bool:
@@ -354,15 +361,20 @@ def is_compact(tag: bytes, message: bytes) -> bool:
 
 
 #: Called with (EID, eUICC certificate DER, EUM certificate DER) seen in an
-#: AuthenticateServerResponse of a registered eUICC, so the eIM may learn its key.
-CertificateSeen = Callable[[str, bytes, bytes], object]
+#: AuthenticateServerResponse of a registered eUICC that the SM-DP+ accepted, so the eIM may
+#: learn its key; returns whether the chain verified for that EID.
+CertificateSeen = Callable[[str, bytes, bytes], bool]
 
 
 class IndirectDownload:
     """The relayed ESipa functions and their sessions (one per SM-DP+ transactionId).
 
     The SM-DP+ is the request's smdpAddress, else the address in the activation code of the
-    download order its eimTransactionId names, else ``default_smdp_address``. An
+    download order its eimTransactionId names, else ``default_smdp_address``. The eIM
+    connects only to SM-DP+s it is configured for: ``default_smdp_address``,
+    ``smdp_addresses``, and the activation-code address of its own download orders (the one
+    the eimTransactionId names, else any queued or sent); any other is invalidDpAddress (1)
+    without a connection. An
     eimTransactionId naming no download order is invalidEimTransactionId (52); a
     transactionId without session is invalidTransactionId, answered without asking the
     SM-DP+. Sessions not used for ``session_timeout`` seconds are dropped.
@@ -374,14 +386,35 @@ class IndirectDownload:
         relay: SmdpRelay | None,
         *,
         default_smdp_address: str | None = None,
+        smdp_addresses: Iterable[str] = (),
         session_timeout: float = 3600.0,
         certificate_seen: CertificateSeen | None = None,
     ) -> None:
         self.store = store
         self.relay = relay
         self.default_smdp_address = default_smdp_address
+        self.smdp_addresses = tuple(smdp_addresses)
         self.session_timeout = session_timeout
         self._certificate_seen = certificate_seen
+
+    def allowed(self, address: str, order: Order | None = None) -> bool:
+        """Whether the eIM may connect to the SM-DP+ at ``address`` (rule of the class)."""
+        try:
+            wanted = canonical_address(address)
+        except AddressError:
+            return False
+        known = [*self.smdp_addresses]
+        if self.default_smdp_address:
+            known.append(self.default_smdp_address)
+        orders = (
+            [order]
+            if order is not None
+            else self.store.orders(kinds=["download"], states=[OrderState.QUEUED, OrderState.SENT])
+        )
+        for item in orders:
+            if "activationCode" in item.request:
+                known.append(activation_code_address(item.request["activationCode"]) or "")
+        return any(is_valid_address(a) and canonical_address(a) == wanted for a in known)
 
     def _expire_sessions(self) -> None:
         limit = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.session_timeout)
@@ -407,6 +440,10 @@ class IndirectDownload:
         address = address or self.default_smdp_address
         if not address:
             return esipa_error(function, FunctionFailed("8.8.1", "3.8", "no SM-DP+ address"))
+        if not self.allowed(address, order):
+            log.warning("InitiateAuthentication for an SM-DP+ not allowed: %.64r", address)
+            failure = FunctionFailed("8.8.1", "3.8", "this eIM does not relay to that SM-DP+")
+            return esipa_error(function, failure)
         if self.relay is None:
             return esipa_error(function, unreachable("no SM-DP+ relay configured"))
         answer, tid = self.relay.initiate_authentication(
@@ -446,10 +483,13 @@ class IndirectDownload:
         if isinstance(relayed, Answer):
             return relayed
         session, tid, response, relay = relayed
-        self._identify(session, response)
         answer = relay.authenticate_client(session.smdp_address, tid, response)
         state = "ended" if answer.failure else "authenticated"
         self.store.update_session(session.transaction_id, state=state)
+        if answer.failure is None:
+            # The SM-DP+ verified euiccSignature1 with the certificate: the session is that
+            # eUICC's (a certificate alone proves nothing, anyone may copy it).
+            self._identify(session, response)
         return answer
 
     def _identify(self, session: Session, response: bytes) -> None:
@@ -465,9 +505,14 @@ class IndirectDownload:
             return
         if eid is None or self.store.euicc(eid) is None:
             return
-        if self._certificate_seen is not None:
-            self._certificate_seen(eid, euicc_der, eum_der)
+        if self._certificate_seen is not None and not self._certificate_seen(
+            eid, euicc_der, eum_der
+        ):
+            return  # the chain does not verify, or it is not the EID's
         order_id = session.order_id
+        owner = self.store.order(order_id) if order_id is not None else None
+        if owner is not None and owner.eid != eid:
+            order_id = None  # the eimTransactionId named another eUICC's order
         if order_id is None:
             order = self.store.find_order(eid, kinds=["download"], states=[OrderState.SENT])
             order_id = order.id if order else None

@@ -1,10 +1,13 @@
 """Results reaching the reference eIM: ESipa.ProvideEimPackageResult, and HandleNotification
 (which may carry one), rules 3 to 5 of :mod:`.esipa`.
 
-Each EimPackageResult alternative is matched to its order and recorded: EPRs (checked against
-this eIM's eimId, the order's counterValue and the eUICC's key), IpaEuiccData (learning the
-association token and the eUICC's key), ProfileDownloadTriggerResults and the IPAd's
-eimPackageResultResponseError. The seqNumbers to acknowledge are collected in the store.
+Each EimPackageResult alternative is matched to its order by (EID, eimTransactionId) and
+recorded: EPRs (checked against this eIM's eimId, the order's counterValue and the key of the
+order's eUICC; only a verified one completes the order), IpaEuiccData (the eUICC's key from a
+verified chain; the association token only when it answers the eIM's own request),
+ProfileDownloadTriggerResults (completed by a verified PIR) and the IPAd's
+eimPackageResultResponseError. Unsigned errors are unverified reports that end nothing. The
+seqNumbers of verified results are collected in the store for acknowledgement.
 Notifications inside results are handled by :class:`~.notifications.EimNotifications`.
 """
 
@@ -68,8 +71,10 @@ class EimResults(EimNotifications):
     def provide_eim_package_result(self, message: bytes) -> bytes:
         """ESipa.ProvideEimPackageResult (rules 3-5): the ``BF50`` response."""
         decode_message("ProvideEimPackageResult", message)
+        self._outbox().clear()  # what a failed message left is not to be sent
         try:
             eid = self._take_result(message)
+            self.send_forwards()
         except _ResultError as exc:
             return schema.encode(
                 "ProvideEimPackageResultResponse", ("provideEimPackageResultError", exc.code)
@@ -82,6 +87,7 @@ class EimResults(EimNotifications):
     def handle_notification(self, message: bytes) -> None:
         """ESipa.HandleNotification: store (rule 6); ``BF50`` inside is a result (rule 4)."""
         decode_message("HandleNotificationEsipa", message)
+        self._outbox().clear()
         tag, inner = message_parts(message)[0]
         if tag not in (b"\xa0", b"\xbf\x50"):
             raise MessageError(f"unknown HandleNotification alternative {tag.hex().upper()}")
@@ -90,8 +96,10 @@ class EimResults(EimNotifications):
                 self._take_result(inner)
             except _ResultError as exc:
                 log.warning("result in HandleNotification dropped: error %d", exc.code)
+            self.send_forwards()
             return None
         self._notification(None, message_parts(inner)[0][1], acknowledge=False)
+        self.send_forwards()
         return None
 
     def _take_result(self, message: bytes) -> str:
@@ -138,17 +146,24 @@ class EimResults(EimNotifications):
     def _order_for(
         self, eid: str | None, kinds: tuple[str, ...], tid: bytes | None, **extra: Any
     ) -> Order | None:
+        """The order a result names (rule 3): by (EID, eimTransactionId), by
+        eimTransactionId alone when the EID is not given, by (EID, counterValue); a result
+        naming neither goes to the oldest *sent* order of its kind for the EID."""
         if tid is not None:
-            order = self.store.find_order(eid, kinds=kinds, eim_transaction_id=tid)
-            if order is not None:
-                return order
-        if extra.get("counter_value") is not None and eid is not None:
-            order = self.store.find_order(eid, kinds=kinds, counter_value=extra["counter_value"])
-            if order is not None:
-                return order
-        if eid is None or tid is not None or extra.get("counter_value") is not None:
-            return None  # it names an order, but not one of ours
+            return self.store.find_order(eid, kinds=kinds, eim_transaction_id=bytes(tid))
+        counter = extra.get("counter_value")
+        if counter is not None:
+            if eid is None or not 0 <= counter < 2**31:
+                return None
+            return self.store.find_order(eid, kinds=kinds, counter_value=counter)
+        if eid is None:
+            return None
         return self.store.find_order(eid, kinds=kinds, states=[OrderState.SENT])
+
+    def _report(self, order: Order | None, note: str) -> None:
+        """Record an unverified report on ``order`` (rule 3): visible, not acted on."""
+        if order is not None and order.state == OrderState.SENT:
+            self.store.update_order(order.id, report=note)
 
     def _epr(self, eid: str | None, raw: bytes) -> str:
         """Rule 3 for one EuiccPackageResult; returns its EID."""
@@ -159,6 +174,8 @@ class EimResults(EimNotifications):
         order = self._order_for(
             eid, PACKAGE_KINDS, info.eim_transaction_id, counter_value=info.counter_value
         )
+        if eid is not None and order is not None and order.eid != eid:
+            order = None
         eid = self._require_eid(eid, order)
         record = self.store.euicc(eid)
         assert record is not None
@@ -169,8 +186,12 @@ class EimResults(EimNotifications):
         problem = None
         if info.eim_id != self.settings.eim_id:
             problem = f"eimId {info.eim_id!r} is not this eIM"
+        elif info.signed is None:
+            problem = "unverified report: an unsigned error (euiccPackageErrorUnsigned)"
+        elif verified is None:
+            problem = "unverified report: no eUICC key to verify the signature with"
         elif verified is False:
-            problem = "the eUICC signature does not verify"
+            problem = "unverified report: the eUICC signature does not verify"
         elif order is None:
             problem = "it matches no order"
         elif info.counter_value is not None and info.counter_value != order.counter_value:
@@ -191,23 +212,23 @@ class EimResults(EimNotifications):
                 note=problem,
             )
             if problem is not None:
-                log.warning("EPR from %s rejected: %s", eid, problem)
+                log.warning("EPR from %s not accepted: %s", eid, problem)
+                self._report(order, problem)
             if accepted and order is not None and order.state == OrderState.SENT:
                 self._complete_package(order, info, verified)
-        # A verified EPR that matches no order still comes from the card: free it too.
-        if info.seq_number is not None and (
-            accepted or (problem == "it matches no order" and verified)
-        ):
-            self.store.add_acks(eid, [info.seq_number])
+        if verified and info.eim_id == self.settings.eim_id:
+            if record.token_source != "epr":  # the signature covers the token: confirmed
+                self.store.update_euicc(eid, token_source="epr")
+            # A verified EPR that matches no order still comes from the card: free it too.
+            if info.seq_number is not None and (accepted or problem == "it matches no order"):
+                self.store.add_acks(eid, [info.seq_number])
         return eid
 
     def _complete_package(
         self, order: Order, info: packages.EprInfo, verified: bool | None
     ) -> None:
         error = None
-        if info.kind == "euiccPackageErrorUnsigned":
-            error = "the eUICC refused the package: eIM unknown or eimSignature invalid"
-        elif info.kind == "euiccPackageErrorSigned":
+        if info.kind == "euiccPackageErrorSigned":
             code = info.error_code or UNDEFINED
             error = f"euiccPackageErrorCode {_EPR_ERRORS.get(code, 'undefinedError')} ({code})"
         self.store.update_order(
@@ -234,11 +255,12 @@ class EimResults(EimNotifications):
                 continue
             if result != {"updateEimResult": 0}:
                 continue
-            changes = {}
+            changes: dict[str, Any] = {}
             if "counterValue" in update:
                 changes["counter"] = update["counterValue"]
             if update.get("associationToken", -1) > 0:
                 changes["association_token"] = update["associationToken"]
+                changes["token_source"] = "operator"
             if changes:
                 self.store.update_euicc(order.eid, **changes)
 
@@ -246,38 +268,45 @@ class EimResults(EimNotifications):
         kind, value = decode_message("IpaEuiccDataResponse", raw)
         order_tid = value.get("eimTransactionId")
         order = self._order_for(eid, ("euiccData",), order_tid)
+        if eid is not None and order is not None and order.eid != eid:
+            order = None
         eid = self._require_eid(eid, order)
+        answering = order if order is not None and order.state == OrderState.SENT else None
         if kind == "ipaEuiccDataResponseError":
             code = value["ipaEuiccDataErrorCode"]
+            note = f"unverified report: ipaEuiccDataErrorCode {code}"
             self.store.add_event(
                 "euiccData",
                 raw,
                 eid=eid,
                 order_id=order.id if order else None,
                 decoded=value_to_json(value),
-                note=f"error {code}",
+                accepted=False,
+                note=note,
             )
-            if order is not None and order.state == OrderState.SENT:
-                self._fail(
-                    order, raw, {kind: value_to_json(value)}, f"ipaEuiccDataErrorCode {code}"
-                )
+            self._report(order, note)
             return eid
         fields = dict(message_parts(message_parts(raw)[0][1]))
         decoded = value_to_json(value)
         for tag, name in ((b"\xa5", "eumCertificate"), (b"\xa6", "euiccCertificate")):
             if tag in fields:
                 decoded[name] = (b"\x30" + fields[tag][1:]).hex().upper()
-        self._learn(eid, value, fields)
+        self._learn(eid, value, fields, solicited=answering is not None)
         for _, item in message_parts(fields[b"\xa0"]) if b"\xa0" in fields else ():
             self._notification(eid, item, acknowledge=True)
         for _, item in message_parts(fields[b"\xa2"]) if b"\xa2" in fields else ():
             self._epr(eid, item)
         self.store.add_event(
-            "euiccData", raw, eid=eid, order_id=order.id if order else None, decoded={kind: decoded}
+            "euiccData",
+            raw,
+            eid=eid,
+            order_id=order.id if order else None,
+            decoded={kind: decoded},
+            note=None if answering else "unsolicited",
         )
-        if order is not None and order.state == OrderState.SENT:
+        if answering is not None:
             self.store.update_order(
-                order.id,
+                answering.id,
                 state=OrderState.DONE,
                 result=raw,
                 result_json={kind: decoded},
@@ -285,13 +314,23 @@ class EimResults(EimNotifications):
             )
         return eid
 
-    def _learn(self, eid: str, value: Mapping[str, Any], fields: Mapping[bytes, bytes]) -> None:
-        """Rule 5 for an IpaEuiccData: the token while unknown, the key from A5 + A6."""
+    def _learn(
+        self,
+        eid: str,
+        value: Mapping[str, Any],
+        fields: Mapping[bytes, bytes],
+        *,
+        solicited: bool,
+    ) -> None:
+        """Rule 5 for an IpaEuiccData: the key from A5 + A6 (chain verified); the token,
+        unconfirmed, only from an answer to our own request and only while unknown."""
         record = self.store.euicc(eid)
         assert record is not None
-        if record.association_token is None and "associationToken" in value:
-            self.store.update_euicc(eid, association_token=value["associationToken"])
-            log.info("%s: association token %d learnt", eid, value["associationToken"])
+        if solicited and record.association_token is None and "associationToken" in value:
+            token = value["associationToken"]
+            if 1 <= token < 2**31:
+                self.store.update_euicc(eid, association_token=token, token_source="ipaEuiccData")
+                log.info("%s: association token %d (unconfirmed) from IpaEuiccData", eid, token)
         if b"\xa5" in fields and b"\xa6" in fields:
             euicc_der = b"\x30" + fields[b"\xa6"][1:]
             eum_der = b"\x30" + fields[b"\xa5"][1:]
@@ -328,54 +367,59 @@ class EimResults(EimNotifications):
         value = decode_message("ProfileDownloadTriggerResult", raw)
         parts = dict(message_parts(raw))
         pir = parts.get(b"\xbf\x37")
-        session_order = None
-        if pir is not None:
-            tid = decode_message("ProfileInstallationResult", pir)["profileInstallationResultData"][
-                "transactionId"
-            ]
-            session = self.store.session(bytes(tid).hex().upper())
-            if session is not None:
-                eid = eid or session.eid
-                session_order = self.store.order(session.order_id) if session.order_id else None
-        order = self._order_for(eid, ("download",), value.get("eimTransactionId")) or session_order
+        order = self._order_for(eid, ("download",), value.get("eimTransactionId"))
+        if eid is not None and order is not None and order.eid != eid:
+            order = None
+        if order is None and pir is not None:
+            order = self._session_order(pir, eid)
         eid = self._require_eid(eid, order)
         decoded = value_to_json(value)
+        note = None
+        if pir is None:
+            reason = value["profileDownloadTriggerResultData"][1]["profileDownloadErrorReason"]
+            note = f"unverified report: profileDownloadErrorReason {reason}"
+            self._report(order, note)
         self.store.add_event(
-            "downloadResult", raw, eid=eid, order_id=order.id if order else None, decoded=decoded
+            "downloadResult",
+            raw,
+            eid=eid,
+            order_id=order.id if order else None,
+            decoded=decoded,
+            accepted=pir is not None,
+            note=note,
         )
         if pir is not None:
             self._notification(eid, pir, acknowledge=True, order=order)
-        elif order is not None and order.state == OrderState.SENT:
-            reason = value["profileDownloadTriggerResultData"][1]["profileDownloadErrorReason"]
-            self._fail(order, raw, decoded, f"profileDownloadErrorReason {reason}")
         return eid
+
+    def _session_order(self, pir: bytes, eid: str | None) -> Order | None:
+        """The download order of the relayed session a PIR names (by its transactionId)."""
+        data = decode_message("ProfileInstallationResult", pir)["profileInstallationResultData"]
+        session = self.store.session(bytes(data["transactionId"]).hex().upper())
+        if session is None or session.order_id is None:
+            return None
+        order = self.store.order(session.order_id)
+        if order is None or (eid is not None and order.eid != eid):
+            return None
+        return order
 
     def _package_error_result(self, eid: str | None, raw: bytes) -> str:
         value = decode_message("EimPackageResult", raw)[1]
         order = self._order_for(eid, packages.ORDER_KINDS, value.get("eimTransactionId"))
+        if eid is not None and order is not None and order.eid != eid:
+            order = None
         eid = self._require_eid(eid, order)
         code = value["eimPackageResultErrorCode"]
         name = _PACKAGE_ERRORS.get(code, "undefinedError")
+        note = f"unverified report: the IPAd refused the package: {name} ({code})"
         self.store.add_event(
             "packageError",
             raw,
             eid=eid,
             order_id=order.id if order else None,
             decoded=value_to_json(value),
-            note=name,
+            accepted=False,
+            note=note,
         )
-        if order is not None and order.state == OrderState.SENT:
-            error = f"the IPAd refused the package: {name} ({code})"
-            self._fail(order, raw, value_to_json(value), error)
+        self._report(order, note)
         return eid
-
-    def _fail(self, order: Order, raw: bytes, result_json: Any, error: str) -> None:
-        """``order`` failed with the result ``raw``."""
-        self.store.update_order(
-            order.id,
-            state=OrderState.FAILED,
-            result=raw,
-            result_json=result_json,
-            completed=now(),
-            error=error,
-        )

@@ -26,11 +26,12 @@ from typing import Any
 
 from euicc_protocol.pki import CertRole
 from euicc_protocol.testpki import Credential, TestPki, issue_server_certificate
-from euicc_servers.smdpp.config import load_pki_sets
-from euicc_servers.smdpp.serve import RunningServer
-from euicc_servers.smdpp.serve import run_in_thread as _run_app_in_thread
-from euicc_servers.smdpp.serve import serve as _serve_app
 
+from ..common.auth import announce_auth
+from ..common.pkisets import load_pki_sets
+from ..common.serve import RunningServer
+from ..common.serve import run_in_thread as _run_app_in_thread
+from ..common.serve import serve as _serve_app
 from .app import create_app
 from .esipa import EimCore, EimSettings
 from .relay import Es9Client, SmdpRelay
@@ -39,6 +40,7 @@ from .store import EimStore
 __all__ = [
     "DEFAULT_EIM_ID",
     "EimServer",
+    "add_eim_arguments",
     "add_eim_command",
     "build_eim",
     "issue_tls_credential",
@@ -59,6 +61,11 @@ class EimServer:
 
     core: EimCore
     tls: Credential | None
+
+    @property
+    def admin_token(self) -> str | None:
+        """The operator API token (send ``Authorization: Bearer <token>``)."""
+        return self.core.admin_token
 
 
 def issue_tls_credential(test_pki: TestPki, host: str = "127.0.0.1") -> Credential:
@@ -138,10 +145,6 @@ def run_in_thread(
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
     smdp_ca = Path(args.smdp_ca).read_bytes() if args.smdp_ca else None
     server = build_eim(
         args.pki,
@@ -153,7 +156,9 @@ def _run(args: argparse.Namespace) -> int:
         smdp_ca=smdp_ca,
         smdp_scheme="http" if args.smdp_http else "https",
         default_smdp_address=args.default_smdp,
+        smdp_addresses=frozenset(args.allow_smdp),
         admin_token=args.admin_token,
+        open_operator_api=args.no_auth,
     )
     scheme = "http" if args.http else "https"
     log.info(
@@ -165,7 +170,14 @@ def _run(args: argparse.Namespace) -> int:
         server.core.eim_fqdn,
         len(server.core.store.euiccs()),
     )
-    _serve_app(create_app(server.core), host=args.host, port=args.port, tls=server.tls)
+    announce_auth(server.core.auth, args.state)
+    _serve_app(
+        create_app(server.core),
+        host=args.host,
+        port=args.port,
+        tls=server.tls,
+        limits=server.core.settings.limits,
+    )
     return 0
 
 
@@ -174,6 +186,12 @@ def add_eim_command(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "eim", help="run the reference eIM (ESipa over HTTPS, operator API)"
     )
+    add_eim_arguments(p)
+    return p
+
+
+def add_eim_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``eim`` command's options to ``p``; it sets ``run`` (logging is the caller's)."""
     p.add_argument(
         "--pki",
         required=True,
@@ -189,8 +207,22 @@ def add_eim_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--smdp-http", action="store_true", help="relay to SM-DP+s over plain HTTP")
     p.add_argument("--default-smdp", help="SM-DP+ address when a download names none")
-    p.add_argument("--admin-token", help="require 'Authorization: Bearer TOKEN' on /api")
+    p.add_argument(
+        "--allow-smdp",
+        action="append",
+        metavar="ADDR",
+        default=[],
+        help="another SM-DP+ the eIM may relay to (besides --default-smdp and those of its "
+        "own download orders); repeatable",
+    )
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--admin-token",
+        help="operator API token ('Authorization: Bearer TOKEN' on /api; default: one made "
+        "at first start, kept in --state as admin-token)",
+    )
+    auth.add_argument(
+        "--no-auth", action="store_true", help="serve the operator API WITHOUT authentication"
+    )
     p.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
-    p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(run=_run)
-    return p

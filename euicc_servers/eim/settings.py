@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..common import spki
+from ..common.addresses import is_valid_address
+from ..common.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["EimSettings"]
 
@@ -21,6 +23,13 @@ class EimSettings:
     a port). ``tls_trust_certificate`` (DER) is given to eUICCs as trustedCertificateTls (the
     CA of the eIM's TLS certificate); ``None`` when serving plain HTTP. ``trusted_ci_keys``
     verify eUICC certificate chains; ``euicc_ci_pkid`` is the default euiccCiPKId.
+
+    ``admin_token`` is required as ``Authorization: Bearer <token>`` on the operator API;
+    without it the core makes one (kept in the state directory, see
+    :class:`euicc_servers.common.auth.OperatorAuth`) unless ``open_operator_api`` is set.
+    ``smdp_addresses`` are SM-DP+s the eIM may relay to besides ``default_smdp_address`` and
+    those of its own download orders. ``limits`` bound what clients may send
+    (:class:`euicc_servers.common.limits.Limits`).
     """
 
     eim_id: str
@@ -31,12 +40,18 @@ class EimSettings:
     trusted_ci_keys: Mapping[bytes, ec.EllipticCurvePublicKey] = field(default_factory=dict)
     euicc_ci_pkid: bytes | None = None
     default_smdp_address: str | None = None
+    smdp_addresses: frozenset[str] = frozenset()
     session_timeout: float = 3600.0
     admin_token: str | None = field(default=None, repr=False)
+    open_operator_api: bool = False
+    limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if not self.eim_id or len(self.eim_id.encode()) > 128:
             raise ValueError("eimId must be 1..128 bytes")
+        for address in (self.default_smdp_address, *self.smdp_addresses):
+            if address is not None and not is_valid_address(address):
+                raise ValueError(f"invalid SM-DP+ address {address!r}")
         if self.eim_id_type is None:
             object.__setattr__(self, "eim_id_type", _guess_id_type(self.eim_id))
 

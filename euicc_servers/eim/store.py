@@ -9,7 +9,8 @@ Tables (one row each):
   the last counterValue used in a package;
 * ``orders`` — what the operator queued for an EID: its kind (``psmo``, ``eco``,
   ``download``, ``euiccData``), the request as given, its state (``queued`` → ``sent`` →
-  ``done``/``failed``, or ``cancelled``), the package as delivered and the accepted result;
+  ``done``/``failed``, or ``cancelled``), the package as delivered (and delivered again, the
+  same bytes, until its result arrives), the accepted result and the last unverified report;
 * ``events`` — everything the IPAd delivered (EPRs, notifications, eUICC data, download
   results), accepted or not, with the order it belongs to when known;
 * ``acks`` — seqNumbers to acknowledge in the next ProvideEimPackageResultResponse;
@@ -51,7 +52,9 @@ __all__ = [
 ]
 
 DB_FILE = "eim.sqlite3"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+#: Columns added since version 1 (table, column, type), added to an older file at open.
+_ADDED_COLUMNS = (("euiccs", "token_source", "TEXT"), ("orders", "report", "TEXT"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS euiccs (
@@ -61,6 +64,7 @@ CREATE TABLE IF NOT EXISTS euiccs (
     public_key BLOB,
     key_source TEXT,
     association_token INTEGER,
+    token_source TEXT,
     counter INTEGER NOT NULL,
     euicc_ci_pkid BLOB,
     last_seen TEXT,
@@ -82,6 +86,7 @@ CREATE TABLE IF NOT EXISTS orders (
     result_json TEXT,
     verified INTEGER,
     error TEXT,
+    report TEXT,
     created TEXT NOT NULL,
     updated TEXT NOT NULL,
     sent TEXT,
@@ -136,10 +141,10 @@ class OrderState:
     """The states of an order (strings in the database and the API)."""
 
     QUEUED = "queued"  # waiting for the IPAd to ask
-    SENT = "sent"  # delivered in a GetEimPackage response, no result yet
-    DONE = "done"  # result received (and its signature verified, or no key to verify)
-    FAILED = "failed"  # error result, refused by the eUICC or the IPAd
-    CANCELLED = "cancelled"  # removed by the operator before delivery
+    SENT = "sent"  # delivered, delivered again at every poll until its result completes it
+    DONE = "done"  # its result arrived (signed results: the eUICC signature verified)
+    FAILED = "failed"  # a verified error result, or refused when built
+    CANCELLED = "cancelled"  # removed by the operator
 
 
 def now() -> str:
@@ -161,6 +166,7 @@ class EuiccRecord:
     public_key: bytes | None  # SubjectPublicKeyInfo DER, verifies EPR signatures
     key_source: str | None  # operator / ipaEuiccData / authenticateServer
     association_token: int | None  # None: not known yet (the eUICC allocates one)
+    token_source: str | None  # operator / ipaEuiccData (unconfirmed) / epr (confirmed)
     counter: int  # last counterValue used; the next package gets counter + 1
     euicc_ci_pkid: bytes | None
     last_seen: str | None
@@ -173,6 +179,7 @@ class EuiccRecord:
         return {
             "eid": self.eid,
             "associationToken": self.association_token,
+            "associationTokenSource": self.token_source,
             "counterValue": self.counter,
             "euiccCiPKId": _hex(self.euicc_ci_pkid),
             "publicKeyKnown": self.public_key is not None,
@@ -180,7 +187,6 @@ class EuiccRecord:
             "euiccCertificate": pem(self.euicc_certificate) if self.euicc_certificate else None,
             "eumCertificate": pem(self.eum_certificate) if self.eum_certificate else None,
             "lastSeen": self.last_seen,
-            "lastStateChange": self.state_change,
             "created": self.created,
             "updated": self.updated,
         }
@@ -203,6 +209,7 @@ class Order:
     result_json: Any
     verified: bool | None  # EPR signature: True, False, or None (no key to check)
     error: str | None
+    report: str | None  # the last unverified report (an unsigned error), not acted on
     created: str
     updated: str
     sent: str | None
@@ -224,6 +231,7 @@ class Order:
             "resultRaw": _hex(self.result),
             "signatureVerified": self.verified,
             "error": self.error,
+            "unverifiedReport": self.report,
             "created": self.created,
             "updated": self.updated,
             "sent": self.sent,
@@ -303,6 +311,8 @@ class EimStore:
     """The eIM database: ``directory/eim.sqlite3``, or in memory without a directory."""
 
     def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+        #: The state directory (``None``: in memory).
+        self.directory = Path(directory) if directory is not None else None
         if directory is None:
             target = ":memory:"
         else:
@@ -318,8 +328,12 @@ class EimStore:
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module notes
         self._db.executescript(_SCHEMA)  # CREATE ... IF NOT EXISTS: a no-op on a known file
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
+        if version not in (0, 1, _SCHEMA_VERSION):
             raise StoreError(f"{target}: unknown schema version {version}")
+        for table, column, kind in _ADDED_COLUMNS:
+            present = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -484,12 +498,17 @@ class EimStore:
             raise NotFound(f"no order {order_id}")
         return order
 
-    def orders(self, eid: str | None = None, *, states: Sequence[str] = ()) -> list[Order]:
-        """Orders (of ``eid``; in ``states``), oldest first."""
+    def orders(
+        self, eid: str | None = None, *, states: Sequence[str] = (), kinds: Sequence[str] = ()
+    ) -> list[Order]:
+        """Orders (of ``eid``; in ``states``; of ``kinds``), oldest first."""
         sql, args = "SELECT * FROM orders WHERE 1", list[Any]()
         if eid is not None:
             sql += " AND eid = ?"
             args.append(eid)
+        if kinds:
+            sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
+            args.extend(kinds)
         if states:
             sql += f" AND state IN ({', '.join('?' for _ in states)})"
             args.extend(states)

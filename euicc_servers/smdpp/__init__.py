@@ -18,7 +18,8 @@ Quick start in Python::
     core = SmdpCore(SmdpConfig.from_test_pki(pki, "127.0.0.1"), OrderStore())
     core.orders.add_order("ABC-123", "profiles/ts48/TS48V1-A-UNIQUE.der")
     with run_in_thread(create_app(core), tls=pki.dp_tls) as server:
-        ...  # ES9+ at server.base_url, TLS verified against pki.ci.cert
+        ...  # ES9+ at server.base_url, TLS verified against pki.ci.cert; the operator
+             # API under /admin with core.auth.header (Bearer core.admin_token)
 """
 
 from .app import create_app

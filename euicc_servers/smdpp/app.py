@@ -11,7 +11,8 @@ must be UTF-8) else 1.2.1/2.1, and an ``X-Admin-Protocol`` starting with ``gsma/
 HTTP 200 with status Failed. Responses carry ``Content-Type: application/json;charset=UTF-8`` and
 ``X-Admin-Protocol: gsma/rsp/v2.5.0``; handleNotification answers 204 with no body.
 
-Operator API (JSON; ``Authorization: Bearer <token>`` when the configuration sets one):
+Operator API (JSON; every call needs ``Authorization: Bearer <token>``, else 401: see
+:mod:`euicc_servers.common.auth`):
 
 * ``GET /admin/orders`` — all orders; ``GET /admin/orders/{matchingId}`` — one order;
 * ``POST /admin/orders`` — add one: ``{"matchingId", "profile", "eid"?, "confirmationCode"?,
@@ -19,88 +20,58 @@ Operator API (JSON; ``Authorization: Bearer <token>`` when the configuration set
   "ppr2"?, "notifications"?}``; ``profile`` is a file name in the profiles directory;
 * ``POST /admin/orders/{matchingId}/release`` — make it downloadable again;
 * ``DELETE /admin/orders/{matchingId}``.
+
+Every request passes :class:`~euicc_servers.common.limits.RequestGuard` first (body size and
+time limits) and JSON is read with :func:`~euicc_servers.common.limits.parse_json` (depth,
+integer size): hostile input gets a 4xx or a function error, never a 500.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..common import b64, is_hex, is_json_content_type, json_error, json_response, unb64
-from .es9p import FunctionFailed, SmdpCore
+from euicc_protocol import bindings
+
+from ..common import is_json_content_type, json_error, json_response
+from ..common.functions import (
+    ADMIN_PROTOCOL,
+    JSON_CONTENT_TYPE,
+    FunctionFailed,
+    failed_response,
+    function_response,
+)
+from ..common.limits import JsonError, RequestGuard, exception_handlers, parse_json
+from .es9p import SmdpCore
 from .orders import OrderError, OrderEvent
 
 __all__ = ["ADMIN_PROTOCOL", "FUNCTIONS", "JSON_CONTENT_TYPE", "create_app", "execute"]
 
 log = logging.getLogger(__name__)
 
-#: X-Admin-Protocol of every ES9+ response.
-ADMIN_PROTOCOL = "gsma/rsp/v2.5.0"
-#: Content-Type of every ES9+ JSON response.
-JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 _ACCEPTED_PROTOCOL_PREFIX = "gsma/rsp/v2"
 
-# How each request field is carried in JSON (PROTOCOL.md §4.2).
-_B64, _HEX, _TEXT = "base64", "hex", "text"
-#: The ES9+ functions: request fields in JSON and their encoding.
-FUNCTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "initiateAuthentication": (
-        ("euiccChallenge", _B64),
-        ("euiccInfo1", _B64),
-        ("smdpAddress", _TEXT),
-    ),
-    "authenticateClient": (("transactionId", _HEX), ("authenticateServerResponse", _B64)),
-    "getBoundProfilePackage": (("transactionId", _HEX), ("prepareDownloadResponse", _B64)),
-    "handleNotification": (("pendingNotification", _B64),),
-    "cancelSession": (("transactionId", _HEX), ("cancelSessionResponse", _B64)),
-}
+#: The ES9+ functions and their JSON fields (:mod:`euicc_protocol.bindings`).
+FUNCTIONS = bindings.ES9PLUS
 
 
 def _snake(name: str) -> str:
     return re.sub(r"([A-Z])", r"_\1", name).lower()
 
 
-def _decode_field(body: dict[str, Any], name: str, kind: str) -> Any:
-    value = body.get(name)
-    if value is None:
-        raise FunctionFailed("1.3.1", "2.2", f"mandatory element {name} is missing")
-    if not isinstance(value, str):
-        raise FunctionFailed("1.3.1", "2.1", f"{name} must be a string")
-    if kind == _TEXT:
-        return value
-    if kind == _HEX:
-        text = value.strip()
-        if not is_hex(text, min_bytes=1, max_bytes=16):
-            raise FunctionFailed("1.3.1", "2.1", f"{name} must be the hex of 1..16 bytes")
-        return bytes.fromhex(text)
-    # Standard alphabet with padding; whitespace (line breaks) is ignored.
-    try:
-        return unb64(value)
-    except ValueError:
-        raise FunctionFailed("1.3.1", "2.1", f"{name} is not standard base64") from None
-
-
-def _encode_response(result: dict[str, bytes]) -> dict[str, str]:
-    return {
-        name: value.hex().upper() if name == "transactionId" else b64(value)
-        for name, value in result.items()
-    }
-
-
-def failed_response(error: FunctionFailed) -> dict[str, Any]:
-    """The JSON body of a function that ended with status Failed."""
-    status = {"status": "Failed", "statusCodeData": error.status_code_data()}
-    return {"header": {"functionExecutionStatus": status}}
+def binding_failure(exc: bindings.BindingError) -> FunctionFailed:
+    """The function error of a request that does not follow its JSON binding."""
+    return FunctionFailed("1.3.1", "2.2" if exc.missing else "2.1", str(exc))
 
 
 def execute(core: SmdpCore, function: str, body: Any) -> tuple[int, dict[str, Any] | None]:
@@ -111,13 +82,17 @@ def execute(core: SmdpCore, function: str, body: Any) -> tuple[int, dict[str, An
     Raises:
         KeyError: ``function`` is not one of :data:`FUNCTIONS`.
     """
-    fields = FUNCTIONS[function]
+    binding = FUNCTIONS[function]
     try:
         if not isinstance(body, dict):
             raise FunctionFailed("1.3.1", "2.1", "the request body must be a JSON object")
         if not isinstance(body.get("header") or {}, dict):
             raise FunctionFailed("1.3.1", "2.1", "header must be a JSON object")
-        kwargs = {_snake(name): _decode_field(body, name, kind) for name, kind in fields}
+        try:
+            values = bindings.decode(binding.request, body)
+        except bindings.BindingError as exc:
+            raise binding_failure(exc) from None
+        kwargs = {_snake(name): value for name, value in values.items()}
         result = getattr(core, _snake(function))(**kwargs)
     except FunctionFailed as exc:
         if function == "handleNotification":
@@ -128,16 +103,10 @@ def execute(core: SmdpCore, function: str, body: Any) -> tuple[int, dict[str, An
     if result is None:
         return 204, None
     success = {"functionExecutionStatus": {"status": "Executed-Success"}}
-    return 200, {"header": success, **_encode_response(result)}
+    return 200, {"header": success, **bindings.encode(binding.response, result)}
 
 
-def _es9_response(status: int, body: dict[str, Any] | None) -> Response:
-    headers = {"X-Admin-Protocol": ADMIN_PROTOCOL}
-    if body is None:
-        return Response(status_code=status, headers=headers)
-    headers["Content-Type"] = JSON_CONTENT_TYPE
-    content = json.dumps(body, separators=(",", ":")).encode("utf-8")
-    return Response(content, status_code=status, headers=headers)
+_es9_response = function_response
 
 
 def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Starlette:
@@ -166,23 +135,21 @@ def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Sta
                     FunctionFailed("1.2.2", "2.1", f"unsupported X-Admin-Protocol {protocol!r}")
                 ),
             )
-        raw = await request.body()
         try:
-            body = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return _es9_response(
-                200, failed_response(FunctionFailed("1.3.1", "2.1", "request body is not JSON"))
-            )
+            body = parse_json(await request.body(), core.config.limits)
+        except JsonError as exc:
+            return _es9_response(200, failed_response(FunctionFailed("1.3.1", "2.1", str(exc))))
         # Crypto and the fsync of the order store run off the event loop.
         status, out = await run_in_threadpool(execute, core, function, body)
         return _es9_response(status, out)
 
-    def authorised(request: Request) -> bool:
-        token = core.config.admin_token
-        if token is None:
-            return True
-        given = request.headers.get("authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    def operator(handler: _Handler) -> _Handler:
+        async def run(request: Request) -> Response:
+            if not core.auth.allows(request.headers.get("authorization")):
+                return json_error(401, "unauthorised: send Authorization: Bearer <token>")
+            return await handler(request)
+
+        return run
 
     def resolve_profile(name: str) -> Path:
         if profiles is None:
@@ -192,33 +159,19 @@ def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Sta
             raise OrderError(f"profile {name!r} is outside the profiles directory")
         return path
 
+    @operator
     async def list_orders(request: Request) -> Response:
-        if not authorised(request):
-            return json_error(401, "unauthorised")
         return json_response(200, {"orders": [o.to_json(public=True) for o in core.orders]})
 
+    @operator
     async def add_order(request: Request) -> Response:
-        if not authorised(request):
-            return json_error(401, "unauthorised")
         try:
-            data = json.loads(await request.body())
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            return json_error(400, "body is not JSON")
-        if (
-            not isinstance(data, dict)
-            or not isinstance(data.get("matchingId"), str)
-            or not (isinstance(data.get("profile"), str))
-        ):
-            return json_error(400, "matchingId and profile (strings) are required")
-        text_fields = (
-            "eid",
-            "confirmationCode",
-            "profileName",
-            "serviceProviderName",
-            "profileClass",
-        )
-        if any(not isinstance(data.get(k, ""), str) for k in text_fields):
-            return json_error(400, f"{', '.join(text_fields)} must be strings when given")
+            data = parse_json(await request.body(), core.config.limits)
+        except JsonError as exc:
+            return json_error(400, str(exc))
+        problem = _order_problem(data)
+        if problem is not None:
+            return json_error(400, problem)
         if core.orders.get(data["matchingId"]) is not None:
             return json_error(409, f"an order with matchingId {data['matchingId']!r} exists")
         try:
@@ -227,38 +180,35 @@ def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Sta
                 resolve_profile(data["profile"]),
                 eid=data.get("eid"),
                 confirmation_code=data.get("confirmationCode"),
-                replace_session_keys=bool(data.get("replaceSessionKeys", True)),
+                replace_session_keys=data.get("replaceSessionKeys", True),
                 profile_name=data.get("profileName"),
                 service_provider_name=data.get("serviceProviderName"),
                 profile_class=data.get("profileClass"),
-                ppr1=bool(data.get("ppr1", False)),
-                ppr2=bool(data.get("ppr2", False)),
-                notifications=bool(data.get("notifications", True)),
+                ppr1=data.get("ppr1", False),
+                ppr2=data.get("ppr2", False),
+                notifications=data.get("notifications", True),
             )
-        except OrderError as exc:
+        except (OrderError, OSError, ValueError) as exc:
             return json_error(400, str(exc))
         return json_response(201, order.to_json(public=True))
 
+    @operator
     async def get_order(request: Request) -> Response:
-        if not authorised(request):
-            return json_error(401, "unauthorised")
         order = core.orders.get(request.path_params["matching_id"])
         if order is None:
             return json_error(404, "no such order")
         return json_response(200, order.to_json(public=True))
 
+    @operator
     async def delete_order(request: Request) -> Response:
-        if not authorised(request):
-            return json_error(401, "unauthorised")
         try:
             core.orders.remove(request.path_params["matching_id"])
         except OrderError:
             return json_error(404, "no such order")
         return Response(status_code=204)
 
+    @operator
     async def release_order(request: Request) -> Response:
-        if not authorised(request):
-            return json_error(401, "unauthorised")
         try:
             order = core.orders.transition(request.path_params["matching_id"], OrderEvent.RELEASE)
         except OrderError:
@@ -273,6 +223,33 @@ def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Sta
         Route("/admin/orders/{matching_id}", delete_order, methods=["DELETE"]),
         Route("/admin/orders/{matching_id}/release", release_order, methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestGuard, limits=core.config.limits)],  # type: ignore[arg-type]
+        exception_handlers=exception_handlers(),
+    )
     app.state.core = core
     return app
+
+
+_Handler = Callable[[Request], Awaitable[Response]]
+_ORDER_TEXT = ("eid", "confirmationCode", "profileName", "serviceProviderName", "profileClass")
+_ORDER_FLAGS = ("replaceSessionKeys", "ppr1", "ppr2", "notifications")
+
+
+def _order_problem(data: Any) -> str | None:
+    """What is wrong with an operator order body, or ``None``."""
+    if not isinstance(data, dict):
+        return "the body must be a JSON object"
+    if not isinstance(data.get("matchingId"), str) or not isinstance(data.get("profile"), str):
+        return "matchingId and profile (strings) are required"
+    unknown = sorted(set(data) - {"matchingId", "profile", *_ORDER_TEXT, *_ORDER_FLAGS})
+    if unknown:
+        return f"unknown field(s) {', '.join(unknown)}"
+    if any(not isinstance(data.get(k, ""), str) for k in _ORDER_TEXT):
+        return f"{', '.join(_ORDER_TEXT)} must be strings when given"
+    if any(not isinstance(data.get(k, False), bool) for k in _ORDER_FLAGS):
+        return f"{', '.join(_ORDER_FLAGS)} must be true or false when given"
+    if "\0" in data["profile"] or len(data["profile"]) > 255:
+        return "profile must be a file name"
+    return None

@@ -16,14 +16,16 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from euicc_protocol import bpp, pki
 from euicc_protocol.crypto import Curve
-from euicc_protocol.testpki import Credential, TestPki, load_sgp26
+from euicc_protocol.testpki import Credential, TestPki
+
+from ..common.limits import DEFAULT_LIMITS, Limits
+from ..common.pkisets import SGP26, PkiSetError, load_pki_sets
 
 __all__ = [
     "SGP26",
@@ -35,8 +37,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The ``--pki`` value that selects the GSMA SGP.26 test set in ``euicc_protocol/data/sgp26``.
-SGP26 = "sgp26"
 #: Default session lifetime (seconds of inactivity) before a transactionId is forgotten.
 DEFAULT_SESSION_TIMEOUT = 300.0
 #: Default number of wrong confirmation codes after which an order is refused.
@@ -119,8 +119,10 @@ class SmdpConfig:
     must name and that profile metadata gives as notification address. ``trusted_ci_keys``
     (CI SKI → key) verify EUM certificates; by default the CIs of ``credentials``.
     ``session_timeout`` is in seconds of inactivity. ``tls`` is the HTTPS server credential
-    (CERT.DP.TLS); ``None`` serves plain HTTP only. ``admin_token``, when set, is required as
-    ``Authorization: Bearer <token>`` on the operator API.
+    (CERT.DP.TLS); ``None`` serves plain HTTP only. ``admin_token`` is required as
+    ``Authorization: Bearer <token>`` on the operator API; without it the core makes one
+    (:class:`euicc_servers.common.auth.OperatorAuth`) unless ``open_operator_api`` is set.
+    ``limits`` bound what clients may send (:class:`euicc_servers.common.limits.Limits`).
     """
 
     address: str
@@ -133,6 +135,8 @@ class SmdpConfig:
     default_service_provider: str = "euicc-sim SM-DP+"
     check_validity: bool = True
     admin_token: str | None = field(default=None, repr=False)
+    open_operator_api: bool = False
+    limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if not self.credentials:
@@ -185,27 +189,8 @@ class SmdpConfig:
         cls, directory: str | os.PathLike[str], address: str, **options: object
     ) -> SmdpConfig:
         """A configuration from a test PKI directory or :data:`SGP26` (:func:`load_pki_sets`)."""
-        return cls.from_test_pki(load_pki_sets(directory), address, **options)
-
-
-def load_pki_sets(directory: str | os.PathLike[str]) -> list[TestPki]:
-    """Every curve's test PKI saved in ``directory`` (NIST first), or the SGP.26 sets for
-    :data:`SGP26`.
-
-    Raises:
-        ConfigError: the directory holds no complete set.
-    """
-    if str(directory) == SGP26:
-        return [load_sgp26(Curve.NIST_P256), load_sgp26(Curve.BRAINPOOL_P256R1)]
-    base = Path(directory)
-    sets = []
-    for curve in (Curve.NIST_P256, Curve.BRAINPOOL_P256R1):
         try:
-            sets.append(TestPki.load(base, curve))
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{base}: unusable {curve.value} PKI: {exc}") from exc
-    if not sets:
-        raise ConfigError(f"{base} holds no test PKI (see euicc_protocol.testpki.TestPki.save)")
-    return sets
+            sets = load_pki_sets(directory)
+        except PkiSetError as exc:
+            raise ConfigError(str(exc)) from exc
+        return cls.from_test_pki(sets, address, **options)

@@ -72,6 +72,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from euicc_protocol import crypto, pki, schema, tlv
 
+from ..common.auth import OperatorAuth
 from .binding import BppBinding, SmdpBinding
 from .config import DpCredentials, SmdpConfig
 from .notifications import SmdpNotifications
@@ -147,7 +148,8 @@ class SmdpCore(SmdpBinding, SmdpNotifications):
 
     ``clock`` (monotonic seconds) drives session timeouts, ``wall_clock`` the certificate
     validity checks, ``random_bytes`` transactionIds and challenges; all injectable for tests.
-    Thread-safe: one function runs at a time.
+    Thread-safe: one function runs at a time. :attr:`admin_token` is the operator API's token
+    (made at first start in the order store's directory when the configuration gives none).
     """
 
     def __init__(
@@ -166,6 +168,16 @@ class SmdpCore(SmdpBinding, SmdpNotifications):
         self._random = random_bytes
         self._lock = threading.RLock()
         self._bindings: dict[str, BppBinding] = {}
+        self.auth = OperatorAuth.resolve(
+            config.admin_token,
+            open_api=config.open_operator_api,
+            state_dir=self.orders.directory,
+        )
+
+    @property
+    def admin_token(self) -> str | None:
+        """The operator API token (``None`` only when the API was opened on purpose)."""
+        return self.auth.token
 
     def _expire_sessions(self) -> None:
         for session in self.sessions.pop_expired():

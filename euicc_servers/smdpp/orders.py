@@ -304,6 +304,8 @@ class OrderStore:
         self._lock = threading.RLock()
         self._orders: dict[str, Order] = {}
         self._path = Path(directory) / ORDERS_FILE if directory is not None else None
+        #: The state directory (``None``: in memory).
+        self.directory = Path(directory) if directory is not None else None
         if self._path is not None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             self._load()

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from euicc_protocol import crypto, pki, schema, tlv
 
-from ..common import tlv_children
+from ..common import has_unknown_alternative, tlv_children
+from ..common.functions import FunctionFailed
 
 __all__ = [
     "SIG",
@@ -36,20 +37,6 @@ __all__ = [
 
 #: Tag of an ECDSA signature TLV (``5F37``).
 SIG = b"\x5f\x37"
-
-
-class FunctionFailed(Exception):
-    """An ES9+ function ends with status Failed and this statusCodeData."""
-
-    def __init__(self, subject: str, reason: str, message: str) -> None:
-        super().__init__(f"{subject}/{reason}: {message}")
-        self.subject = subject
-        self.reason = reason
-        self.message = message
-
-    def status_code_data(self) -> dict[str, str]:
-        """The JSON ``statusCodeData`` object."""
-        return {"subjectCode": self.subject, "reasonCode": self.reason, "message": self.message}
 
 
 def invalid(name: str, why: str) -> FunctionFailed:
@@ -97,9 +84,13 @@ def decode_as(type_names: tuple[str, ...], data: bytes, name: str) -> Any:
     error: Exception | None = None
     for type_name in type_names:
         try:
-            return schema.decode(type_name, data)
+            value = schema.decode(type_name, data)
         except schema.DecodeError as exc:
             error = exc
+            continue
+        if has_unknown_alternative(value):
+            raise invalid(name, "holds an unknown CHOICE alternative")
+        return value
     raise invalid(name, f"does not decode: {error}")
 
 

@@ -24,6 +24,7 @@ from euicc_protocol import tlv
 
 __all__ = [
     "b64",
+    "has_unknown_alternative",
     "is_hex",
     "is_json_content_type",
     "json_error",
@@ -136,3 +137,16 @@ def value_to_json(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     return value
+
+
+def has_unknown_alternative(value: Any) -> bool:
+    """Whether a decoded asn1tools value holds a CHOICE decoded as ``(None, ...)`` anywhere:
+    an alternative the schema does not know (after an extension marker), which no code can
+    act on."""
+    if isinstance(value, tuple):
+        return (bool(value) and value[0] is None) or any(has_unknown_alternative(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_unknown_alternative(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_unknown_alternative(v) for v in value)
+    return False
