@@ -304,9 +304,15 @@ def _switch(ctx: IsdrContext, rule: Any, request: dict) -> int:
     return _commit_switch(ctx, rule(ctx.state), request)
 
 
+def immediate_enable_result(ctx: IsdrContext, request: dict | None = None) -> int:
+    """ImmediateEnable (rules 1, 3) committed; its result code (also v1.0.1 EnableUsingDD's,
+    which has no refreshFlag)."""
+    return _switch(ctx, immediate_enable, request or {})
+
+
 @HANDLERS.handles("ImmediateEnableRequest")
 def immediate_enable_handler(ctx: IsdrContext, request: dict) -> dict:
-    return {"immediateEnableResult": _switch(ctx, immediate_enable, request)}
+    return {"immediateEnableResult": immediate_enable_result(ctx, request)}
 
 
 @HANDLERS.handles("ExecuteFallbackMechanismRequest")

@@ -129,5 +129,5 @@ def test_cli_init_makes_the_asked_kind(tmp_path: Path, capsys: pytest.CaptureFix
     from euicc_cli.sim_command import main
 
     assert main(["init", str(tmp_path / "c"), "--kind", "consumer"]) == 0
-    assert "(consumer)" in capsys.readouterr().out
+    assert "(consumer, SGP.22)" in capsys.readouterr().out
     assert Euicc.open(tmp_path / "c", fsync=False).kind == "consumer"
