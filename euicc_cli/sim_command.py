@@ -162,7 +162,7 @@ def _init(args: argparse.Namespace, out: Output) -> None:
             {"directory": directory, "eid": card.eid, "kind": card.kind, "sgp32": args.sgp32}
         )
         if card.kind == "iot":
-            out.text(f"created eUICC {card.eid} (iot, SGP.32 {args.sgp32}) in {directory}")
+            out.text(f"created eUICC {card.eid} (SGP.32 {args.sgp32}) in {directory}")
         else:
             out.text(f"created eUICC {card.eid} (consumer, SGP.22) in {directory}")
     out.success({"cards": created}, message=f"created {len(created)} card(s)")
