@@ -191,6 +191,7 @@ def test_commit_then_reopen(tmp_path: Path) -> None:
     assert digest == D1
     state = CardState(profiles=(_profile(1, digest),), next_seq_number=7)
     s.commit(state)
+    s.close()
     again = DirectoryStorage(tmp_path)
     assert again.load() == state
     assert again.get_blob(D1) == PKG1
@@ -209,6 +210,7 @@ def test_fixed_files(tmp_path: Path) -> None:
     assert s.read_file("eid") is None
     s.write_file("eid", b"\x89" * 16)
     s.write_file("eid", b"\x89" * 16)
+    s.close()
     assert DirectoryStorage(tmp_path).read_file("eid") == b"\x89" * 16
     DirectoryStorage(tmp_path).load()  # garbage collection leaves fixed files alone
     assert DirectoryStorage(tmp_path).read_file("eid") == b"\x89" * 16
@@ -251,6 +253,7 @@ def test_load_removes_unreferenced_blobs_and_temporary_files(tmp_path: Path) -> 
     s.commit(CardState(profiles=(_profile(1, D1),)))
     for stray in (tmp_path / ".tmp-state.json", tmp_path / "blobs" / ".tmp-x"):
         stray.write_bytes(b"half a write")
+    s.close()
     assert DirectoryStorage(tmp_path).load() is not None
     assert sorted(os.listdir(tmp_path / "blobs")) == [D1]
     assert not (tmp_path / ".tmp-state.json").exists()
@@ -263,6 +266,7 @@ def test_blob_of_deleted_profile_survives_until_next_load(tmp_path: Path) -> Non
     s.commit(CardState(profiles=(_profile(1, D1),)))
     s.commit(CardState())
     assert s.get_blob(D1) == PKG1  # never deleted before or at the commit
+    s.close()
     DirectoryStorage(tmp_path).load()
     with pytest.raises(StorageError, match="not found"):
         s.get_blob(D1)
@@ -386,6 +390,7 @@ def _check_reopened(path: str, io: FileIO, progress: Progress) -> None:
     storage.put_blob(PKG1)
     storage.put_blob(PKG2)
     storage.commit(S2)
+    storage.close()
     assert DirectoryStorage(path, io=io).load() == S2
 
 
@@ -430,6 +435,12 @@ class PowerLossDisk:
         self.entries = dict(self.durable_entries)
         for inode in self.entries.values():
             inode.data = inode.durable
+
+    def lock(self, directory: str, wait: float | None) -> PowerLossDisk:
+        return self  # one process in this model: nobody to lock out
+
+    def release(self) -> None:
+        pass
 
     def read(self, path: str) -> bytes | None:
         inode = self.entries.get(path)

@@ -449,6 +449,7 @@ def test_serve_command_arguments() -> None:
 
 def test_serve_command_serves_a_card_directory_until_sigterm(tmp_path: Path) -> None:
     card = Euicc.create(tmp_path / "card", fsync=False)
+    card.close()  # the server process owns it now
     vpcd = FakeVpcd()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(
