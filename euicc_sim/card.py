@@ -43,8 +43,10 @@ log = logging.getLogger(__name__)
 
 _CONFIG_FILE = "config.json"
 _SW_MEMORY_FAILURE = sw_bytes(SW_MEMORY_FAILURE)
-#: Instructions a card whose storage fails still serves: GET RESPONSE, MANAGE CHANNEL.
-_STATELESS_INS = (b"\xc0", b"\x70")
+#: Instructions a card whose storage fails still serves: GET RESPONSE, MANAGE CHANNEL, and the
+#: proactive session (TERMINAL PROFILE, FETCH, TERMINAL RESPONSE), which is volatile: a switch
+#: that reached the disk still delivers its REFRESH.
+_STATELESS_INS = (b"\xc0", b"\x70", b"\x10", b"\x12", b"\x14")
 
 
 class ProfileInstallError(CardError):

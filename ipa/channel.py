@@ -178,6 +178,8 @@ class Es10Channel:
         self.refresh_resets = 0
         #: True once the card asked for a reset the transport could not make.
         self.reset_required = False
+        #: The channel could not be opened again after a REFRESH reset: the next request retries.
+        self._reopen_pending = False
 
     # -- state --------------------------------------------------------------------------
 
@@ -386,6 +388,9 @@ class Es10Channel:
             ValueError: the request is empty or needs more than 256 blocks.
             StatusWordError, CardProtocolError: see :meth:`command`.
         """
+        if self._channel is None and self._reopen_pending:
+            self._reopen_pending = False
+            self.open()
         if self._channel is None:
             raise ChannelClosedError("ES10 channel is not open")
         n = len(request)
@@ -461,7 +466,13 @@ class Es10Channel:
         self._channel = None
         self._opened_by_us = False
         self._set_cla(0)
-        self.open()
+        try:
+            self.open()
+        except (StatusWordError, CardProtocolError) as exc:
+            # The answer that carried the REFRESH is already in hand and stays valid; a card
+            # still starting up (or failing) after the reset is met again by the next request.
+            log.warning("opening the ES10 channel after the REFRESH reset failed: %s", exc)
+            self._reopen_pending = True
 
     def _exchange_blocks(self, request: bytes) -> bytes:
         size = self.config.block_size

@@ -108,7 +108,7 @@ def test_consumer_card_has_local_profile_management_and_no_iot_info() -> None:
 
 @pytest.mark.parametrize("kind", ["iot", "consumer"])
 def test_the_kind_is_kept_in_the_card_directory(tmp_path: Path, kind: str) -> None:
-    Euicc.create(tmp_path / "card", fsync=False, kind=kind)
+    Euicc.create(tmp_path / "card", fsync=False, kind=kind).close()
     assert json.loads((tmp_path / "card" / "files" / "config.json").read_text())["kind"] == kind
     assert Euicc.open(tmp_path / "card", fsync=False).kind == kind
 
