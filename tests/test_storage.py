@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -511,29 +509,3 @@ def test_power_loss_model_catches_missing_fsync() -> None:
 
 
 # --- speed ----------------------------------------------------------------------------------
-
-
-def test_commit_with_fsync_is_fast(tmp_path: Path) -> None:
-    # A card with a typical state: 9 profiles, 20 pending notifications (~14 KB of JSON).
-    # Measured on the development machine: ~1.2 ms per commit. The bound here only
-    # catches gross regressions on slow CI disks.
-    storage = DirectoryStorage(tmp_path)
-    storage.load()
-    config = (NotificationConfig(frozenset(NotificationEvent), "smdp.example.com"),)
-    profiles = tuple(
-        replace(_profile(n), service_provider_name="GSMA_TEST", notification_config=config)
-        for n in range(9)
-    )
-    notes = tuple(
-        PendingNotification(n, NotificationEvent.ENABLE, "smdp.example.com", bytes(10), bytes(200))
-        for n in range(20)
-    )
-    state = CardState(profiles=profiles, notifications=notes)
-    times = []
-    for _ in range(50):
-        t = time.perf_counter()
-        storage.commit(state)
-        times.append(time.perf_counter() - t)
-    median = statistics.median(times)
-    print(f"commit with fsync: median {median * 1e3:.2f} ms ({1 / median:.0f}/s)")
-    assert median < 0.025
