@@ -4,7 +4,7 @@ The card OS owns APDU framing, logical channels, SELECT, STORE DATA reassembly, 
 buffering and status words; applications (ISD-R, ECASD) only see whole requests through the
 :class:`~euicc_sim.application.Application` protocol. Pure: no I/O, threads or clocks.
 
-Rules (PROTOCOL.md §1), in one place:
+Rules (ISO/IEC 7816-4, ETSI TS 102 221; STORE DATA per GSMA SGP.22 v2.5 §5.7.2), in one place:
 
 * The card answers like a T=0 card (the ATR offers T=0 only). A command that carries data
   and returns data (SELECT with response, STORE DATA) answers ``61 xx`` and the data comes
@@ -384,7 +384,7 @@ class CardOS:
     # -- GET RESPONSE (ISO/IEC 7816-4 §11.5.4 / ETSI TS 102 221 §10.1.5) ---------------------
 
     def _get_response(self, ch: _Channel, number: int, proprietary: bool, cmd: Command) -> bytes:
-        # Either class: lpac sends 8x, the onomondo IPA 0x (PROTOCOL.md §1.2).
+        # Either class (ISO/IEC 7816-4 §5.4.1): some open-source LPAs send 8x, some IPAs 0x.
         if cmd.p1 or cmd.p2:
             raise StatusWordError(SW_INCORRECT_P1P2)
         if cmd.data:

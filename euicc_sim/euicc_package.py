@@ -1,5 +1,5 @@
 """ES10b.LoadEuiccPackage (``BF51``, SGP.32 v1.2): verify an eIM-signed eUICC package, run
-its PSMOs or eCOs, answer a signed EuiccPackageResult (PROTOCOL.md §5.4-§5.6).
+its PSMOs or eCOs, answer a signed EuiccPackageResult (SGP.32 v1.2 §2.11, §5.9).
 
 Rules
 =====

@@ -1,5 +1,6 @@
 """SGP.32 v1.2 local IoT functions and the profile rules SGP.32 adds to SGP.22's: immediate
-enable, rollback, fallback, emergency profile (PROTOCOL.md §2.2, §5.6, §5.11).
+enable, rollback, fallback, emergency profile (GSMA SGP.32 v1.2 §5.9, ES10b; eUICC packages
+§2.11).
 
 The base rules (one enabled profile, PPRs, notifications) stay in :mod:`euicc_sim.profiles`;
 every switch here goes through :func:`euicc_sim.profiles.enable` / ``disable`` as

@@ -1,9 +1,9 @@
 """Profile download through the card's APDU interface: AuthenticateServer, PrepareDownload,
 LoadBoundProfilePackage and CancelSession, against an SM-DP+ role played by this test.
 
-Every refusal ends with the exact error of PROTOCOL.md §3.3/§3.9, and leaves the card's
-profiles byte-identical and its pending notifications unchanged except for the one failure
-``BF37`` a BPP error produces.
+Every refusal ends with the exact error of GSMA SGP.22 v2.5 (§5.7.13, §5.7.5, §2.5.6), and
+leaves the card's profiles byte-identical and its pending notifications unchanged except for
+the one failure ``BF37`` a BPP error produces.
 """
 
 from __future__ import annotations
@@ -235,7 +235,8 @@ class Download:
 
     def start_reusing(self, otsk: ec.EllipticCurvePrivateKey) -> Download:
         """Like :meth:`start`, but the card is given ``otsk`` to keep and PrepareDownload asks
-        to reuse it (§3.3 step 8.5), so BPPs bound to it can be loaded again and again."""
+        to reuse it (bppEuiccOtpk, SGP.22 §5.7.5), so BPPs bound to it can be loaded again
+        and again."""
         download.keep_one_time_key(self.card.context, otsk)
         point = crypto.public_point(otsk.public_key())
         self.get_challenge()
@@ -416,9 +417,9 @@ def full_download(card: Euicc, pki_set: TestPki, upp: bytes) -> None:
 
 
 def test_the_conformant_vector_loads_into_a_card_holding_its_one_time_key() -> None:
-    """PROTOCOL.md §9.1: the exact payload sequence of bpp_conformant_nist.json installs
+    """The exact payload sequence of the test vector bpp_conformant_nist.json installs
     TS48V5-SAIP2-3-NOBERTLV-UNIQUE; the card gets the vector's otSK as a kept key pair and a
-    PrepareDownload asks to reuse it (§3.3 step 8.5)."""
+    PrepareDownload asks to reuse it (bppEuiccOtpk, SGP.22 §5.7.5)."""
     nist = Curve.NIST_P256
     card = new_card()
     assert card.eid == VECTOR["eid"]
