@@ -322,7 +322,7 @@ def _options(parser: Any) -> None:
     group.add_argument(
         "--eim-ca",
         default="",
-        help="PEM files (comma-separated) of trust anchors for the eIM's TLS certificate",
+        help="PEM or DER files (comma-separated) of trust anchors for the eIM's TLS certificate",
     )
     group.add_argument(
         "--eim-insecure",
@@ -459,10 +459,15 @@ class EimDevice(User):
 
 
 def _load_anchors(context: ssl.SSLContext, files: str) -> None:
-    """Trust the PEM files of a comma-separated list."""
+    """Trust the certificate files (PEM or DER) of a comma-separated list."""
     for name in files.split(","):
-        if name:
-            context.load_verify_locations(cafile=name)
+        if not name:
+            continue
+        data = Path(name).read_bytes()
+        if b"-----BEGIN" in data:
+            context.load_verify_locations(cadata=data.decode("ascii"))
+        else:
+            context.load_verify_locations(cadata=data)
 
 
 async def _green_sleep(seconds: float) -> None:
