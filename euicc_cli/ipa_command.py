@@ -363,10 +363,17 @@ def cmd_poll(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
         for p in outcome.packages:
             kind = p.kind.value if p.kind is not None else "pending result"
             lines.append(f"  {kind}: {'delivered' if p.delivered else 'NOT delivered'} {p.detail}")
+        aside = len(outcome.set_aside_results), len(outcome.set_aside_notifications)
+        if any(aside):
+            lines.append(
+                f"  set aside (the eIM refused them): {aside[0]} result(s), "
+                f"{aside[1]} notification(s)"
+            )
         if outcome.error:
             lines.append(f"  error: {outcome.error}")
         log.info("poll cycle: %s", lines[0])
-        data = {"eidValue": flow.eid, "eimId": eim_id, **outcome.to_json()}
+        version = None if flow.sgp32 is None else str(flow.sgp32)
+        data = {"eidValue": flow.eid, "eimId": eim_id, "sgp32": version, **outcome.to_json()}
         out.event("poll", data, text="\n".join(lines))
 
     async def run() -> PollOutcome:

@@ -28,6 +28,11 @@ def add_pull_options(
         help="trust anchor for the eIM and SM-DP+ TLS certificates (repeatable)",
     )
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    p.add_argument(
+        "--sgp32",
+        choices=("1.0", "1.2"),
+        help="SGP.32 version to speak with the eIM (default: the card's EUICCInfo2 iotVersion)",
+    )
 
 
 def pull_config(args: argparse.Namespace, **fields: Any) -> PullConfig:
@@ -44,5 +49,6 @@ def pull_config(args: argparse.Namespace, **fields: Any) -> PullConfig:
         "es9": Es9Config(ca_certificates=anchors, insecure=args.insecure),
         "initial_eim": args.initial_eim,
         "backoff": Backoff(interval=args.interval),
+        "sgp32": getattr(args, "sgp32", None),
     }
     return PullConfig(**(settings | fields))

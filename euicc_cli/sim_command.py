@@ -130,6 +130,7 @@ def _open(directory: str) -> Euicc:
 
 def _init(args: argparse.Namespace, out: Output) -> None:
     from euicc_sim.card import Euicc
+    from euicc_sim.config import IOT_VERSIONS, CardConfig
 
     def read(path: str | None) -> bytes | None:
         return Path(path).read_bytes() if path else None
@@ -140,6 +141,8 @@ def _init(args: argparse.Namespace, out: Output) -> None:
             if value is not None:
                 raise UsageError(f"{option} makes one card; give one directory")
     ci_certificates = [Path(p).read_bytes() for p in args.ci_cert or ()]
+    # The EID is a placeholder: create() takes the one of the eUICC certificate.
+    config = CardConfig(eid="0" * 32, iot_versions=IOT_VERSIONS[args.sgp32])
     created = []
     for directory in args.directories:
         with _naming(directory, len(args.directories) > 1):
@@ -152,9 +155,10 @@ def _init(args: argparse.Namespace, out: Output) -> None:
                 euicc_certificate=read(args.euicc_cert),
                 eum_certificate=read(args.eum_cert),
                 ci_certificates=ci_certificates,
+                config=config,
             )
-        created.append({"directory": directory, "eid": card.eid})
-        out.text(f"created eUICC {card.eid} in {directory}")
+        created.append({"directory": directory, "eid": card.eid, "sgp32": args.sgp32})
+        out.text(f"created eUICC {card.eid} (SGP.32 {args.sgp32}) in {directory}")
     out.success({"cards": created}, message=f"created {len(created)} card(s)")
 
 
@@ -315,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--euicc-cert", help="CERT.EUICC.ECDSA (DER or PEM), with --euicc-key")
     p.add_argument("--eum-cert", help="CERT.EUM.ECDSA (DER or PEM), with --euicc-key")
     p.add_argument("--ci-cert", action="append", help="a CI certificate the card trusts")
+    p.add_argument(
+        "--sgp32",
+        choices=("1.0", "1.2"),
+        default="1.2",
+        help="SGP.32 version the card speaks (its EUICCInfo2 iotVersion; default 1.2)",
+    )
 
     p = add("preload", _preload, "install a SAIP profile package as a factory would (on each DIR)")
     p.add_argument("directories", nargs="+", metavar="DIR")

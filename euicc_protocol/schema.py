@@ -1,4 +1,10 @@
-"""The project's ASN.1 schema: SGP.22 v2.5, SGP.32 v1.2, PKIX and the TCA PE definitions.
+"""The project's ASN.1 schema: SGP.22 v2.5, SGP.32 v1.2 and v1.0.1, PKIX and the TCA PE
+definitions.
+
+SGP.32 v1.0.1 and v1.2 share one module name and are not wire compatible, so each is compiled
+into its own specification beside the same SGP.22, PKIX and PE modules: every function here
+takes ``sgp32="1.2"`` (the default) or ``sgp32="1.0"`` and applies the same decoding rules to
+both.
 
 The modules in ``euicc_protocol/asn1/`` are compiled once with asn1tools (DER codec) and the
 compiled
@@ -52,6 +58,19 @@ MODULE_FILES = (
     "RSPDefinitions.asn",
     "SGP32Definitions.asn",
 )
+
+#: The SGP.32 versions compiled, and the file holding each one's ``SGP32Definitions`` module.
+SGP32_MODULES = {"1.2": "SGP32Definitions.asn", "1.0": "SGP32Definitions-v1.0.asn"}
+
+
+def module_files(sgp32: str = "1.2") -> tuple[str, ...]:
+    """The module files of the specification for SGP.32 version ``sgp32``."""
+    try:
+        return (*MODULE_FILES[:-1], SGP32_MODULES[sgp32])
+    except KeyError:
+        known = sorted(SGP32_MODULES)
+        raise ValueError(f"SGP.32 version {sgp32!r} is not one of {known}") from None
+
 
 _CACHE_FORMAT = 2
 
@@ -137,10 +156,10 @@ def _resolve_integer_defaults(parsed: dict[str, Any]) -> None:
             visit(descriptor)
 
 
-def _source_digest() -> str:
+def _source_digest(files: tuple[str, ...] = MODULE_FILES) -> str:
     h = hashlib.sha256()
     h.update(f"{_CACHE_FORMAT}|{asn1tools.__version__}|{sys.version_info[:2]}".encode())
-    for name in MODULE_FILES:
+    for name in files:
         h.update(name.encode())
         h.update((ASN1_DIR / name).read_bytes())
     return h.hexdigest()[:24]
@@ -155,16 +174,18 @@ def cache_dir() -> Path:
     return Path(base) / "euicc-sim"
 
 
-def _compile() -> Any:
-    parsed = asn1tools.parse_files([str(ASN1_DIR / n) for n in MODULE_FILES])
+def _compile(files: tuple[str, ...] = MODULE_FILES) -> Any:
+    parsed = asn1tools.parse_files([str(ASN1_DIR / n) for n in files])
     _resolve_integer_defaults(parsed)
     return asn1tools.compile_dict(parsed, "der")
 
 
 @cache
-def spec() -> Any:
-    """The compiled asn1tools specification (loaded from the disk cache when possible)."""
-    path = cache_dir() / f"schema-{_source_digest()}.pickle"
+def spec(sgp32: str = "1.2") -> Any:
+    """The compiled asn1tools specification with SGP.32 version ``sgp32`` (loaded from the disk
+    cache when possible)."""
+    files = module_files(sgp32)
+    path = cache_dir() / f"schema-{_source_digest(files)}.pickle"
     try:
         with open(path, "rb") as f:
             return pickle.load(f)
@@ -172,7 +193,7 @@ def spec() -> Any:
         pass
     except Exception as exc:  # a corrupt or foreign cache file is rebuilt, never trusted
         log.warning("ignoring unreadable schema cache %s: %s", path, exc)
-    compiled = _compile()
+    compiled = _compile(files)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".schema-")
@@ -184,32 +205,32 @@ def spec() -> Any:
     return compiled
 
 
-def has_type(type_name: str) -> bool:
+def has_type(type_name: str, *, sgp32: str = "1.2") -> bool:
     """Whether the schema defines ``type_name``."""
-    return type_name in spec().types
+    return type_name in spec(sgp32).types
 
 
-def encode(type_name: str, value: Any) -> bytes:
+def encode(type_name: str, value: Any, *, sgp32: str = "1.2") -> bytes:
     """DER-encode ``value`` as ``type_name``."""
     try:
-        return bytes(spec().encode(type_name, value))
+        return bytes(spec(sgp32).encode(type_name, value))
     except KeyError:
-        if not has_type(type_name):
+        if not has_type(type_name, sgp32=sgp32):
             raise
         raise EncodeError(f"{type_name}: missing field in {value!r}") from None
     except Exception as exc:
         raise EncodeError(f"{type_name}: {exc}") from exc
 
 
-def decode(type_name: str, data: bytes, *, allow_trailing: bool = False) -> Any:
+def decode(type_name: str, data: bytes, *, allow_trailing: bool = False, sgp32: str = "1.2") -> Any:
     """Decode one ``type_name`` from ``data``.
 
     Unless ``allow_trailing`` is set, bytes after the first complete TLV are an error.
     """
     try:
-        value, length = spec().decode_with_length(type_name, bytes(data))
+        value, length = spec(sgp32).decode_with_length(type_name, bytes(data))
     except KeyError:
-        if not has_type(type_name):
+        if not has_type(type_name, sgp32=sgp32):
             raise
         raise DecodeError(f"{type_name}: malformed encoding") from None
     except Exception as exc:
@@ -220,9 +241,9 @@ def decode(type_name: str, data: bytes, *, allow_trailing: bool = False) -> Any:
 
 
 @cache
-def tag_of(type_name: str) -> bytes:
+def tag_of(type_name: str, *, sgp32: str = "1.2") -> bytes:
     """The encoded outermost tag of ``type_name`` (``b'\\xbf\\x3e'`` for GetEuiccDataRequest)."""
-    compiled = spec().types[type_name].type
+    compiled = spec(sgp32).types[type_name].type
     tag = getattr(compiled, "tag", None)
     if tag is None:
         raise Asn1Error(f"{type_name} has no single outer tag (untagged CHOICE?)")

@@ -16,6 +16,12 @@ class RatRule:
     flags: tuple[int, ...] = ()  # pprFlags bit positions: consentRequired = 0
 
 
+#: iotVersion announced by a card of each SGP.32 version (``euicc-sim init --sgp32``).
+IOT_VERSIONS: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "1.0": ((1, 0, 1),),
+    "1.2": ((1, 2, 0),),
+}
+
 #: Any operator may set PPR1 and PPR2, with end-user consent.
 DEFAULT_RAT = (RatRule((1, 2), ("EEEEEE",), (0,)),)
 
@@ -45,6 +51,13 @@ class CardConfig:
     #: Whether GetProfilesInfo without a tag list includes the icon.
     icon_in_default_profile_info: bool = True
     rat: tuple[RatRule, ...] = DEFAULT_RAT
+
+    @property
+    def sgp32(self) -> str:
+        """The SGP.32 version the card speaks: "1.0" when ``iot_versions`` announces nothing
+        newer than 1.0.x (see :mod:`euicc_sim.iot_v1_0`), else "1.2"."""
+        versions = self.iot_versions
+        return "1.0" if versions and all(v[:2] <= (1, 0) for v in versions) else "1.2"
 
     def to_json(self) -> bytes:
         """Serialise for the card directory."""

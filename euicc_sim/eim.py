@@ -424,6 +424,8 @@ def get_eim_configuration_data(ctx: IsdrContext, request: dict) -> bytes:
     if criteria is not None:
         kind, wanted = criteria
         configs = tuple(c for c in configs if kind == "eimId" and c.eim_id == wanted)
+    if ctx.config.sgp32 == "1.0":  # v1.0.1 has no indirectProfileDownload (89)
+        configs = tuple(replace(c, indirect_profile_download=False) for c in configs)
     body = b"".join(encode_config(c) for c in configs)
     return tlv.encode_tlv(b"\xbf\x55", tlv.encode_tlv(b"\xa0", body))
 

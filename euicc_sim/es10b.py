@@ -71,10 +71,9 @@ def euicc_info2_value(ctx: Any) -> dict:
         "sasAcreditationNumber": cfg.sas_accreditation_number,
         "ipaMode": 0,  # ipad: the IPA runs in the device
         # fallbackSupported; no ecallSupported: the card has no eCall support (see iot.py).
-        "iotSpecificInfo": {
-            "iotVersion": [_version(v) for v in cfg.iot_versions],
-            "fallbackSupported": None,
-        },
+        # A v1.0.1 card has neither field (nor the fallback functions; see iot_v1_0.py).
+        "iotSpecificInfo": {"iotVersion": [_version(v) for v in cfg.iot_versions]}
+        | ({} if cfg.sgp32 == "1.0" else {"fallbackSupported": None}),
     }
 
 

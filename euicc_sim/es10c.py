@@ -192,6 +192,10 @@ def _memory_reset(ctx: Any, options: frozenset[int]) -> profiles.MemoryResetTran
     return t
 
 
+#: eUICCMemoryReset with the card's option numbers, committed (for the v1.0.1 form too).
+memory_reset_transition = _memory_reset
+
+
 @HANDLERS.handles("EuiccMemoryResetRequest")
 def euicc_memory_reset(ctx: Any, request: dict) -> dict:
     options = schema.bit_positions(request["resetOptions"]) & {0, 1, 2}

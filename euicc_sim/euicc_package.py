@@ -154,9 +154,9 @@ def parse_request(request: bytes) -> Received:
 # --- answers ----------------------------------------------------------------------------------
 
 
-def _unsigned_error(received: Received, config: EimConfig | None) -> bytes:
+def _unsigned_error(received: Received, config: EimConfig | None, sgp32: str = "1.2") -> bytes:
     value: dict[str, Any] = {"eimId": received.eim_id}
-    if received.transaction_id is not None:
+    if received.transaction_id is not None and sgp32 != "1.0":  # v1.2 added the field
         value["eimTransactionId"] = received.transaction_id
     if config is not None and config.association_token is not None:
         value["associationToken"] = config.association_token
@@ -352,13 +352,13 @@ def load_euicc_package(ctx: IsdrContext, request: bytes) -> bytes:
     config = state.eim_config(received.eim_id)
     if config is None:
         log.info("eUICC package from unknown eIM %r", received.eim_id)
-        return _unsigned_error(received, None)
+        return _unsigned_error(received, None, ctx.config.sgp32)
     token_tlv = eim.verify_signature(
         config, ctx.credentials, received.signed_bytes, received.signature
     )
     if token_tlv is None:
         log.info("eUICC package from %r: eimSignature does not verify", received.eim_id)
-        return _unsigned_error(received, config)
+        return _unsigned_error(received, config, ctx.config.sgp32)
     signer = _Signer(eim.signing_chain(config, ctx.credentials), token_tlv)
     counter = received.signed["counterValue"]
     if bytes(received.signed["eidValue"]) != ctx.eid:

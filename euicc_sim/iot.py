@@ -290,9 +290,14 @@ def _commit_switch(ctx: IsdrContext, t: Transition) -> int:
     return t.result
 
 
+def immediate_enable_result(ctx: IsdrContext) -> int:
+    """ImmediateEnable (rules 1, 3) committed; its result code (also v1.0.1 EnableUsingDD's)."""
+    return _commit_switch(ctx, immediate_enable(ctx.state))
+
+
 @HANDLERS.handles("ImmediateEnableRequest")
 def immediate_enable_handler(ctx: IsdrContext, request: dict) -> dict:
-    return {"immediateEnableResult": _commit_switch(ctx, immediate_enable(ctx.state))}
+    return {"immediateEnableResult": immediate_enable_result(ctx)}
 
 
 @HANDLERS.handles("ExecuteFallbackMechanismRequest")

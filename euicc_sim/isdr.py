@@ -123,6 +123,22 @@ class IsdR:
                 if isinstance(handler, RawHandler):
                     self._continuations.update(dict.fromkeys(handler.continuation_tags, handler))
         self._request_types = {bytes(tag): f.request_type for tag, f in self._functions.items()}
+        #: The SGP.32 module each request is decoded (and answered) with.
+        self._versions: dict[bytes, str] = {}
+        if context.config.sgp32 == "1.0":
+            self._speak_v1_0()
+
+    def _speak_v1_0(self) -> None:
+        """An SGP.32 v1.0.1 card (:mod:`euicc_sim.iot_v1_0`): v1.2-only functions go, the
+        v1.0.1 forms replace the ones v1.2 changed."""
+        from . import iot_v1_0
+
+        for tag in iot_v1_0.V1_2_ONLY_TAGS:
+            self._dispatch.pop(tag, None)
+        for tag, (request_type, response_type, handler) in iot_v1_0.FUNCTIONS.items():
+            self._dispatch[tag] = (response_type, handler)
+            self._request_types[tag] = request_type
+            self._versions[tag] = "1.0"
 
     def select_response(self) -> bytes:
         return self._fci
@@ -142,15 +158,16 @@ class IsdR:
         response_type, handler = entry
         if isinstance(handler, RawHandler):
             return handler(self.context, request)
+        version = self._versions.get(tag, "1.2")
         try:
-            value = schema.decode(self._request_types[tag], request)
+            value = schema.decode(self._request_types[tag], request, sgp32=version)
         except schema.DecodeError as exc:
             log.info("undecodable ES10 request: %s", exc)
             raise StatusWordError(0x6A80) from None
         result = handler(self.context, value)
         if isinstance(result, bytes | bytearray):
             return bytes(result)
-        return schema.encode(response_type, result)
+        return schema.encode(response_type, result, sgp32=version)
 
     def reset(self) -> None:
         self.context.reset()

@@ -37,6 +37,7 @@ __all__ = [
     "add_initial_eim",
     "configure_immediate_profile_enabling",
     "eim_configuration_value",
+    "enable_using_dd",
     "execute_fallback_mechanism",
     "get_eim_configuration_data",
     "immediate_enable",
@@ -52,6 +53,7 @@ F_ADD_INITIAL_EIM = "ES10b.AddInitialEim"
 F_LOAD_EUICC_PACKAGE = "ES10b.LoadEuiccPackage"
 F_PROFILE_ROLLBACK = "ES10b.ProfileRollback"
 F_IMMEDIATE_ENABLE = "ES10b.ImmediateEnable"
+F_ENABLE_USING_DD = "ES10b.EnableUsingDD"
 F_CONFIGURE_IMMEDIATE = "ES10b.ConfigureImmediateProfileEnabling"
 F_EXECUTE_FALLBACK = "ES10b.ExecuteFallbackMechanism"
 F_RETURN_FROM_FALLBACK = "ES10b.ReturnFromFallback"
@@ -450,6 +452,24 @@ def immediate_enable(client: Es10Client, refresh: bool = False) -> None:
     decoded = _decode(F_IMMEDIATE_ENABLE, "ImmediateEnableResponse", client.exchange(request))
     code = decoded["immediateEnableResult"]
     _check(F_IMMEDIATE_ENABLE, "immediateEnableResult", code, ImmediateEnableResult)
+
+
+def enable_using_dd(client: Es10Client) -> None:
+    """ES10b.EnableUsingDD (SGP.32 v1.0.1, ``BF5A`` without a refreshFlag; v1.2 replaced it
+    with ImmediateEnable): enable the profile just downloaded, if auto enable is configured.
+
+    Raises:
+        Es10Error: ``result`` is an :class:`ImmediateEnableResult` (the codes are the same:
+            autoEnableNotAvailable 1, noSessionContext 4, undefinedError 127).
+    """
+    request = schema.encode("EnableUsingDDRequest", {}, sgp32="1.0")
+    response = client.exchange(request)
+    try:
+        decoded = schema.decode("EnableUsingDDResponse", response, sgp32="1.0")
+    except schema.DecodeError as exc:
+        raise ResponseFormatError(f"{F_ENABLE_USING_DD}: {exc}") from None
+    code = decoded["enableUsingDDResult"]
+    _check(F_ENABLE_USING_DD, "enableUsingDDResult", code, ImmediateEnableResult)
 
 
 def configure_immediate_profile_enabling(

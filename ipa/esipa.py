@@ -1,4 +1,8 @@
-"""ESipa client (IPAd ↔ eIM), SGP.32 v1.2, both bindings (PROTOCOL.md §5.9, §4.1, §4.2).
+"""ESipa client (IPAd ↔ eIM), SGP.32 v1.2 and v1.0.1, both bindings (SGP.32 v1.0.1 §6.3 and the same
+functions in v1.2).
+
+One client speaks one SGP.32 version (``sgp32``, "1.2" by default): the messages that differ
+between the versions (see :mod:`ipa.esipa_messages`) are built, and the answers read, in it.
 
 :class:`EsipaClient` runs each ESipa function as a coroutine over the binding its
 :class:`EsipaConfig` names. What it is made of lives in four modules (every public name is
@@ -37,6 +41,7 @@ from ipa.esipa_answers import (
     GetBoundProfilePackageOk,
     InitiateAuthenticationOk,
     acknowledgements,
+    acknowledgements_v1_0,
     answer_alternative,
     authenticate_ok_dp,
     error_code,
@@ -149,13 +154,28 @@ class EsipaClient:
     """
 
     def __init__(
-        self, eim: str, config: EsipaConfig | None = None, *, http: httpx.AsyncClient | None = None
+        self,
+        eim: str,
+        config: EsipaConfig | None = None,
+        *,
+        http: httpx.AsyncClient | None = None,
+        sgp32: str = "1.2",
     ) -> None:
+        if sgp32 not in ("1.0", "1.2"):
+            raise ValueError(f"sgp32 must be '1.0' or '1.2', got {sgp32!r}")
         self.config = config if config is not None else EsipaConfig()
+        self.sgp32 = str(sgp32)
         self.base_url = self.config.base_url(eim)
         self._http = http if http is not None else self.config.http_client()
         self._owns_http = http is None
-        self._transport = EsipaTransport(self.config, self.base_url, self._http)
+        self._transport = EsipaTransport(self.config, self.base_url, self._http, sgp32=self.sgp32)
+
+    def for_version(self, sgp32: str) -> EsipaClient:
+        """A client speaking ``sgp32`` to the same eIM over the same HTTP client (this one
+        when it already does); the new one does not close the HTTP client."""
+        if sgp32 == self.sgp32:
+            return self
+        return EsipaClient(self.base_url, self.config, http=self._http, sgp32=sgp32)
 
     @property
     def binding(self) -> Binding:
@@ -208,6 +228,7 @@ class EsipaClient:
             notify_state_change=notify_state_change,
             state_change_cause=state_change_cause,
             rplmn=rplmn,
+            sgp32=self.sgp32,
         )
         if self.binding is Binding.ASN1:
             tag, raw, _ = await self._asn1_answer(fn, message, split=False)
@@ -217,12 +238,19 @@ class EsipaClient:
                 if tag == package_tag:
                     return EimPackage(kind, raw)
             raise EsipaProtocolError(f"ESipa.{fn}: unexpected alternative {tag.hex()}", function=fn)
+        v1_0 = self.sgp32 == "1.0"  # no stateChangeCause: notifyStateChange says it
         request = _json_request(
             fn,
             {
                 "eidValue": eid_bytes(eid),
-                "notifyStateChange": True if notify_state_change else None,
-                "stateChangeCause": None if state_change_cause is None else int(state_change_cause),
+                "notifyStateChange": (
+                    True
+                    if notify_state_change or (v1_0 and state_change_cause is not None)
+                    else None
+                ),
+                "stateChangeCause": (
+                    None if state_change_cause is None or v1_0 else int(state_change_cause)
+                ),
                 "rPlmn": rplmn,
             },
         )
@@ -257,16 +285,19 @@ class EsipaClient:
             EsipaFunctionError: provideEimPackageResultError (or JSON ``Failed``).
         """
         fn = PROVIDE_EIM_PACKAGE_RESULT
-        message = provide_eim_package_result(result, eid)
+        message = provide_eim_package_result(result, eid, sgp32=self.sgp32)
+        if self.binding is Binding.ASN1 and self.sgp32 == "1.0":
+            # v1.0.1: SEQUENCE { eimAcknowledgements OPTIONAL }, "BF50 00" when empty.
+            answer = await self._transport.post_asn1(fn, message)
+            return acknowledgements_v1_0(fn, answer)
         if self.binding is Binding.ASN1:
             tag, raw, _ = await self._asn1_answer(fn, message)
             if tag == b"\x02":
                 raise EsipaFunctionError(fn, code=error_code(fn, raw))
             return acknowledgements(fn, raw) if tag == b"\xbf\x53" else ()
-        request = _json_request(
-            fn,
-            {"eimPackageResult": result, "eidValue": None if eid is None else eid_bytes(eid)},
-        )
+        # v1.0.1 has no eidValue here
+        eid_value = None if eid is None or self.sgp32 == "1.0" else eid_bytes(eid)
+        request = _json_request(fn, {"eimPackageResult": result, "eidValue": eid_value})
         body = await self._transport.post_json(fn, request)
         error = body.get("provideEimPackageResultError")
         if isinstance(error, int) and not isinstance(error, bool):
@@ -283,7 +314,7 @@ class EsipaClient:
         (``BF37``, ``30``, or a compact ``A0``/``A1``), or with a ProvideEimPackageResult
         (``BF50``, e.g. from :func:`provide_eim_package_result`)."""
         fn = HANDLE_NOTIFICATION
-        message = handle_notification_request(notification)
+        message = handle_notification_request(notification, sgp32=self.sgp32)
         if self.binding is Binding.ASN1:
             await self._transport.post_asn1(fn, message, empty_ok=True)
             return
@@ -309,6 +340,7 @@ class EsipaClient:
             smdp_address=smdp_address,
             euicc_info1=euicc_info1,
             eim_transaction_id=eim_transaction_id,
+            sgp32=self.sgp32,
         )
         if self.binding is Binding.ASN1:
             tag, raw, parts = await self._asn1_answer(fn, message)
@@ -321,7 +353,7 @@ class EsipaClient:
                 "euiccChallenge": euicc_challenge,
                 "euiccInfo1": euicc_info1,
                 "smdpAddress": smdp_address,
-                "eimTransactionId": eim_transaction_id,
+                "eimTransactionId": None if self.sgp32 == "1.0" else eim_transaction_id,
             },
         )
         body = await self._transport.post_json(fn, request)

@@ -31,6 +31,7 @@ __all__ = [
     "GetBoundProfilePackageOk",
     "InitiateAuthenticationOk",
     "acknowledgements",
+    "acknowledgements_v1_0",
     "answer_alternative",
     "authenticate_ok_dp",
     "error_code",
@@ -165,6 +166,16 @@ def acknowledgements(function: str, raw: bytes) -> tuple[int, ...]:
         return tuple(schema.decode("EimAcknowledgements", raw))
     except schema.DecodeError as exc:
         raise EsipaProtocolError(f"ESipa.{function}: eimAcknowledgements: {exc}") from None
+
+
+def acknowledgements_v1_0(function: str, answer: bytes) -> tuple[int, ...]:
+    """The seqNumbers of an SGP.32 v1.0.1 ProvideEimPackageResultResponse ``BF50 { [BF53] }``
+    (``BF50 00`` when the eIM acknowledges nothing)."""
+    try:
+        value = schema.decode("ProvideEimPackageResultResponse", answer, sgp32="1.0")
+    except schema.DecodeError as exc:
+        raise EsipaProtocolError(f"ESipa.{function}: {exc}", function=function) from None
+    return tuple(value.get("eimAcknowledgements", ()))
 
 
 def _named_parts(

@@ -164,9 +164,12 @@ class EsipaTransport:
     (see :meth:`EsipaConfig.base_url`).
     """
 
-    def __init__(self, config: EsipaConfig, base_url: str, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: EsipaConfig, base_url: str, http: httpx.AsyncClient, *, sgp32: str = "1.2"
+    ) -> None:
         self.config = config
         self.base_url = base_url
+        self.sgp32 = sgp32
         self._http = http
 
     async def post_asn1(self, function: str, message: bytes, *, empty_ok: bool = False) -> bytes:
@@ -209,7 +212,7 @@ class EsipaTransport:
             return body
         expected = _ANSWER_OF.get(function)
         try:
-            alternative, _ = schema.decode("EsipaMessageFromEimToIpa", body)
+            alternative, _ = schema.decode("EsipaMessageFromEimToIpa", body, sgp32=self.sgp32)
         except schema.DecodeError as exc:
             raise EsipaProtocolError(
                 f"ESipa.{function}: not an EsipaMessageFromEimToIpa: {exc}",

@@ -49,12 +49,12 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ipa import es10_iot
 from ipa.errors import IpaError
 from ipa.es10 import Es10Client
+from ipa.es10_iot import EimConfiguration
 from ipa.esipa import EsipaClient, EsipaConfig
 from ipa.http_pool import FleetHttpClient, PooledTransport
-from ipa.pull import PollOutcome, PullConfig, PullFlow
+from ipa.pull import PollOutcome, PullConfig, PullFlow, startup
 from ipa.tls import unverified_context
 from ipa.transport import CardLike, InProcessTransport
 
@@ -261,8 +261,8 @@ class Fleet:
                 if i % 100 == 99:
                     await asyncio.sleep(0)  # let the loop breathe while a big fleet opens
             # Before reading the cards' eIM TLS trust: an unprovisioned card gets it here.
-            self._apply_initial_eim(clients)
-            esipa_config = self._esipa_config(clients)
+            eims = self._apply_initial_eim(clients)
+            esipa_config = self._esipa_config(eims)
             self._http = self._http_client(esipa_config)
             self.esipa = EsipaClient(self.config.eim_url, esipa_config, http=self._http)
             pull = replace(self.config.pull, eim_url=self.config.eim_url)
@@ -437,32 +437,30 @@ class Fleet:
                 log.error("fleet worker failed: %r", task.exception())
         self._workers = []
 
-    def _apply_initial_eim(self, clients: Sequence[Es10Client]) -> None:
-        """AddInitialEim (``pull.initial_eim``) on every card without an eIM, as S0 would."""
-        initial = self.config.pull.initial_eim
-        if initial is None:
-            return
+    def _apply_initial_eim(self, clients: Sequence[Es10Client]) -> list[EimConfiguration | None]:
+        """S0's start-up on every card (:mod:`ipa.pull.startup`): AddInitialEim
+        (``pull.initial_eim``) where no eIM is configured; the eIM each card's flow will poll."""
+        chosen = []
         for client in clients:
-            if not es10_iot.get_eim_configuration_data(client):
-                es10_iot.add_initial_eim(client, initial)
+            configs = startup.eim_configurations(client, self.config.pull)
+            chosen.append(startup.choose_eim(configs, self.config.pull.eim_id))
+        return chosen
 
-    def _esipa_config(self, clients: Sequence[Es10Client]) -> EsipaConfig:
+    def _esipa_config(self, eims: Sequence[EimConfiguration | None]) -> EsipaConfig:
         """The shared ESipa settings: ``pull.esipa`` plus the eIM TLS trust on the cards."""
         base = self.config.pull.esipa
         if not self.config.pull.use_eim_tls_pin or base.insecure:
             return base
         anchors: dict[bytes, None] = {}
         pins: set[bytes] = set()
-        wanted = self.config.pull.eim_id
-        for client in clients:
-            configs = es10_iot.get_eim_configuration_data(client)
-            if not configs:
+        for eim in eims:
+            if eim is None:
                 continue
-            chosen = next((c for c in configs if c.eim_id == wanted), configs[0])
-            if chosen.trusted_eim_pk_tls is not None:
-                pins.add(chosen.trusted_eim_pk_tls)
-            elif chosen.trusted_certificate_tls is not None:
-                anchors[chosen.trusted_certificate_tls] = None
+            pin, anchor = startup.eim_tls_trust(eim)
+            if pin is not None:
+                pins.add(pin)
+            elif anchor is not None:
+                anchors[anchor] = None
         if len(pins) > 1:
             raise FleetError("the cards pin different eIM TLS keys; a fleet polls one eIM")
         config = replace(base, ca_certificates=base.ca_certificates + tuple(anchors))

@@ -37,6 +37,13 @@ Rules:
 * Every error answer echoes eimTransactionId. A request that does not decode at all is not
   answered here: :class:`InvalidIpaEuiccDataRequest` lets the caller report
   invalidPackageFormat.
+
+SGP.32 v1.0.1 (``sgp32="1.0"``) numbers the fields differently and has fewer: ``80``
+defaultSmdpAddress, ``BF20``, ``BF22``, ``83``, ``84``, ``A5``, ``A6``, ``A8`` ipaCapabilities,
+``A9`` deviceInfo and ``BF2B`` notificationsList (last in the SEQUENCE; the card's
+RetrieveNotificationsList answer shape ``BF2B { A0 ... }``, or ``BF2B { A2 ... }`` with the
+stored results when the request's searchCriteria is euiccPackageResults). The request has one
+``A1`` searchCriteria and no eimTransactionId; the error answer is ``BF52 { 81 code }``.
 """
 
 from __future__ import annotations
@@ -71,6 +78,11 @@ IPA_EUICC_DATA_TAGS = tuple(
     bytes.fromhex(t) for t in ("A0", "81", "A2", "BF20", "BF22", "83", "84", "A5", "A6", "87",
                                "A8", "A9")
 )  # fmt: skip
+
+#: The v1.0.1 IpaEuiccData tags in SEQUENCE order.
+IPA_EUICC_DATA_TAGS_V1_0 = tuple(
+    bytes.fromhex(t) for t in ("80", "BF20", "BF22", "83", "84", "A5", "A6", "A8", "A9", "BF2B")
+)
 
 
 class IpaEuiccDataErrorCode(Asn1Enum):
@@ -222,7 +234,12 @@ def _package_results(client: Es10Client, seq_number: int | None) -> tuple[bytes,
     return tlv.encode_tlv(b"\xa2", b"".join(chosen)), seqs
 
 
-def _error(code: IpaEuiccDataErrorCode, tid: bytes | None) -> IpaEuiccDataResult:
+def _error(
+    code: IpaEuiccDataErrorCode, tid: bytes | None, sgp32: str = "1.2"
+) -> IpaEuiccDataResult:
+    if sgp32 == "1.0":  # ipaEuiccDataError [1] INTEGER
+        error = tlv.encode_tlv(b"\x81", int(code).to_bytes(1, "big"))
+        return IpaEuiccDataResult(tlv.encode_tlv(b"\xbf\x52", error), (), code)
     body = b"" if tid is None else tlv.encode_tlv(b"\x80", tid)
     body += tlv.encode_tlv(b"\x02", int(code).to_bytes(1, "big"))
     return IpaEuiccDataResult(tlv.encode_tlv(b"\xbf\x52", tlv.encode_tlv(b"\xa1", body)), (), code)
@@ -235,8 +252,10 @@ def build_ipa_euicc_data(
     eim_id: str | None = None,
     capabilities: bytes | None = None,
     device_info: DeviceInfo | None = None,
+    sgp32: str = "1.2",
 ) -> IpaEuiccDataResult:
-    """Answer the ``BF52`` IpaEuiccDataRequest ``request`` (see the module doc).
+    """Answer the ``BF52`` IpaEuiccDataRequest ``request`` (see the module doc) in SGP.32
+    version ``sgp32``.
 
     Args:
         client: an open ES10 client.
@@ -250,26 +269,63 @@ def build_ipa_euicc_data(
         IpaError: the card could not be reached (transport, status word, malformed answer).
     """
     try:
-        decoded = schema.decode("IpaEuiccDataRequest", request)
+        decoded = schema.decode("IpaEuiccDataRequest", request, sgp32=sgp32)
     except schema.DecodeError as exc:
         raise InvalidIpaEuiccDataRequest(f"IpaEuiccDataRequest: {exc}") from None
+    v1_0 = sgp32 == "1.0"
+    known = IPA_EUICC_DATA_TAGS_V1_0 if v1_0 else IPA_EUICC_DATA_TAGS
     tid = decoded.get("eimTransactionId")
     try:
         tags = set(_split_tags(decoded["tagList"]))
-        if not tags or not tags <= set(IPA_EUICC_DATA_TAGS):
+        if not tags or not tags <= set(known):
             raise _Refused(IpaEuiccDataErrorCode.INCORRECT_TAG_LIST)
     except (tlv.TlvError, _Refused):
-        return _error(IpaEuiccDataErrorCode.INCORRECT_TAG_LIST, tid)
+        return _error(IpaEuiccDataErrorCode.INCORRECT_TAG_LIST, tid, sgp32)
+    if v1_0:  # the same fields under the v1.2 tags, then renamed (the module doc)
+        decoded = _as_v1_2_request(decoded)
+        tags = {_V1_0_TO_V1_2.get(t, t) for t in tags}
     try:
         fields, seqs = _collect(client, decoded, tags, eim_id, capabilities, device_info)
     except _Refused as refused:
-        return _error(refused.code, tid)
+        return _error(refused.code, tid, sgp32)
     except Es10Error as exc:
         log.warning("IpaEuiccData: %s", exc)
-        return _error(IpaEuiccDataErrorCode.UNDEFINED_ERROR, tid)
-    body = b"".join(fields[t] for t in IPA_EUICC_DATA_TAGS if t in fields)
+        return _error(IpaEuiccDataErrorCode.UNDEFINED_ERROR, tid, sgp32)
+    if v1_0:
+        fields = _as_v1_0_fields(fields)
+    body = b"".join(fields[t] for t in known if t in fields)
     raw = tlv.encode_tlv(b"\xbf\x52", tlv.encode_tlv(b"\xa0", body))
     return IpaEuiccDataResult(raw, tuple(sorted(set(seqs))))
+
+
+_V1_0_TO_V1_2 = {b"\x80": b"\x81"}  # BF2B is handled apart: it may mean A0 or A2
+
+
+def _as_v1_2_request(decoded: dict[str, Any]) -> dict[str, Any]:
+    """A v1.0.1 request's search criteria in the v1.2 fields :func:`_collect` reads; its
+    ``BF2B`` becomes ``A0`` (notifications) or ``A2`` (stored results)."""
+    out = {k: v for k, v in decoded.items() if k != "searchCriteria"}
+    if "euiccCiPKId" in decoded:
+        out["euiccCiPKIdentifierToBeUsed"] = decoded["euiccCiPKId"]
+    criteria = decoded.get("searchCriteria")
+    if criteria is not None and criteria[0] == "euiccPackageResults":
+        out["_v1_0_list"] = b"\xa2"
+    else:
+        out["_v1_0_list"] = b"\xa0"
+        if criteria is not None:
+            out["searchCriteriaNotification"] = criteria
+    return out
+
+
+def _as_v1_0_fields(fields: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """The v1.2 fields :func:`_collect` built, under their v1.0.1 tags."""
+    out = dict(fields)
+    if b"\x81" in out:
+        out[b"\x80"] = b"\x80" + out.pop(b"\x81")[1:]
+    for tag in (b"\xa0", b"\xa2"):  # the v1.0.1 list is the card's BF2B answer shape
+        if tag in out:
+            out[b"\xbf\x2b"] = tlv.encode_tlv(b"\xbf\x2b", out.pop(tag))
+    return out
 
 
 def _collect(
@@ -282,11 +338,14 @@ def _collect(
 ) -> tuple[dict[bytes, bytes], list[int]]:
     fields: dict[bytes, bytes] = {}
     seqs: list[int] = []
+    if b"\xbf\x2b" in tags:  # v1.0.1 notificationsList: A0 or A2 (see _as_v1_2_request)
+        tags = (tags - {b"\xbf\x2b"}) | {request["_v1_0_list"]}
     prefix = request.get("euiccCiPKIdentifierToBeUsed")
     ci_pkid = None if prefix is None else _full_ci_pkid(client, prefix)
     eim = None
     if eim_id is not None and (b"\x84" in tags or (ci_pkid is None and tags & {b"\xa5", b"\xa6"})):
-        found = get_eim_configuration_data(client, eim_id)
+        # A v1.0.1 card has no search criteria and answers every eIM: pick ours.
+        found = [c for c in get_eim_configuration_data(client, eim_id) if c.eim_id == eim_id]
         eim = found[0] if found else None
 
     if b"\xa0" in tags:

@@ -37,6 +37,15 @@ def test_es10_demo_enables_switches_and_deletes() -> None:
     assert out.rstrip().endswith("demo finished")
 
 
+def test_sgp32_versions_example_speaks_each_card_in_its_version() -> None:
+    out = run("sgp32_versions.py")
+    assert "card 1.0: the IPAd spoke SGP.32 v1.0.1" in out
+    assert "card 1.2: the IPAd spoke SGP.32 v1.2" in out
+    assert "sgp32=1.0 (euiccInfo2), enable order done, verified=True" in out
+    assert "sgp32=1.2 (operator), enable order done, verified=True" in out
+    assert out.rstrip().endswith("demo finished")
+
+
 def test_usim_startup_reads_imsi_and_authenticates() -> None:
     out = run("usim_startup.py")
     assert "application A0000000871002FF49FF0589 USIM" in out

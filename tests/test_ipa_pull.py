@@ -448,9 +448,12 @@ def test_notifications_go_out_in_s1_and_are_removed_only_once_delivered(
     )
     Device(card, eim).poll()
     assert pending_on_card(card) == ([1, 2], [])  # not acknowledged: kept
-    eim.down, eim.down_kinds = 1, frozenset({"notify"})
-    failed = Device(card, eim).poll()
+    eim.down, eim.down_kinds = 3, frozenset({"notify"})  # three tries, then the cycle ends
+    failing = Device(card, eim)
+    failed = failing.poll()
     assert not failed.ok and "handleNotification" in (failed.error or "")
+    assert failing.sleeps == [1, 2]  # back-off between the tries
+    assert [n.seq_number for n in failed.set_aside_notifications] == [1]
     assert pending_on_card(card) == ([1, 2], [])
     with Es10Client.open(InProcessTransport(card)) as client:
         raw = [n.raw for n in client.retrieve_notifications_list()]
@@ -486,19 +489,28 @@ def test_a_result_survives_a_restart_and_is_sent_again_before_polling(
     assert json.loads((tmp_path / STATE_FILE).read_text())["pendingResults"] == []
 
 
-def test_a_result_the_eim_refuses_is_not_kept_and_s1_offers_the_stored_epr_later(
+def test_a_result_the_eim_refuses_is_set_aside_and_delivered_once_it_recovers(
     card: Euicc, signer: Signer, eid: bytes, tmp_path: Path
 ) -> None:
     eim = FakeEim(queue=[signer.package(eid, [("getRAT", {})])], refuse_results=True)
-    outcome = Device(card, eim, state_dir=tmp_path).poll()
-    assert outcome.ok and outcome.packages[0].refused and not outcome.packages[0].kept
-    assert json.loads((tmp_path / STATE_FILE).read_text())["pendingResults"] == []
-    (epr,) = pending_on_card(card)[1]  # the card keeps it until someone takes it
-    eim.refuse_results = False
+    device = Device(card, eim, state_dir=tmp_path)
+    outcome = device.poll()
+    (package,) = outcome.packages
+    assert outcome.ok and package.refused and package.set_aside and package.kept
+    assert device.sleeps == [1, 2] and eim.log == ["poll", "provide", "provide", "provide"]
+    (saved,) = json.loads((tmp_path / STATE_FILE).read_text())["pendingResults"]
+    assert saved["setAside"] and saved["attempts"] == 3
+    (epr,) = pending_on_card(card)[1]  # the card keeps it too, until the eIM takes it
+    eim.log.clear()
     assert Device(card, eim, state_dir=tmp_path).poll().ok
-    expected = tlv.encode_tlv(H("BF50"), tlv.encode_tlv(H("5A"), eid) + epr)
-    assert eim.notifications == [tlv.encode_tlv(H("BF3D"), expected)]
+    assert eim.log == ["provide", "poll"]  # one try, then polling goes on
+    eim.refuse_results = False
+    eim.log.clear()
+    assert Device(card, eim, state_dir=tmp_path).poll().ok
+    assert eim.log == ["provide", "poll"]
+    assert eim.result_tlv() == epr
     assert pending_on_card(card) == ([], [])
+    assert json.loads((tmp_path / STATE_FILE).read_text())["pendingResults"] == []
 
 
 def test_an_epr_stored_while_the_ipad_was_down_is_offered_in_s1(

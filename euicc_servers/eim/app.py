@@ -268,7 +268,7 @@ def execute_json(core: EimCore, function: str, body: Any) -> tuple[int, dict[str
         KeyError: ``function`` is not one of :data:`JSON_FUNCTIONS`.
     """
     try:
-        answer = core.handle(json_message(function, body))
+        answer = core.handle(json_message(function, body), json=True)
     except FunctionFailed as exc:
         return 200, failed_response(exc)
     except (MessageError, schema.Asn1Error, tlv.TlvError) as exc:
@@ -451,6 +451,13 @@ def _certificate(data: dict[str, Any], name: str) -> bytes | None:
         raise _ApiError(400, f"{name}: {exc}") from None
 
 
+def _version(data: dict[str, Any]) -> str | None:
+    value = data.get("sgp32")
+    if value is not None and value not in ("1.0", "1.2"):
+        raise _ApiError(400, 'sgp32 must be "1.0" or "1.2"')
+    return value if isinstance(value, str) else None
+
+
 def _int(data: dict[str, Any], name: str, low: int = -1, high: int = 2**31 - 1) -> int | None:
     value = data.get(name)
     if value is None:
@@ -525,6 +532,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             "associationToken",
             "counterValue",
             "euiccCiPKId",
+            "sgp32",
         )
         _only(data, fields)
         eid = data.get("eid")
@@ -543,6 +551,7 @@ def _operator_routes(core: EimCore) -> list[Route]:
             association_token=_int(data, "associationToken"),
             counter_value=_int(data, "counterValue") or 0,
             euicc_ci_pkid=ci,
+            sgp32=_version(data),
         )
         return json_response(201, {"euicc": record.to_json(), **configuration(record.eid)})
 
@@ -554,13 +563,15 @@ def _operator_routes(core: EimCore) -> list[Route]:
     async def patch_euicc(request: Request) -> Response:
         eid = eid_of(request)
         data = await _json_body(request)
-        _only(data, ("euiccCertificate", "eumCertificate", "associationToken", "counterValue"))
+        allowed = ("euiccCertificate", "eumCertificate", "associationToken", "counterValue")
+        _only(data, (*allowed, "sgp32"))
         record = core.update_registration(
             eid,
             euicc_certificate=_certificate(data, "euiccCertificate"),
             eum_certificate=_certificate(data, "eumCertificate"),
             association_token=_int(data, "associationToken"),
             counter_value=_int(data, "counterValue"),
+            sgp32=_version(data),
         )
         return json_response(200, {"euicc": record.to_json(), **configuration(record.eid)})
 

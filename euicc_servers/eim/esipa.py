@@ -82,13 +82,14 @@ from .results import MISSING_EID as MISSING_EID
 from .results import UNDEFINED as UNDEFINED
 from .settings import EimSettings
 from .store import EimStore, EuiccRecord, Order, OrderState, now
+from .versions import EimVersions
 
 __all__ = ["EimCore", "EimSettings", "MessageError", "RegistrationError"]
 
 log = logging.getLogger(__name__)
 
 
-class EimCore(EimResults, EimOperator):
+class EimCore(EimResults, EimOperator, EimVersions):
     """The eIM: ESipa functions for IPAds and the operations behind the operator API."""
 
     def __init__(
@@ -150,9 +151,10 @@ class EimCore(EimResults, EimOperator):
 
     # ================================================================= ESipa entry point
 
-    def handle(self, message: bytes) -> Answer | None:
+    def handle(self, message: bytes, *, json: bool = False) -> Answer | None:
         """One EsipaMessageFromIpaToEim (DER) → the EsipaMessageFromEimToIpa answer, or
-        ``None`` for HandleNotification (no response message).
+        ``None`` for HandleNotification (no response message); in the SGP.32 version of the
+        eUICC (:mod:`.versions`; ``json``: the message came in the JSON binding).
 
         Raises:
             MessageError: not a message this eIM takes (malformed, trailing bytes, or
@@ -167,7 +169,7 @@ class EimCore(EimResults, EimOperator):
         handler = self._handlers.get(item.tag)
         if handler is None:
             raise MessageError(f"unsupported ESipa message {item.tag.hex().upper()}")
-        return handler(message)
+        return self.speak(item.tag, message, handler, json)
 
     # ================================================================= GetEimPackage
 

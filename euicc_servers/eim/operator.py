@@ -27,6 +27,11 @@ class RegistrationError(ValueError):
     """Operator input for an eUICC registration is invalid."""
 
 
+def _check_version(sgp32: str | None) -> None:
+    if sgp32 not in (None, "1.0", "1.2"):
+        raise RegistrationError('sgp32 must be "1.0" or "1.2"')
+
+
 class EimOperator:
     """Part of :class:`~.esipa.EimCore`: the operations behind the operator API."""
 
@@ -44,13 +49,15 @@ class EimOperator:
         association_token: int | None = None,
         counter_value: int = 0,
         euicc_ci_pkid: bytes | None | str = "default",
+        sgp32: str | None = None,
     ) -> EuiccRecord:
         """Register an eUICC (certificates DER).
 
         ``association_token``: 1..127, ``-1`` (the eUICC allocates one; learnt later) or
         ``None`` (the eIM picks one). ``euicc_ci_pkid``: bytes, ``None`` to leave it out of
         the configuration, or ``"default"`` (the EUM's CI if an EUM certificate is given,
-        else the configured one).
+        else the configured one). ``sgp32``: the SGP.32 version the eUICC speaks ("1.0" or
+        "1.2"; None: learnt from its EUICCInfo2, v1.2 until then).
 
         Raises:
             RegistrationError: invalid EID, certificate, token or counter.
@@ -64,6 +71,7 @@ class EimOperator:
             raise RegistrationError("associationToken must be 1..127, or -1 (eUICC allocates)")
         if not 0 <= counter_value < 2**31:
             raise RegistrationError("counterValue must be 0..2^31-1")
+        _check_version(sgp32)
         key, ci = self._check_certificates(eid, euicc_certificate, eum_certificate)
         if euicc_ci_pkid == "default":
             euicc_ci_pkid = ci or self.settings.euicc_ci_pkid
@@ -78,6 +86,8 @@ class EimOperator:
             association_token=None if association_token == -1 else association_token,
             token_source=None if association_token == -1 else "operator",
             euicc_ci_pkid=euicc_ci_pkid,
+            sgp32=sgp32,
+            sgp32_source=None if sgp32 is None else "operator",
         )
 
     def _check_certificates(
@@ -114,8 +124,10 @@ class EimOperator:
         eum_certificate: bytes | None = None,
         association_token: int | None = None,
         counter_value: int | None = None,
+        sgp32: str | None = None,
     ) -> EuiccRecord:
-        """Change what the eIM knows of an eUICC (the certificate replaces the key).
+        """Change what the eIM knows of an eUICC (the certificate replaces the key; a version
+        set here is never overridden by what the eUICC's EUICCInfo2 says).
 
         Raises:
             RegistrationError: as :meth:`register`; a counter may only grow.
@@ -142,6 +154,9 @@ class EimOperator:
             if not record.counter <= counter_value < 2**31:
                 raise RegistrationError(f"counterValue may only grow (now {record.counter})")
             changes["counter"] = counter_value
+        if sgp32 is not None:
+            _check_version(sgp32)
+            changes.update(sgp32=sgp32, sgp32_source="operator")
         return self.store.update_euicc(eid, **changes) if changes else record
 
     def configuration(self, eid: str) -> EimConfigurationData:

@@ -453,18 +453,33 @@ def euicc_package_request(
 
 
 def tag_list_from_json(value: Any) -> bytes:
-    """A tagList from hex (``"84A6"``) or a list of IpaEuiccData field names or hex tags."""
+    """A tagList from hex (``"84A6"``) or a list of IpaEuiccData field names or hex tags.
+
+    Only IpaEuiccData fields may be named: IPAds in the field answer incorrectTagList to
+    anything else (``5A`` EID, ``BF2D`` profiles; read those with a PSMO listProfileInfo).
+    """
+    out = b""
     if isinstance(value, str) and is_hex(value):
-        return bytes.fromhex(value)
-    if isinstance(value, list) and value:
-        out = b""
+        out = bytes.fromhex(value)
+    elif isinstance(value, list) and value:
         for item in value:
             tag = IPA_EUICC_DATA_TAGS.get(item, item) if isinstance(item, str) else None
             if tag is None or not is_hex(tag, max_bytes=2):
                 raise PackageError(f"tagList: unknown field {item!r}")
             out += bytes.fromhex(tag)
-        return out
-    raise PackageError("tagList must be hex or a non-empty list of IpaEuiccData field names")
+    else:
+        raise PackageError("tagList must be hex or a non-empty list of IpaEuiccData field names")
+    known = {bytes.fromhex(t) for t in IPA_EUICC_DATA_TAGS.values()}
+    pos = 0
+    try:
+        while pos < len(out):
+            found, pos = tlv.read_tag(out, pos)
+            if found not in known:
+                name = found.hex().upper()
+                raise PackageError(f"tagList: {name} is not an IpaEuiccData field")
+    except tlv.TlvError as exc:
+        raise PackageError(f"tagList: {exc}") from None
+    return out
 
 
 def ipa_euicc_data_request(

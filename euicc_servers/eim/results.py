@@ -14,7 +14,7 @@ Notifications inside results are handled by :class:`~.notifications.EimNotificat
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -67,6 +67,8 @@ def eid_or_none(data: bytes) -> str | None:
 
 class EimResults(EimNotifications):
     """Part of :class:`~.esipa.EimCore`: ProvideEimPackageResult and HandleNotification."""
+
+    learn_version: Callable[[str, dict[bytes, bytes]], None]  # from .versions.EimVersions
 
     def provide_eim_package_result(self, message: bytes) -> bytes:
         """ESipa.ProvideEimPackageResult (rules 3-5): the ``BF50`` response."""
@@ -305,6 +307,7 @@ class EimResults(EimNotifications):
             note=None if answering else "unsolicited",
         )
         if answering is not None:
+            self.learn_version(eid, fields)  # rule 1 of .versions: only from our own request
             self.store.update_order(
                 answering.id,
                 state=OrderState.DONE,

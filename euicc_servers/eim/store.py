@@ -54,7 +54,12 @@ __all__ = [
 DB_FILE = "eim.sqlite3"
 _SCHEMA_VERSION = 2
 #: Columns added since version 1 (table, column, type), added to an older file at open.
-_ADDED_COLUMNS = (("euiccs", "token_source", "TEXT"), ("orders", "report", "TEXT"))
+_ADDED_COLUMNS = (
+    ("euiccs", "token_source", "TEXT"),
+    ("orders", "report", "TEXT"),
+    ("euiccs", "sgp32", "TEXT"),
+    ("euiccs", "sgp32_source", "TEXT"),
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS euiccs (
@@ -173,11 +178,15 @@ class EuiccRecord:
     state_change: dict[str, Any] | None
     created: str
     updated: str
+    sgp32: str | None = None  # "1.0" / "1.2" (None: the eIM's default, v1.2)
+    sgp32_source: str | None = None  # operator / euiccInfo2
 
     def to_json(self) -> dict[str, Any]:
         """The API form (binary values in hex)."""
         return {
             "eid": self.eid,
+            "sgp32": self.sgp32,
+            "sgp32Source": self.sgp32_source,
             "associationToken": self.association_token,
             "associationTokenSource": self.token_source,
             "counterValue": self.counter,

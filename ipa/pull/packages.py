@@ -1,5 +1,5 @@
-"""The card's work for each eIM package of the IPAd's pull flow (:mod:`ipa.pull`, PROTOCOL.md
-§5.10): a package in, the EimPackageResult to report out (:class:`HandledPackage`).
+"""The card's work for each eIM package of the IPAd's pull flow (:mod:`ipa.pull`, the
+SGP.32 eIM packages): a package in, the EimPackageResult to report out (:class:`HandledPackage`).
 
 - S3 EXECUTE (:func:`execute_package`): LoadEuiccPackage as received → EPR, with every pending
   notification (ePRAndNotifications) when there are any. A package that does not decode, or
@@ -43,7 +43,7 @@ from ipa.esipa import (
 )
 from ipa.indirect import download_profile_indirect
 from ipa.ipa_data import InvalidIpaEuiccDataRequest, build_ipa_euicc_data
-from ipa.pull_config import DownloadMode, PullConfig
+from ipa.pull.config import DownloadMode, PullConfig
 from ipa.types import EuiccInfo1
 
 __all__ = [
@@ -90,26 +90,29 @@ class HandledPackage:
 # -- S3 -------------------------------------------------------------------------------------------
 
 
-def epr_result(client: Es10Client, epr: EuiccPackageResult) -> bytes:
+def epr_result(client: Es10Client, epr: EuiccPackageResult, sgp32: str = "1.2") -> bytes:
     """The result reporting ``epr``: ePRAndNotifications with every notification pending on
     the card, or the EPR alone when there is none."""
     notifications = [n.raw for n in client.retrieve_notifications_list()]
-    return epr_and_notifications(epr.raw, notifications) if notifications else epr.raw
+    if not notifications:
+        return epr.raw
+    return epr_and_notifications(epr.raw, notifications, sgp32)
 
 
-def execute_package(client: Es10Client, package: bytes) -> HandledPackage:
-    """S3: LoadEuiccPackage of the EuiccPackageRequest ``package``."""
+def execute_package(client: Es10Client, package: bytes, sgp32: str = "1.2") -> HandledPackage:
+    """S3: LoadEuiccPackage of the EuiccPackageRequest ``package`` (SGP.32 version ``sgp32``)."""
     try:
-        signed = schema.decode("EuiccPackageRequest", package)["euiccPackageSigned"]
+        signed = schema.decode("EuiccPackageRequest", package, sgp32=sgp32)["euiccPackageSigned"]
     except schema.DecodeError as exc:
         log.warning("undecodable eUICC package: %s", exc)
-        return HandledPackage(package_result_error(_INVALID))
-    tid = signed.get("eimTransactionId")
+        return HandledPackage(package_result_error(_INVALID, sgp32=sgp32))
+    # v1.0.1 names the field transactionId; the tag (82) is the same.
+    tid = signed.get("eimTransactionId", signed.get("transactionId"))
     try:
         epr = es10_iot.load_euicc_package(client, package)
     except StatusWordError as exc:  # the card would not even parse it
         log.warning("LoadEuiccPackage refused: %s", exc)
-        return HandledPackage(package_result_error(_INVALID, tid))
+        return HandledPackage(package_result_error(_INVALID, tid, sgp32))
     kind, operations = signed["euiccPackage"]
     rollback = False
     if kind == "psmoList" and epr.ok:
@@ -117,7 +120,7 @@ def execute_package(client: Es10Client, package: bytes) -> HandledPackage:
             if op == "enable" and "rollbackFlag" in value and name == "enableResult":
                 rollback = rollback or code == 0
     seqs = tuple(s for s in (epr.seq_number,) if s is not None)
-    result = epr_result(client, epr)
+    result = epr_result(client, epr, sgp32)
     log.info("eUICC package %s: %s %s", kind, epr.kind, list(epr.results))
     return HandledPackage(
         result,
@@ -132,7 +135,12 @@ def execute_package(client: Es10Client, package: bytes) -> HandledPackage:
 
 
 def euicc_data(
-    client: Es10Client, request: bytes, *, eim: EimConfiguration | None, config: PullConfig
+    client: Es10Client,
+    request: bytes,
+    *,
+    eim: EimConfiguration | None,
+    config: PullConfig,
+    sgp32: str = "1.2",
 ) -> HandledPackage:
     """S5: the IpaEuiccData answering the IpaEuiccDataRequest ``request``."""
     try:
@@ -142,10 +150,11 @@ def euicc_data(
             eim_id=eim.eim_id if eim is not None else None,
             capabilities=config.capabilities,
             device_info=config.device_info,
+            sgp32=sgp32,
         )
     except InvalidIpaEuiccDataRequest as exc:
         log.warning("%s", exc)
-        return HandledPackage(package_result_error(_INVALID))
+        return HandledPackage(package_result_error(_INVALID, sgp32=sgp32))
     return HandledPackage(answer.raw)
 
 
@@ -154,7 +163,7 @@ def euicc_data(
 
 class CiRestricted(Es10Client):
     """An Es10Client whose EUICCInfo1 lists only one CI key id (the eIM's euiccCiPKId), so the
-    SM-DP+ picks that CI (PROTOCOL.md §5.10 S6)."""
+    SM-DP+ picks that CI (S6 of :mod:`ipa.pull.rules`)."""
 
     def __init__(self, client: Es10Client, ci_pkid: bytes) -> None:
         super().__init__(client.channel)
@@ -205,6 +214,7 @@ async def download_for_trigger(
     eim: EimConfiguration | None,
     config: PullConfig,
     esipa: Callable[[], EsipaClient],
+    sgp32: str = "1.2",
 ) -> HandledPackage:
     """S6: run the ProfileDownloadTriggerRequest ``request`` on ``client``.
 
@@ -212,13 +222,15 @@ async def download_for_trigger(
     gives its ESipa client, asked for only for an indirect download.
     """
     try:
-        trigger = schema.decode("ProfileDownloadTriggerRequest", request)
+        trigger = schema.decode("ProfileDownloadTriggerRequest", request, sgp32=sgp32)
     except schema.DecodeError as exc:
         log.warning("undecodable download trigger: %s", exc)
-        return HandledPackage(package_result_error(_INVALID))
+        return HandledPackage(package_result_error(_INVALID, sgp32=sgp32))
     tid = trigger.get("eimTransactionId")
     failed = profile_download_trigger_result(
-        error_reason=ProfileDownloadErrorReason.UNDEFINED_ERROR, eim_transaction_id=tid
+        error_reason=ProfileDownloadErrorReason.UNDEFINED_ERROR,
+        eim_transaction_id=tid,
+        sgp32=sgp32,
     )
     try:
         ac = activation_code_for(client, trigger.get("profileDownloadData"))
@@ -247,7 +259,7 @@ async def download_for_trigger(
         remove = () if exc.notification_removed else (exc.result.seq_number,)
         pir = exc.result.raw
         trigger_result = profile_download_trigger_result(
-            profile_installation_result=pir, eim_transaction_id=tid
+            profile_installation_result=pir, eim_transaction_id=tid, sgp32=sgp32
         )
         return HandledPackage(trigger_result, remove)
     except DownloadError as exc:
@@ -257,5 +269,6 @@ async def download_for_trigger(
     trigger_result = profile_download_trigger_result(
         profile_installation_result=result.profile_installation_result,
         eim_transaction_id=tid,
+        sgp32=sgp32,
     )
     return HandledPackage(trigger_result, remove, installed=result)

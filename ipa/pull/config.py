@@ -63,9 +63,13 @@ class PullConfig:
         device_info: TAC/capabilities/IMEI for ctxParams1 and IpaEuiccData.
         capabilities: IpaCapabilities DER (default :func:`ipa.ipa_data.ipa_capabilities`).
         backoff: S8 timing.
-        report_attempts: ProvideEimPackageResult tries per cycle before giving up/rolling back.
+        report_attempts: failed deliveries (ProvideEimPackageResult, HandleNotification) per
+            cycle at most; a fresh result gets that many tries before a rollback or being set
+            aside (see :mod:`ipa.pull.rules`).
         max_packages: most eIM packages handled in one cycle.
-        send_eid: put eidValue into ProvideEimPackageResult (optional in v1.2).
+        send_eid: put eidValue into ProvideEimPackageResult (v1.2; v1.0.1 has no such field).
+        sgp32: the SGP.32 version spoken with the eIM ("1.0" or "1.2"); None: the card's
+            (EUICCInfo2 iotVersion).
     """
 
     eim_id: str | None = None
@@ -83,3 +87,10 @@ class PullConfig:
     report_attempts: int = 3
     max_packages: int = 32
     send_eid: bool = True
+    sgp32: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.sgp32 not in (None, "1.0", "1.2"):
+            raise ValueError(f"sgp32 must be '1.0', '1.2' or None, got {self.sgp32!r}")
+        if self.report_attempts < 1:
+            raise ValueError("report_attempts must be at least 1")
