@@ -50,7 +50,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import gevent
 import httpx
+import locust.runners
 from cryptography.hazmat.primitives.serialization import Encoding
 from locust import User, constant, events, task
 from locust.env import Environment
@@ -347,6 +349,11 @@ def _options(parser: Any) -> None:
 
 _user_numbers = itertools.count()
 
+# A device's work is CPU-bound (key generation, ECDSA, ASN.1), and on a loaded machine a
+# worker can miss the master's 3-second heartbeat window and be dropped from the run: allow
+# 10 s (the master reads this module too).
+locust.runners.HEARTBEAT_LIVENESS = max(locust.runners.HEARTBEAT_LIVENESS, 10)
+
 
 def device_eid(prefix: str, base: int, worker: int, number: int) -> str:
     """The EID of user ``number`` of worker ``worker`` in run ``base``: distinct for every
@@ -393,10 +400,12 @@ class EimDevice(User):
         base = options.eid_base if options is not None else 0
         eid = device_eid(prefix, base, worker, next(_user_numbers))
         card = Euicc.create(None, eid=eid, curves=(Curve.NIST_P256,))
+        gevent.sleep(0)  # CPU-bound steps: let the other greenlets (heartbeats) run between
         chain = card.credentials.chains[0]
         request = self.operator.provision(card.eid, chain.euicc_certificate, chain.eum_certificate)
         client = Es10Client.open(InProcessTransport(card))
         es10_iot.add_initial_eim(client, request)
+        gevent.sleep(0)
         binding = Binding(options.esipa_binding if options is not None else "asn1")
         assert self.host is not None
         connection = SyncConnection(self.host, context=self._esipa_context(client))
