@@ -1,8 +1,9 @@
 """``ipa``: drive an eUICC through the IPAd's ES10 client from the command line.
 
 The card is chosen with ``--card DIR`` (an emulated card kept in a directory, run in this
-process) or ``--reader NAME`` (a card in a PC/SC reader, through pyscard). The emulator is
-loaded only for ``--card``: the IPAd itself never depends on it.
+process), ``--reader NAME`` (a card in a PC/SC reader, through pyscard) or ``--modem DEVICE``
+(a card inside a cellular module, through its AT port and pyserial). The emulator is loaded
+only for ``--card``: the IPAd itself never depends on it.
 
 Global options (card selection, ``--json``, ``-v``, ``--log-level``) may stand before or after
 the command. Output, the ``--json`` envelope and exit codes: :mod:`euicc_cli.output`,
@@ -52,10 +53,18 @@ def open_transport(args: argparse.Namespace) -> Transport:
         CommandError: (exit code 3) the card cannot be opened; the message names the
             directory or reader and says why.
     """
-    if args.card and args.reader:
-        raise UsageError("use either --card or --reader, not both")
-    if args.card and (args.protocol != "any" or args.exclusive):
+    if sum(bool(x) for x in (args.card, args.reader, args.modem)) > 1:
+        raise UsageError("use one of --card, --reader and --modem")
+    if not args.reader and (args.protocol != "any" or args.exclusive):
         raise UsageError("--protocol and --exclusive are for --reader")
+    if not args.modem and (args.baud is not None or args.quirks is not None):
+        raise UsageError("--baud and --quirks are for --modem")
+    if args.modem:
+        from ipa.modem import open_modem_transport  # pyserial is optional: import on demand
+
+        return open_modem_transport(
+            args.modem, baud=args.baud or 115200, quirks=args.quirks or "auto"
+        )
     if args.reader:
         from ipa.pcsc import open_reader_transport  # pyscard is optional: import on demand
 
@@ -71,7 +80,7 @@ def open_transport(args: argparse.Namespace) -> Transport:
                 f"cannot open the card in {args.card}: {exc}", ExitCode.UNREACHABLE
             ) from exc
         return InProcessTransport(card)
-    raise UsageError("say which card to use: --card DIR or --reader NAME")
+    raise UsageError("say which card to use: --card DIR or --reader NAME (or --modem DEVICE)")
 
 
 # -- targets: a profile by ICCID or by ISD-P AID ----------------------------------------------
@@ -214,13 +223,54 @@ def cmd_memory_reset(client: Es10Client, args: argparse.Namespace, out: Output) 
 
 
 def cmd_es10(client: Es10Client, args: argparse.Namespace, out: Output) -> None:
-    """A raw ES10 request TLV to ISD-R; prints the response TLV."""
+    """A raw ES10 request TLV to ISD-R; prints the response TLV (and, in JSON, its decoding)."""
     request = _hex_argument(args.request, "ES10 request")
     response = client.exchange(request)
-    out.success(
-        {"request": request.hex().upper(), "response": response.hex().upper()},
-        text=response.hex().upper(),
-    )
+    data: dict[str, Any] = {"request": request.hex().upper(), "response": response.hex().upper()}
+    decoded = _decode_es10_response(request, response)
+    if decoded is not None:
+        data.update(decoded)
+    out.success(data, text=response.hex().upper())
+
+
+def _decode_es10_response(request: bytes, response: bytes) -> dict[str, Any] | None:
+    """``{"function", "responseType", "decoded"}`` when the catalogue knows the request's tag
+    and the response decodes as that function's response type (SGP.32 form first)."""
+    from euicc_protocol import es10 as catalogue
+    from euicc_protocol import schema
+
+    tag = request[:2] if request[0] & 0x1F == 0x1F else request[:1]
+    for profile in ("sgp32", "sgp22"):
+        fn = catalogue.lookup(tag, profile)
+        if fn is None or not response:
+            continue
+        try:
+            value = schema.decode(fn.response_type, response)
+        except Exception:  # noqa: BLE001 - undecodable: the raw TLV is the answer
+            continue
+        return {"function": f"{fn.interface}.{fn.name}", "responseType": fn.response_type,
+                "decoded": _jsonable(value)}  # fmt: skip
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    """asn1tools' Python form as JSON: bytes in hex, CHOICEs as one-key objects, BIT STRINGs
+    as hex with their length."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex().upper()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, tuple) and len(value) == 2:
+        first, second = value
+        if isinstance(first, str):  # CHOICE (alternative, value)
+            return {first: _jsonable(second)}
+        if isinstance(first, bytes | bytearray) and isinstance(second, int):  # BIT STRING
+            return {"bits": bytes(first).hex().upper(), "length": second}
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def cmd_apdu(transport: Transport, args: argparse.Namespace, out: Output) -> None:
@@ -426,6 +476,22 @@ def _card_options(group: argparse.ArgumentParser) -> None:
         help="with --reader: keep other applications off the card while the command runs",
     )
     group.add_argument(
+        "--modem",
+        metavar="DEVICE",
+        default=s,
+        help="a card in a cellular module: its AT port (/dev/ttyUSB2, socket://host:port)",
+    )
+    group.add_argument(
+        "--baud", type=int, default=s, help="with --modem: serial speed (default 115200)"
+    )
+    group.add_argument(
+        "--quirks",
+        metavar="NAME",
+        default=s,
+        help="with --modem: module family (auto, generic, quectel, simcom, ublox, telit, "
+        "huawei, fibocom, sierra; default: auto)",
+    )
+    group.add_argument(
         "--channel", type=int, default=s, help="logical channel to use (default: card assigns)"
     )
     group.add_argument(
@@ -439,6 +505,9 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "reader": None,
     "protocol": "any",
     "exclusive": False,
+    "modem": None,
+    "baud": None,
+    "quirks": None,
     "channel": None,
     "block_size": 255,
     **OUTPUT_DEFAULTS,
@@ -450,7 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Two copies: set_defaults on the top parser changes its actions' defaults, which must stay
     # "not given" in the sub-commands'.
     top, common = global_options(_card_options), global_options(_card_options)
-    parser = CommandParser(prog="ipa", description=(__doc__ or "").splitlines()[0], parents=[top])
+    parser = CommandParser(
+        prog="ipa", description=(__doc__ or "").splitlines()[0].replace("``", ""), parents=[top]
+    )
     add_version_option(parser)
     parser.set_defaults(**GLOBAL_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -571,8 +642,8 @@ def add_es9_options(p: argparse.ArgumentParser) -> None:
 def _execute(args: argparse.Namespace, out: Output) -> None:
     if args.uses == NOTHING:
         if args.command == "fleet":
-            if args.card or args.reader:
-                raise UsageError("ipa fleet takes card directories, not --card or --reader")
+            if args.card or args.reader or args.modem:
+                raise UsageError("ipa fleet takes card directories, not --card/--reader/--modem")
             from euicc_cli.fleet_command import cmd_fleet
 
             cmd_fleet(args, out)

@@ -251,6 +251,40 @@ def _serve(args: argparse.Namespace, out: Output) -> None:
     out.success(message="stopped")
 
 
+def _modem_args(p: CommandParser) -> None:
+    from euicc_sim.frontends.modem.serve import add_modem_arguments
+
+    add_modem_arguments(p)
+
+
+def _modem(args: argparse.Namespace, out: Output) -> None:
+    """Serve a card behind an emulated AT modem until Ctrl-C or SIGTERM (JSON Lines)."""
+    from euicc_sim.frontends.modem import Modem, quirks_named
+    from euicc_sim.frontends.modem.serve import (
+        ModemServer,
+        parse_tcp_address,
+        serve_until_signalled,
+    )
+
+    address = None
+    if args.tcp is not None:
+        try:
+            address = parse_tcp_address(args.tcp)
+        except ValueError as exc:
+            raise UsageError(f"--tcp: {exc}") from None
+    card = _open(args.directory)
+    modem = Modem(card, quirks_named(args.quirks))
+    server = ModemServer(modem, pty_path=args.pty, address=address)
+    out.event(
+        "serving",
+        {"eid": card.eid, "directory": args.directory, "quirks": args.quirks, "port": server.url},
+        text=f"euicc-sim modem ({args.quirks}) for EID {card.eid} on {server.url}",
+    )
+    out.stdout.flush()  # a script waits for this line before it opens the port
+    serve_until_signalled(server)
+    out.success(message="stopped")
+
+
 def _server(run: Callable[[argparse.Namespace], int], what: str) -> Callable[..., None]:
     """A reference server's command: announce it (JSON Lines), run it until stopped."""
 
@@ -262,12 +296,36 @@ def _server(run: Callable[[argparse.Namespace], int], what: str) -> Callable[...
             {"server": what, "host": args.host, "port": args.port},
             text=None,  # the server logs its own start line
         )
-        code = run(args)
+        code = _until_stopped(run, args)
         if code:
             raise CommandError(f"{what} ended with status {code}", ExitCode.FAILED)
         out.success(message="stopped")
 
     return command
+
+
+class _Stopped(Exception):  # noqa: N818 - a signal, not an error
+    """SIGTERM arrived."""
+
+
+def _until_stopped(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a server until Ctrl-C or SIGTERM, which end it normally (exit status 0).
+
+    uvicorn handles both signals while it serves and raises them again once it has shut down;
+    they arrive here then.
+    """
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stopped
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return run(args)
+    except (KeyboardInterrupt, _Stopped):
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _smdpp_args(p: CommandParser) -> None:
@@ -293,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Two copies: set_defaults on the top parser changes its actions' defaults, which must stay
     # "not given" in the sub-commands'.
     top, common = global_options(_output_options), global_options(_output_options)
-    parser = CommandParser(prog="euicc-sim", description=__doc__, parents=[top])
+    parser = CommandParser(
+        prog="euicc-sim", description=(__doc__ or "").replace("``", ""), parents=[top]
+    )
     add_version_option(parser)
     parser.set_defaults(**OUTPUT_DEFAULTS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -360,6 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1:35963",
         help="where vpcd listens (default 127.0.0.1:35963); further cards on the next ports",
     )
+    add(
+        "modem",
+        _modem,
+        "serve the card in DIR behind an emulated AT modem (pty or TCP)",
+        build=_modem_args,
+    )
     add("smdpp", None, "run the reference SM-DP+ (ES9+ over HTTPS)", build=_smdpp_args)
     add("eim", None, "run the reference eIM (ESipa over HTTPS, operator API)", build=_eim_args)
     return parser
@@ -375,8 +441,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _default_level(args: argparse.Namespace) -> int:
-    # The servers log their start line and requests at INFO: shown unless asked otherwise.
-    return logging.INFO if args.command in ("smdpp", "eim") else logging.WARNING
+    # The servers (and the modem) log their start line and requests at INFO: shown unless
+    # asked otherwise.
+    return logging.INFO if args.command in ("smdpp", "eim", "modem") else logging.WARNING
 
 
 if __name__ == "__main__":

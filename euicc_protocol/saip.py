@@ -189,7 +189,6 @@ def read_package(data: bytes) -> SaipPackage:
     data = bytes(data)
     if not data:
         raise SaipError("empty profile package")
-    spec = schema.spec()
     pes: list[SaipElement] = []
     header: dict[str, Any] | None = None
     found: dict[str, Any] = {}
@@ -201,8 +200,8 @@ def read_package(data: bytes) -> SaipPackage:
         tag, length = _tlv_extent(data, offset)
         raw = data[offset : offset + length]
         try:
-            (pe_type, value), used = spec.decode_with_length(_PE_TYPE, raw)
-        except Exception as exc:  # asn1tools raises assorted types; all mean "does not parse"
+            pe_type, value = schema.decode(_PE_TYPE, raw)
+        except schema.DecodeError as exc:
             raise SaipError(f"does not decode: {exc}", offset=offset, pe_index=index) from exc
         if pe_type is None:
             raise SaipError(
@@ -210,8 +209,6 @@ def read_package(data: bytes) -> SaipPackage:
             )
         if pe_type in _RESERVED:
             raise SaipError(f"reserved PE {pe_type}", offset=offset, pe_index=index)
-        if used != length:
-            raise SaipError("PE has undecoded bytes", offset=offset, pe_index=index)
         if (pe_type == "header") != (index == 0):
             msg = "header PE after the first PE" if index else f"first PE is {pe_type}, not header"
             raise SaipError(msg, offset=offset, pe_index=index)

@@ -11,18 +11,23 @@ compiled
 specification is pickled to a cache directory, so later processes load it in tens of
 milliseconds instead of re-parsing the grammar (over a second).
 
+Encoding uses asn1tools. Decoding does not: :func:`decode` is the project's one strict
+decoder (:mod:`euicc_protocol.der`), which reads DER only, checks SIZE and value-range
+constraints (recorded on the compiled types at compile time, see :class:`_Compiler`) and
+refuses with a :class:`StrictDecodeError` naming the rule broken and where.
+
 Values use asn1tools' Python form: SEQUENCE -> dict keyed by the ASN.1 field names, CHOICE ->
 ``(alternative_name, value)``, BIT STRING -> ``(bytes, number_of_bits)``, OCTET STRING ->
 ``bytes``, INTEGER/ENUMERATED -> ``int``/``str``, NULL -> ``None``.
 
-Two asn1tools defects are handled here:
+asn1tools defects handled here (its decoding defects, such as OBJECT IDENTIFIERs with a
+first arc 2 and a second arc >= 40 read wrongly, or a loop that never ends on a SEQUENCE OF
+element with a foreign tag, do not matter: its decoder is not used):
 
-* OBJECT IDENTIFIERs whose first arc is 2 and second arc >= 40 (``2.999.10``, the SGP.26
-  SM-DP+ OID) are decoded wrongly by asn1tools 0.169.0; the decoder is replaced at import.
 * Named BIT STRINGs are encoded with the bit length given; :func:`bits` builds the minimal
   (DER) form from bit positions.
-* The DER decoder loops forever on a SEQUENCE OF whose element has an unexpected tag (it never
-  advances); the element loop is replaced at import so that such input is a DecodeError.
+* SET OF elements are encoded in the order given; the encoder is replaced at import to sort
+  them (DER §11.6).
 * A named-number DEFAULT of an INTEGER (``profileClass DEFAULT operational``, PKIX
   ``version DEFAULT v1``) is kept as the *name*: an absent field decodes as the string
   ``'operational'`` and an explicit ``2`` is not recognised as the default, so DER's "omit the
@@ -31,6 +36,7 @@ Two asn1tools defects are handled here:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -42,9 +48,31 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import asn1tools
-from asn1tools.codecs import ber as _ber
-from asn1tools.codecs import der as _der
+from . import asn1tools_import, der
+from .der import Asn1Error, DecodeError, FieldPath, Rule, Spans, StrictDecodeError
+
+__all__ = [
+    "Asn1Error",
+    "DecodeError",
+    "EncodeError",
+    "FieldPath",
+    "Rule",
+    "Spans",
+    "StrictDecodeError",
+    "bit_positions",
+    "bits",
+    "decode",
+    "decode_spans",
+    "encode",
+    "has_type",
+    "spec",
+    "tag_of",
+]
+
+# The codecs without asn1tools' grammar parser: a cached schema needs no parsing (start-up).
+_ber, _der = asn1tools_import.codecs()
+#: How asn1tools' parser marks an extension marker (``...``) in a parsed SIZE or range list.
+_EXTENSION_MARKER = None
 
 log = logging.getLogger(__name__)
 
@@ -72,53 +100,31 @@ def module_files(sgp32: str = "1.2") -> tuple[str, ...]:
         raise ValueError(f"SGP.32 version {sgp32!r} is not one of {known}") from None
 
 
-_CACHE_FORMAT = 2
-
-
-class Asn1Error(ValueError):
-    """Base class for schema encode/decode failures."""
+_CACHE_FORMAT = 4
 
 
 class EncodeError(Asn1Error):
     """A value does not fit the ASN.1 type it was encoded as."""
 
 
-class DecodeError(Asn1Error):
-    """Bytes are not a valid DER encoding of the expected ASN.1 type."""
+def _encode_set_of_content(self: Any, data: Any, values: Any = None) -> bytearray:
+    # DER §11.6: SET OF elements in ascending order of their encodings; asn1tools keeps the
+    # order given, which the strict decoder (rightly) refuses.
+    encoded: list[bytes] = []
+    for entry in data:
+        element = bytearray()
+        self.element_type.encode(entry, element)
+        encoded.append(bytes(element))
+    width = max((len(e) for e in encoded), default=0)
+
+    def padded(e: bytes) -> bytes:
+        return e + bytes(width - len(e))
+
+    ordered: list[bytes] = sorted(encoded, key=padded)
+    return bytearray(b"".join(ordered))
 
 
-def _decode_object_identifier(data: bytes, offset: int, end_offset: int) -> str:
-    # X.690 8.19.4: the first subidentifier packs two arcs; arc 2 takes every value >= 80.
-    first, offset = _ber.decode_object_identifier_subidentifier(data, offset)
-    if first < 40:
-        arcs = [0, first]
-    elif first < 80:
-        arcs = [1, first - 40]
-    else:
-        arcs = [2, first - 80]
-    while offset < end_offset:
-        sub, offset = _ber.decode_object_identifier_subidentifier(data, offset)
-        arcs.append(sub)
-    return ".".join(str(a) for a in arcs)
-
-
-_ber.decode_object_identifier = _decode_object_identifier
-
-
-def _decode_array_content(self: Any, data: bytearray, offset: int, length: int) -> Any:
-    # asn1tools 0.169.0 appends its TAG_MISMATCH marker without advancing, looping forever.
-    end = offset + length
-    decoded = []
-    while offset < end:
-        element, offset = self.element_type.decode(data, offset)
-        _ber.check_decode_error(self.element_type, element, data, offset)
-        decoded.append(element)
-    if offset != end:
-        raise _ber.DecodeError(f"element runs {offset - end} bytes past its SEQUENCE OF", offset)
-    return decoded, offset
-
-
-_der.ArrayType.decode_content = _decode_array_content
+_der.SetOf.encode_content = _encode_set_of_content
 
 
 def _named_numbers(descriptor: dict[str, Any], types: dict[str, Any]) -> dict[str, int] | None:
@@ -146,6 +152,10 @@ def _resolve_integer_defaults(parsed: dict[str, Any]) -> None:
                     numbers = _named_numbers(member, types)
                     if numbers and default in numbers:
                         member["default"] = numbers[default]
+                if member.get("type") in ("ANY", "ANY DEFINED BY") and "tag" in member:
+                    # X.680 §31.2.7: a tag on an open type is explicit, whatever the module
+                    # default; asn1tools would drop the tag on encoding.
+                    member["tag"]["kind"] = "EXPLICIT"
                 visit(member)
         element = descriptor.get("element")
         if isinstance(element, dict):
@@ -158,7 +168,7 @@ def _resolve_integer_defaults(parsed: dict[str, Any]) -> None:
 
 def _source_digest(files: tuple[str, ...] = MODULE_FILES) -> str:
     h = hashlib.sha256()
-    h.update(f"{_CACHE_FORMAT}|{asn1tools.__version__}|{sys.version_info[:2]}".encode())
+    h.update(f"{_CACHE_FORMAT}|{asn1tools_import.version()}|{sys.version_info[:2]}".encode())
     for name in files:
         h.update(name.encode())
         h.update((ASN1_DIR / name).read_bytes())
@@ -174,16 +184,72 @@ def cache_dir() -> Path:
     return Path(base) / "euicc-sim"
 
 
+def _bound(value: Any) -> int | None:
+    return None if value is None or isinstance(value, str) else int(value)
+
+
+class _Compiler(_der.Compiler):  # type: ignore[misc,name-defined]
+    """asn1tools' DER compiler, which also records on each compiled type what the strict
+    decoder checks and the DER codec drops: ``strict_size`` (SIZE root, as (min, max)),
+    ``strict_range`` (INTEGER value range) and ``strict_extensible`` (an ENUMERATED in a
+    module with EXTENSIBILITY IMPLIED, X.680 §13.4). Constraints with an extension marker
+    are not recorded: X.680 lets values outside their root through."""
+
+    def compile_type(self, name: str, type_descriptor: dict[str, Any], module_name: str) -> Any:
+        compiled = super().compile_type(name, type_descriptor, module_name)
+        size = type_descriptor.get("size")
+        restricted = type_descriptor.get("restricted-to")
+        implied = type_descriptor.get("type") == "ENUMERATED" and self._specification.get(
+            module_name, {}
+        ).get("extensibility-implied", False)
+        if not (size or restricted or implied) or isinstance(compiled, _ber.Recursive):
+            return compiled
+        # Copies: the compiled type may be shared with every other use of the referenced type.
+        compiled = copy.copy(compiled)
+        target = compiled
+        if isinstance(compiled, _ber.ExplicitTag):
+            target = compiled.inner = copy.copy(compiled.inner)
+        if size and _EXTENSION_MARKER not in size:
+            low, high, _ = self.get_size_range(type_descriptor, module_name)
+            low, high = _bound(low), _bound(high)
+            old_low, old_high = getattr(target, "strict_size", None) or (None, None)
+            if old_low is not None:
+                low = old_low if low is None else max(low, old_low)
+            if old_high is not None:
+                high = old_high if high is None else min(high, old_high)
+            target.strict_size = (low, high)
+        if restricted and _EXTENSION_MARKER not in restricted:
+            low, high, _ = self.get_restricted_to_range(type_descriptor, module_name)
+            target.strict_range = (_bound(low), _bound(high))
+        if implied:
+            target.strict_extensible = True
+        return compiled
+
+
 def _compile(files: tuple[str, ...] = MODULE_FILES) -> Any:
+    asn1tools = asn1tools_import.full()  # the grammar parser, only when the cache misses
+    from asn1tools.codecs import constraints_checker, type_checker
+    from asn1tools.compiler import Specification
+
     parsed = asn1tools.parse_files([str(ASN1_DIR / n) for n in files])
     _resolve_integer_defaults(parsed)
-    return asn1tools.compile_dict(parsed, "der")
+    return Specification(
+        _Compiler(parsed).process(),
+        _der.decode_full_length,
+        type_checker.compile_dict(parsed),
+        constraints_checker.compile_dict(parsed),
+    )
 
 
-@cache
 def spec(sgp32: str = "1.2") -> Any:
     """The compiled asn1tools specification with SGP.32 version ``sgp32`` (loaded from the disk
     cache when possible)."""
+    # One cache key per version: spec(), spec("1.2") and spec(sgp32="1.2") are one load.
+    return _spec(sgp32)
+
+
+@cache
+def _spec(sgp32: str) -> Any:
     files = module_files(sgp32)
     path = cache_dir() / f"schema-{_source_digest(files)}.pickle"
     try:
@@ -222,22 +288,62 @@ def encode(type_name: str, value: Any, *, sgp32: str = "1.2") -> bytes:
         raise EncodeError(f"{type_name}: {exc}") from exc
 
 
-def decode(type_name: str, data: bytes, *, allow_trailing: bool = False, sgp32: str = "1.2") -> Any:
-    """Decode one ``type_name`` from ``data``.
+@cache
+def _decoder(type_name: str, constraints: bool = True, sgp32: str = "1.2") -> Any:
+    return der.node_for(spec(sgp32).types[type_name].type, constraints)
+
+
+def decode(
+    type_name: str,
+    data: bytes,
+    *,
+    allow_trailing: bool = False,
+    constraints: bool = True,
+    sgp32: str = "1.2",
+) -> Any:
+    """Decode one ``type_name`` from ``data`` with the strict DER decoder (the schema of
+    SGP.32 version ``sgp32``).
 
     Unless ``allow_trailing`` is set, bytes after the first complete TLV are an error.
+    ``constraints=False`` leaves SIZE and value ranges unchecked (every other rule holds),
+    for a function that answers a constraint violation with a result of its own.
+
+    Raises:
+        StrictDecodeError: (a :class:`DecodeError`) the bytes break a rule of
+            :mod:`euicc_protocol.der`; it names the rule, the offset and the component.
+        KeyError: the schema has no type ``type_name``.
     """
+    return _decode(type_name, data, allow_trailing, None, constraints, sgp32)
+
+
+def decode_spans(type_name: str, data: bytes, *, sgp32: str = "1.2") -> tuple[Any, Spans]:
+    """Decode ``type_name`` like :func:`decode` and also return where each component is.
+
+    The spans map a component's path (field and alternative names, SEQUENCE OF indexes,
+    e.g. ``("euiccPackageSigned", "euiccPackage", "psmoList", 0)``) to the ``(start, end)``
+    of its whole TLV in ``data``; ``()`` is the whole value. Code that checks a signature
+    takes the signed bytes from these spans, so it verifies exactly what it then acts on.
+    """
+    spans: Spans = {}
+    return _decode(type_name, data, False, spans, True, sgp32), spans
+
+
+def _decode(
+    type_name: str,
+    data: bytes,
+    allow_trailing: bool,
+    spans: Spans | None,
+    constraints: bool = True,
+    sgp32: str = "1.2",
+) -> Any:
+    root = _decoder(type_name, constraints, sgp32)
+    if type(data) is not bytes:
+        data = bytes(data)
     try:
-        value, length = spec(sgp32).decode_with_length(type_name, bytes(data))
-    except KeyError:
-        if not has_type(type_name, sgp32=sgp32):
-            raise
-        raise DecodeError(f"{type_name}: malformed encoding") from None
-    except Exception as exc:
-        raise DecodeError(f"{type_name}: {exc}") from exc
-    if not allow_trailing and length != len(data):
-        raise DecodeError(f"{type_name}: {len(data) - length} unexpected trailing bytes")
-    return value
+        return der.decode(root, data, allow_trailing=allow_trailing, spans=spans)[0]
+    except StrictDecodeError as exc:
+        exc.type_name = type_name
+        raise
 
 
 @cache

@@ -11,12 +11,18 @@ Rules (X.690 §8.1), checked on input:
   octets) for 31 and above. Up to :data:`MAX_TAG_LEN` octets. A high-tag form that could have
   been a low one, or whose first subsequent octet is ``80``, is rejected: X.690 forbids both,
   and accepting them would let two byte strings name the same tag.
-* Lengths: definite only. Short form, or ``81``..``84`` followed by 1..4 octets. Non-minimal
-  long forms (``81 05``) are valid BER and accepted; :func:`encode_length` always writes the
-  minimal (DER) form.
+* Lengths: definite only, in the minimal (DER) form, X.690 §10.1: the short form below 128,
+  otherwise ``81``..``84`` followed by 1..4 octets without a leading zero octet and not
+  below 128 (``81 05`` and ``82 00 80`` are refused). The project reads every ES10, ES9+ and
+  ESipa message as DER (see ``docs/strictness.md``), and a reader that accepted two
+  encodings of one length would let two parsers disagree about where a value ends.
+* A TLV lies inside the buffer (or the parent value) it was read from.
 
-Every malformed or truncated input raises :class:`TlvError` carrying the offset where the
-problem was found; never ``IndexError``.
+These are the framing rules of the project's one strict decoder
+(:mod:`euicc_protocol.der`), which reads every tag and length through :func:`read_header`:
+the two never judge the same bytes differently. Every malformed or truncated input raises
+:class:`TlvError` carrying the offset where the problem was found and the ``rule`` broken
+(one of :data:`RULES`); never ``IndexError``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import NamedTuple
 __all__ = [
     "MAX_LENGTH",
     "MAX_TAG_LEN",
+    "RULES",
     "Tlv",
     "TlvError",
     "der_integer",
@@ -35,6 +42,7 @@ __all__ = [
     "first_tag",
     "is_constructed",
     "iter_tlvs",
+    "read_header",
     "read_length",
     "read_tag",
     "read_tlv",
@@ -48,12 +56,24 @@ MAX_LENGTH = 0xFFFFFFFF
 _Bytes = bytes | bytearray | memoryview
 
 
-class TlvError(ValueError):
-    """Malformed or truncated BER-TLV data; ``offset`` is where it was detected."""
+#: The framing rules a :class:`TlvError` names (``TlvError.rule``).
+RULES = (
+    "truncated",  # the data ends inside a tag, a length or a value
+    "tag-form",  # high-tag-number form that is not minimal, or too long
+    "indefinite-length",  # X.690 §8.1.3.6: not allowed in DER (§10.1)
+    "length-form",  # non-minimal length octets (X.690 §10.1) or more than 4 of them
+    "child-past-parent",  # a TLV runs past the end of the value that contains it
+)
 
-    def __init__(self, message: str, offset: int) -> None:
+
+class TlvError(ValueError):
+    """Malformed or truncated BER-TLV data; ``offset`` is where it was detected and ``rule``
+    which framing rule (one of :data:`RULES`) the data breaks."""
+
+    def __init__(self, message: str, offset: int, rule: str = "truncated") -> None:
         super().__init__(f"{message} (at offset {offset})")
         self.offset = offset
+        self.rule = rule
 
 
 class Tlv(NamedTuple):
@@ -90,9 +110,12 @@ def is_constructed(tag: bytes) -> bool:
 
 def read_tag(data: _Bytes, offset: int = 0) -> tuple[bytes, int]:
     """Read one tag at ``offset``; return its octets and the offset just after it."""
+    return _read_tag(data, offset, len(data))
+
+
+def _read_tag(data: _Bytes, offset: int, end: int) -> tuple[bytes, int]:
     if offset < 0:
         raise TlvError("negative offset", offset)
-    end = len(data)
     if offset >= end:
         raise TlvError("missing tag", offset)
     first = data[offset]
@@ -102,7 +125,7 @@ def read_tag(data: _Bytes, offset: int = 0) -> tuple[bytes, int]:
     if pos >= end:
         raise TlvError("truncated tag", pos)
     if data[pos] == 0x80:
-        raise TlvError("tag number with leading zero bits", pos)
+        raise TlvError("tag number with leading zero bits", pos, "tag-form")
     number = 0
     while True:
         if pos >= end:
@@ -113,44 +136,64 @@ def read_tag(data: _Bytes, offset: int = 0) -> tuple[bytes, int]:
         if not octet & 0x80:
             break
         if pos - offset >= MAX_TAG_LEN:
-            raise TlvError(f"tag longer than {MAX_TAG_LEN} octets", offset)
+            raise TlvError(f"tag longer than {MAX_TAG_LEN} octets", offset, "tag-form")
     if number < 31:
-        raise TlvError(f"tag number {number} must use the one-octet form", offset)
+        raise TlvError(f"tag number {number} must use the one-octet form", offset, "tag-form")
     return bytes(data[offset:pos]), pos
 
 
 def read_length(data: _Bytes, offset: int) -> tuple[int, int]:
-    """Read one definite length at ``offset``; return it and the offset just after it."""
+    """Read one definite length, in its minimal form, at ``offset``; return it and the offset
+    just after it."""
+    return _read_length(data, offset, len(data))
+
+
+def _read_length(data: _Bytes, offset: int, end: int) -> tuple[int, int]:
     if offset < 0:
         raise TlvError("negative offset", offset)
-    if offset >= len(data):
+    if offset >= end:
         raise TlvError("missing length", offset)
     first = data[offset]
     if first < 0x80:
         return first, offset + 1
     count = first & 0x7F
     if count == 0:
-        raise TlvError("indefinite length not allowed", offset)
+        raise TlvError("indefinite length not allowed", offset, "indefinite-length")
     if count > 4:
-        raise TlvError(f"{count} length octets (at most 4 allowed)", offset)
+        raise TlvError(f"{count} length octets (at most 4 allowed)", offset, "length-form")
     start = offset + 1
     stop = start + count
-    if stop > len(data):
+    if stop > end:
         raise TlvError("truncated length", offset)
-    return int.from_bytes(data[start:stop], "big"), stop
+    length = int.from_bytes(data[start:stop], "big")
+    if data[start] == 0 or length < 0x80:
+        raise TlvError(f"length {length} not in its minimal form", offset, "length-form")
+    return length, stop
+
+
+def read_header(data: _Bytes, offset: int, end: int) -> tuple[bytes, int, int]:
+    """Read the tag and length of the TLV at ``offset`` inside ``data[:end]``.
+
+    Returns ``(tag, value_start, value_end)``. The whole TLV must lie before ``end``: a value
+    that runs past it is ``child-past-parent`` when ``end`` is inside ``data`` (the end of a
+    parent's value), ``truncated`` when ``end`` is the end of the data.
+    """
+    tag, pos = _read_tag(data, offset, end)
+    length, value_start = _read_length(data, pos, end)
+    value_end = value_start + length
+    if value_end > end:
+        rule = "truncated" if end >= len(data) else "child-past-parent"
+        raise TlvError(
+            f"value of tag {tag.hex().upper()} needs {length} octets, {end - value_start} present",
+            value_start,
+            rule,
+        )
+    return tag, value_start, value_end
 
 
 def read_tlv(data: _Bytes, offset: int = 0) -> Tlv:
     """Read the TLV starting at ``offset``; its value must lie entirely inside ``data``."""
-    tag, pos = read_tag(data, offset)
-    length, value_start = read_length(data, pos)
-    value_end = value_start + length
-    if value_end > len(data):
-        raise TlvError(
-            f"value of tag {tag.hex().upper()} needs {length} octets, "
-            f"{len(data) - value_start} present",
-            value_start,
-        )
+    tag, value_start, value_end = read_header(data, offset, len(data))
     return Tlv(tag, value_start, value_end, value_end)
 
 
@@ -165,11 +208,9 @@ def iter_tlvs(data: _Bytes, start: int = 0, end: int | None = None) -> Iterator[
         raise TlvError("end beyond the data", len(data))
     pos = start
     while pos < stop:
-        tlv = read_tlv(data, pos)
-        if tlv.end > stop:
-            raise TlvError(f"TLV with tag {tlv.tag.hex().upper()} runs past the end", pos)
-        yield tlv
-        pos = tlv.end
+        tag, value_start, value_end = read_header(data, pos, stop)
+        yield Tlv(tag, value_start, value_end, value_end)
+        pos = value_end
 
 
 def encode_length(n: int) -> bytes:

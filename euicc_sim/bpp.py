@@ -36,8 +36,10 @@ Rules
    the MAC chain) is scp03tSecurityError (8); bad segment length, alignment or padding is
    scp03tStructureError (7); a piece or decrypted request that does not parse is
    incorrectInputValues (1).
-5. Checks per command: InitialiseSecureChannel: remoteOpId (5), transactionId (3), CRT
-   ``88``/``10`` and hostId of 1..16 bytes (4), smdpSign (2), smdpOtpk a point on the curve
+5. Checks per command: a piece or request the strict decoder refuses (including values
+   outside SIZE constraints, e.g. an empty hostId) is incorrectInputValues (1).
+   InitialiseSecureChannel: remoteOpId (5), transactionId (3), CRT
+   ``88``/``10`` (4), smdpSign (2), smdpOtpk a point on the curve
    (1); the otSK is then forgotten. ConfigureISDP: room for one more profile (10).
    StoreMetadata: ICCID not on the card (9), profileClass 0..2 (6), PPRs allowed by the RAT
    (15). LoadProfileElements: the package fits the free profile memory while it arrives
@@ -240,9 +242,15 @@ def _decrypt_sequence(channel: scp03t.SecureChannel, piece: bytes, command: int)
 
 
 def _decode(type_name: str, data: bytes, command: int) -> Any:
+    return _decode_spans(type_name, data, command)[0]
+
+
+def _decode_spans(type_name: str, data: bytes, command: int) -> tuple[Any, schema.Spans]:
+    """Strictly decode a piece or a decrypted request; incorrectInputValues when it does not."""
     try:
-        return schema.decode(type_name, data)
-    except schema.DecodeError:
+        return schema.decode_spans(type_name, data)
+    except schema.DecodeError as exc:
+        log.info("BPP: undecodable %s: %s", type_name, exc)
         raise _Failure(command, INCORRECT_INPUT_VALUES) from None
 
 
@@ -372,7 +380,7 @@ def _initialise_secure_channel(
     def fail(reason: int) -> _Failure:
         return _Failure(INITIALISE_SECURE_CHANNEL, reason)
 
-    value = _decode("InitialiseSecureChannelRequest", isc, INITIALISE_SECURE_CHANNEL)
+    value, spans = _decode_spans("InitialiseSecureChannelRequest", isc, INITIALISE_SECURE_CHANNEL)
     if value["remoteOpId"] != 1:  # installBoundProfilePackage
         raise fail(UNSUPPORTED_REMOTE_OPERATION_TYPE)
     if value["transactionId"] != session.transaction_id:
@@ -384,7 +392,7 @@ def _initialise_secure_channel(
     if not 1 <= len(host_id) <= 16:
         raise fail(UNSUPPORTED_CRT_VALUES)
     assert session.dp_pb_key is not None and session.otsk is not None  # PREPARED has both
-    signed = _before_signature(isc) + session.euicc_otpk_tlv
+    signed = _before_signature(isc, spans) + session.euicc_otpk_tlv
     try:
         crypto.verify_raw(session.dp_pb_key, value["smdpSign"], signed)
     except (crypto.InvalidSignature, crypto.UnsupportedKey):
@@ -403,15 +411,11 @@ def _initialise_secure_channel(
     return scp03t.SecureChannel.from_session_keys(keys)
 
 
-def _before_signature(isc: bytes) -> bytes:
-    """The ``BF23`` value up to the smdpSign TLV: what smdpSign covers, with the euiccOtpk."""
-    outer = tlv.read_tlv(isc)
-    pos = outer.value_start
-    for item in tlv.iter_tlvs(isc, outer.value_start, outer.value_end):
-        if item.tag == _TAG_SIGNATURE:
-            return isc[outer.value_start : pos]
-        pos = item.end
-    raise _Failure(INITIALISE_SECURE_CHANNEL, INCORRECT_INPUT_VALUES)
+def _before_signature(isc: bytes, spans: schema.Spans) -> bytes:
+    """The ``BF23`` value up to the smdpSign TLV, as the strict parse of ``isc`` found it:
+    what smdpSign covers, with the euiccOtpk."""
+    _, value_start, _ = tlv.read_header(isc, 0, len(isc))
+    return isc[value_start : spans[("smdpSign",)][0]]
 
 
 # --- StoreMetadata --------------------------------------------------------------------------

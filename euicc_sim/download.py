@@ -141,21 +141,16 @@ def drop_one_time_key(ctx: IsdrContext) -> None:
     ctx.retained.pop(_RETAINED_OTSK, None)
 
 
-def _decode(type_name: str, request: bytes) -> tuple[Any, list[bytes]]:
-    """Decode a raw request; also return the complete TLV bytes of each element of its value,
-    exactly as received (what signatures cover)."""
+def _decode(type_name: str, request: bytes) -> tuple[Any, dict[str, bytes]]:
+    """Decode a raw request, strictly; also return the complete TLV of each of its fields,
+    exactly as received and as that one parse found them (what signatures cover)."""
     try:
-        value = schema.decode(type_name, request)
-        outer = tlv.read_tlv(request)
-        elements = []
-        pos = outer.value_start
-        for item in tlv.iter_tlvs(request, outer.value_start, outer.value_end):
-            elements.append(request[pos : item.end])
-            pos = item.end
-    except (schema.DecodeError, tlv.TlvError) as exc:
+        value, spans = schema.decode_spans(type_name, request)
+    except schema.DecodeError as exc:
         log.info("undecodable %s: %s", type_name, exc)
         raise StatusWordError(0x6A80) from None
-    return value, elements
+    fields = {str(path[0]): request[a:b] for path, (a, b) in spans.items() if len(path) == 1}
+    return value, fields
 
 
 def _load_server_certificate(
@@ -232,10 +227,12 @@ def _authenticate_server(ctx: IsdrContext, request: bytes) -> bytes:
     chain = ctx.credentials.chain_for(ci_pkid)
     if ci_key is None or chain is None:
         return refuse(CI_PK_UNKNOWN)
-    key, oid, code = _load_server_certificate(ctx, raw[3], ci_pkid, ci_key, _SERVER_AUTH_ROLES)
+    key, oid, code = _load_server_certificate(
+        ctx, raw["serverCertificate"], ci_pkid, ci_key, _SERVER_AUTH_ROLES
+    )
     if key is None or oid is None:
         return refuse(code)
-    if not _verifies(key, value["serverSignature1"], raw[0]):
+    if not _verifies(key, value["serverSignature1"], raw["serverSigned1"]):
         return refuse(INVALID_SIGNATURE)
     if signed1["euiccChallenge"] != challenge:
         return refuse(EUICC_CHALLENGE_MISMATCH)
@@ -246,7 +243,7 @@ def _authenticate_server(ctx: IsdrContext, request: bytes) -> bytes:
         + tlv.encode_tlv(b"\x83", signed1["serverAddress"].encode())
         + tlv.encode_tlv(b"\x84", signed1["serverChallenge"])
         + schema.encode("SGP32-EUICCInfo2", euicc_info2_value(ctx))
-        + raw[4],  # ctxParams1, as received
+        + raw["ctxParams1"],  # as received
     )
     signature1 = tlv.encode_tlv(_SIGNATURE_TAG, chain.sign(euicc_signed1))
     ctx.session[SESSION_KEY] = DownloadSession(
@@ -305,9 +302,8 @@ def _prepare_download(ctx: IsdrContext, request: bytes) -> bytes:
     if session is None or session.phase is not Phase.AUTHENTICATED:
         return refuse(NO_SESSION_CONTEXT)
     ci_pkid = session.chain.ci_pkid
-    certificate = raw[3 if "hashCc" in value else 2]
     key, oid, code = _load_server_certificate(
-        ctx, certificate, ci_pkid, session.ci_key, (pki.CertRole.DP_PB,)
+        ctx, raw["smdpCertificate"], ci_pkid, session.ci_key, (pki.CertRole.DP_PB,)
     )
     if key is None or oid is None:
         return refuse(INVALID_CERTIFICATE if code == INVALID_OID else code)
@@ -315,7 +311,7 @@ def _prepare_download(ctx: IsdrContext, request: bytes) -> bytes:
         return refuse(INVALID_CERTIFICATE)
     if transaction_id != session.transaction_id:
         return refuse(INVALID_TRANSACTION_ID)
-    if not _verifies(key, value["smdpSignature2"], raw[0] + session.euicc_signature1):
+    if not _verifies(key, value["smdpSignature2"], raw["smdpSigned2"] + session.euicc_signature1):
         return refuse(INVALID_SIGNATURE)
 
     otsk = _one_time_key(ctx, Curve.of_key(key), signed2.get("bppEuiccOtpk"))
@@ -324,7 +320,7 @@ def _prepare_download(ctx: IsdrContext, request: bytes) -> bytes:
     if "hashCc" in value:
         body += tlv.encode_tlv(b"\x04", value["hashCc"])
     euicc_signed2 = tlv.encode_tlv(b"\x30", body)
-    smdp_signature2 = raw[1]  # the complete 5F37 TLV as received
+    smdp_signature2 = raw["smdpSignature2"]  # the complete 5F37 TLV as received
     signature2 = session.chain.sign(euicc_signed2 + smdp_signature2)
     session.phase = Phase.PREPARED
     session.dp_pb_key = key

@@ -12,12 +12,13 @@ Rules
    as soon as any eIM is configured (the v1.2 successor of v1.0's
    unsignedEimConfigDisallowed); afterwards eIMs change only through signed eCOs. A request
    is all or nothing: one bad entry refuses the whole request and stores nothing.
-2. Checks per configuration entry, in this order (the first failure is the answer):
+2. A request the strict decoder refuses (an empty eimId breaks SIZE(1..128)) is ``6A80``.
+   Checks per configuration entry, in this order (the first failure is the answer):
 
    ==========================================================  ===================================
    condition                                                   result
    ==========================================================  ===================================
-   eimId empty, eimIdType not 1..3, no eimPublicKeyData (add),   commandError (7)
+   eimIdType not 1..3, no eimPublicKeyData (add),                commandError (7)
    a key or certificate that does not parse or is not EC on
    P-256/brainpoolP256r1, a certificate that is neither
    self-signed nor issued by a CI the card trusts for
@@ -142,24 +143,35 @@ class EimEntry:
     token: int | None  # associationToken as received (-1: allocate one)
 
 
-def _key_material(raw: bytes, entry: tlv.Tlv) -> dict[bytes, bytes]:
+_KEY_FIELDS = (("eimPublicKeyData", 0xA5), ("trustedPublicKeyDataTls", 0xA6))
+
+
+def _key_material(
+    value: Mapping[str, Any], raw: bytes, spans: schema.Spans, path: schema.FieldPath
+) -> dict[bytes, bytes]:
     """``A5``/``A6`` of an entry -> the DER (``30`` restored) of the key or certificate.
 
-    Key material is taken from the received bytes, so a certificate keeps its exact bytes
-    (its signature covers them) and is returned by GetEimConfigurationData as it came.
+    Key material is taken from the received bytes, at the place the strict parse found it,
+    so a certificate keeps its exact bytes (its signature covers them) and is returned by
+    GetEimConfigurationData as it came.
     """
     found: dict[bytes, bytes] = {}
-    for child in tlv.iter_tlvs(raw, entry.value_start, entry.value_end):
-        if child.tag in (b"\xa5", b"\xa6"):
-            inner = tlv.read_tlv(raw, child.value_start)
-            # [0]/[1] IMPLICIT SubjectPublicKeyInfo / Certificate: the tag replaced the 30.
-            found[child.tag + inner.tag] = b"\x30" + raw[child.value_start + 1 : inner.end]
+    for name, tag in _KEY_FIELDS:
+        arm = value.get(name, (None, None))[0]
+        if arm is None:
+            continue
+        start, end = spans[(*path, name, arm)]
+        # [0]/[1] IMPLICIT SubjectPublicKeyInfo / Certificate: the tag replaced the 30.
+        found[bytes((tag, raw[start]))] = b"\x30" + raw[start + 1 : end]
     return found
 
 
-def parse_entry(value: Mapping[str, Any], raw: bytes, entry: tlv.Tlv) -> EimEntry:
-    """An :class:`EimEntry` from the decoded EimConfigurationData and its received TLV."""
-    keys = _key_material(raw, entry)
+def parse_entry(
+    value: Mapping[str, Any], raw: bytes, spans: schema.Spans, path: schema.FieldPath
+) -> EimEntry:
+    """An :class:`EimEntry` from a decoded EimConfigurationData, the request ``raw`` it was
+    decoded from, and the ``spans`` and ``path`` of that decode."""
+    keys = _key_material(value, raw, spans, path)
     fields: dict[str, Any] = {"eim_id": value["eimId"]}
     if "eimFqdn" in value:
         fields["eim_fqdn"] = value["eimFqdn"]
@@ -430,20 +442,17 @@ def get_eim_configuration_data(ctx: IsdrContext, request: dict) -> bytes:
     return tlv.encode_tlv(b"\xbf\x55", tlv.encode_tlv(b"\xa0", body))
 
 
-def _entries(request: bytes) -> list[tuple[dict, tlv.Tlv]]:
-    """Decode an AddInitialEimRequest; pair each decoded entry with its received TLV."""
+def _entries(request: bytes) -> list[tuple[dict, schema.Spans, schema.FieldPath]]:
+    """Decode an AddInitialEimRequest; pair each decoded entry with where it was found."""
     try:
-        value = schema.decode("AddInitialEimRequest", request)
-        outer = tlv.read_tlv(request)
-        children = tlv.iter_tlvs(request, outer.value_start, outer.value_end)
-        lst = next(t for t in children if t.tag == b"\xa0")
-        raw = list(tlv.iter_tlvs(request, lst.value_start, lst.value_end))
-    except (schema.DecodeError, tlv.TlvError, StopIteration):
+        value, spans = schema.decode_spans("AddInitialEimRequest", request)
+    except schema.DecodeError as exc:
+        log.info("undecodable AddInitialEim: %s", exc)
         raise StatusWordError(0x6A80) from None
-    decoded = value["eimConfigurationDataList"]
-    if len(decoded) != len(raw):
-        raise StatusWordError(0x6A80)
-    return list(zip(decoded, raw, strict=True))
+    return [
+        (entry, spans, ("eimConfigurationDataList", i))
+        for i, entry in enumerate(value["eimConfigurationDataList"])
+    ]
 
 
 def _add_initial_error(code: int) -> bytes:
@@ -460,7 +469,7 @@ def add_initial_eim(ctx: IsdrContext, request: bytes) -> bytes:
         return _add_initial_error(COMMAND_ERROR)
     answers: list[tuple[str, Any]] = []
     try:
-        parsed = [parse_entry(value, request, t) for value, t in entries]
+        parsed = [parse_entry(value, request, spans, path) for value, spans, path in entries]
         for entry in parsed:
             check_entry(entry, ctx.credentials)
         if len({e.config.eim_id for e in parsed}) != len(parsed):

@@ -86,20 +86,25 @@ UNKNOWN_OR_DAMAGED_COMMAND = 2
 OK = 0
 
 _TAG_REQUEST = b"\xbf\x51"
-_TAG_SIGNED = b"\x30"
 _TAG_SIGNATURE = b"\x5f\x37"
-_TAG_LISTS = (b"\xa0", b"\xa1")  # psmoList, ecoList
+_SIGNED: schema.FieldPath = ("euiccPackageSigned",)
 
 
 @dataclass(frozen=True)
 class Received:
-    """A decoded EuiccPackageRequest with the received bytes signatures are checked over."""
+    """A decoded EuiccPackageRequest with the received bytes signatures are checked over.
+
+    Everything here comes from one strict parse (:func:`euicc_protocol.schema.decode_spans`):
+    ``signed_bytes`` is the euiccPackageSigned TLV *of that parse* and ``operations`` are its
+    operations, so the package that is verified is the package that runs.
+    """
 
     signed: dict[str, Any]  # the decoded euiccPackageSigned
     signed_bytes: bytes  # the euiccPackageSigned TLV exactly as received
     signature: bytes  # eimSignature (r || s)
-    operations: list[tuple[Any, tlv.Tlv]]  # decoded Psmo/Eco and its TLV in ``raw``
+    operations: list[tuple[Any, schema.FieldPath]]  # decoded Psmo/Eco and its path in ``spans``
     raw: bytes  # the whole request
+    spans: schema.Spans  # where each component of the parse lies in ``raw``
 
     @property
     def eim_id(self) -> str:
@@ -111,43 +116,33 @@ class Received:
         return None if tid is None else bytes(tid)
 
 
-def _children(data: bytes, parent: tlv.Tlv) -> list[tuple[int, tlv.Tlv]]:
-    """(start offset, TLV) of each child of ``parent``."""
-    out, pos = [], parent.value_start
-    for child in tlv.iter_tlvs(data, parent.value_start, parent.value_end):
-        out.append((pos, child))
-        pos = child.end
-    return out
-
-
 def parse_request(request: bytes) -> Received:
-    """Decode a LoadEuiccPackage request and slice out the bytes that were signed.
+    """Decode a LoadEuiccPackage request, once, strictly, with the spans of its parts.
+
+    A second euiccPackageSigned, eimSignature or package list, bytes after the request, or
+    any other encoding the strict decoder refuses never reaches the signature check.
 
     Raises:
         StatusWordError: ``6A80`` when it does not decode.
     """
     try:
-        value = schema.decode("EuiccPackageRequest", request)
-        outer = tlv.read_tlv(request)
-        if outer.tag != _TAG_REQUEST:
-            raise ValueError("not a BF51")
-        parts = {child.tag: (start, child) for start, child in _children(request, outer)}
-        start, signed = parts[_TAG_SIGNED]
-        signature = parts[_TAG_SIGNATURE][1].value(request)
-        lists = [c for _, c in _children(request, signed) if c.tag in _TAG_LISTS]
-        ops = list(tlv.iter_tlvs(request, lists[0].value_start, lists[0].value_end))
-    except (schema.DecodeError, tlv.TlvError, ValueError, KeyError, IndexError):
+        value, spans = schema.decode_spans("EuiccPackageRequest", request)
+    except schema.DecodeError as exc:
+        log.info("undecodable LoadEuiccPackage: %s", exc)
         raise StatusWordError(0x6A80) from None
     decoded = value["euiccPackageSigned"]
     kind, operations = decoded["euiccPackage"]
-    if kind not in ("psmoList", "ecoList") or len(operations) != len(ops):
+    if kind not in ("psmoList", "ecoList"):  # an extension alternative this card cannot run
         raise StatusWordError(0x6A80)
+    start, end = spans[_SIGNED]
+    paths = [(*_SIGNED, "euiccPackage", kind, i) for i in range(len(operations))]
     return Received(
         signed=decoded,
-        signed_bytes=request[start : signed.end],
-        signature=signature,
-        operations=list(zip(operations, ops, strict=True)),
+        signed_bytes=request[start:end],
+        signature=value["eimSignature"],
+        operations=list(zip(operations, paths, strict=True)),
         raw=request,
+        spans=spans,
     )
 
 
@@ -215,10 +210,10 @@ class _Run:
         self.state = notifications.add_events(t.state, chain, t.events)
 
 
-Operation = Callable[[_Run, Any, tlv.Tlv], None]
+Operation = Callable[[_Run, Any, schema.FieldPath], None]
 
 
-def _enable(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _enable(run: _Run, value: dict, op: schema.FieldPath) -> None:
     before = run.state
     previous = before.enabled_profile
     t = profiles.enable(before, iccid=value["iccid"], actor=Actor.EIM)
@@ -245,7 +240,7 @@ def _enable(run: _Run, value: dict, op: tlv.Tlv) -> None:
     run.result(("enableResult", code))
 
 
-def _disable(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _disable(run: _Run, value: dict, op: schema.FieldPath) -> None:
     t = profiles.disable(run.state, iccid=value["iccid"], actor=Actor.EIM)
     if t.ok:
         run.switch(t)
@@ -253,7 +248,7 @@ def _disable(run: _Run, value: dict, op: tlv.Tlv) -> None:
     run.result(("disableResult", t.result))
 
 
-def _delete(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _delete(run: _Run, value: dict, op: schema.FieldPath) -> None:
     t = profiles.delete(run.state, iccid=value["iccid"], actor=Actor.EIM)
     code = t.result
     if t.ok:
@@ -263,55 +258,55 @@ def _delete(run: _Run, value: dict, op: tlv.Tlv) -> None:
     run.result(("deleteResult", code))
 
 
-def _list_profile_info(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _list_profile_info(run: _Run, value: dict, op: schema.FieldPath) -> None:
     # listProfileInfoResult is [45] IMPLICIT SGP32-ProfileInfoListResponse: the BF2D that
     # GetProfilesInfo answers is exactly its encoding.
     view = _ProfilesView(run.state, run.ctx.config)
     run.items.append(es10c.get_profiles_info(view, value))
 
 
-def _get_rat(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _get_rat(run: _Run, value: dict, op: schema.FieldPath) -> None:
     run.result(("getRATResult", es10b.get_rat(run.ctx, {})["rat"]))
 
 
-def _configure_immediate_enable(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _configure_immediate_enable(run: _Run, value: dict, op: schema.FieldPath) -> None:
     run.state = replace(run.state, immediate_enable=iot.immediate_enable_config(value))
     run.result(("configureImmediateEnableResult", OK))
 
 
-def _set_fallback_attribute(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _set_fallback_attribute(run: _Run, value: dict, op: schema.FieldPath) -> None:
     run.state, code = iot.set_fallback_attribute(run.state, bytes(value["iccid"]))
     run.result(("setFallbackAttributeResult", code))
 
 
-def _unset_fallback_attribute(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _unset_fallback_attribute(run: _Run, value: dict, op: schema.FieldPath) -> None:
     run.state, code = iot.unset_fallback_attribute(run.state)
     run.result(("unsetFallbackAttributeResult", code))
 
 
-def _set_default_dp_address(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _set_default_dp_address(run: _Run, value: dict, op: schema.FieldPath) -> None:
     run.state = replace(run.state, default_dp_address=value["defaultDpAddress"] or None)
     run.result(("setDefaultDpAddressResult", {"setDefaultDpAddressResult": OK}))
 
 
-def _add_eim(run: _Run, value: dict, op: tlv.Tlv) -> None:
-    entry = eim.parse_entry(value, run.received.raw, op)
+def _add_eim(run: _Run, value: dict, op: schema.FieldPath) -> None:
+    entry = eim.parse_entry(value, run.received.raw, run.received.spans, (*op, "addEim"))
     run.state, result = eim.add_eim(run.state, entry, run.ctx.credentials)
     run.result(("addEimResult", result))
 
 
-def _update_eim(run: _Run, value: dict, op: tlv.Tlv) -> None:
-    entry = eim.parse_entry(value, run.received.raw, op)
+def _update_eim(run: _Run, value: dict, op: schema.FieldPath) -> None:
+    entry = eim.parse_entry(value, run.received.raw, run.received.spans, (*op, "updateEim"))
     run.state, code = eim.update_eim(run.state, entry, run.ctx.credentials)
     run.result(("updateEimResult", code))
 
 
-def _delete_eim(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _delete_eim(run: _Run, value: dict, op: schema.FieldPath) -> None:
     run.state, code = eim.delete_eim(run.state, value["eimId"])
     run.result(("deleteEimResult", code))
 
 
-def _list_eim(run: _Run, value: dict, op: tlv.Tlv) -> None:
+def _list_eim(run: _Run, value: dict, op: schema.FieldPath) -> None:
     run.result(("listEimResult", ("eimIdList", eim.list_eim(run.state))))
 
 

@@ -9,7 +9,9 @@ cache encodings).
 
 ES10 functional errors are answered inside the response (result codes), never with status
 words. Status words are reserved for transport-level problems: an unknown tag (``6A88``) or
-a request that does not decode (``6A80``).
+a request the strict decoder (:mod:`euicc_protocol.der`) refuses (``6A80``), unless the
+function defines its own result for a value outside a constraint
+(``_OWN_CONSTRAINT_RESULTS``).
 
 A handler wrapped in :class:`RawHandler` gets the request bytes exactly as received instead
 of a decoded value: signed requests need them (signatures cover the received bytes, never a
@@ -100,6 +102,14 @@ class IsdrContext:
         self.session.clear()
 
 
+#: Requests whose function answers a value outside a SIZE or range constraint with a result
+#: of its own, after its other checks: the handler gets the value decoded without the
+#: constraints (every other rule holds) instead of ``6A80``. SetNickname: a nickname over 64
+#: characters is undefinedError, an unknown ICCID still iccidOrAidNotFound (SGP.22 §5.7.21).
+_OWN_CONSTRAINT_RESULTS = frozenset({"SetNicknameRequest"})
+_CONSTRAINTS = (schema.Rule.SIZE, schema.Rule.RANGE)
+
+
 class IsdR:
     """The ISD-R application (an :class:`euicc_sim.application.Application`)."""
 
@@ -158,12 +168,15 @@ class IsdR:
         response_type, handler = entry
         if isinstance(handler, RawHandler):
             return handler(self.context, request)
+        request_type = self._request_types[tag]
         version = self._versions.get(tag, "1.2")
         try:
-            value = schema.decode(self._request_types[tag], request, sgp32=version)
-        except schema.DecodeError as exc:
+            value = schema.decode(request_type, request, sgp32=version)
+        except schema.StrictDecodeError as exc:
             log.info("undecodable ES10 request: %s", exc)
-            raise StatusWordError(0x6A80) from None
+            if request_type not in _OWN_CONSTRAINT_RESULTS or exc.rule not in _CONSTRAINTS:
+                raise StatusWordError(0x6A80) from None
+            value = schema.decode(request_type, request, constraints=False, sgp32=version)
         result = handler(self.context, value)
         if isinstance(result, bytes | bytearray):
             return bytes(result)

@@ -496,7 +496,10 @@ class DirectoryStorage:
     def load(self) -> CardState | None:
         """Read the committed state (``None``: never committed), then collect garbage."""
         raw = self._io.read(os.path.join(self.path, STATE_FILE))
-        state = None if raw is None else state_from_json(raw)
+        try:
+            state = None if raw is None else state_from_json(raw)
+        except StorageError as exc:  # name the file: the user is told which one is damaged
+            raise StorageError(f"{STATE_FILE}: {exc}") from exc
         wanted = referenced_blobs(state)
         missing = [d for d in sorted(wanted) if not self._io.exists(os.path.join(self._blobs, d))]
         if missing:

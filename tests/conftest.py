@@ -20,10 +20,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--backend",
         default=None,
-        choices=("emulator", "vpcd", "pcsc"),
+        choices=("emulator", "vpcd", "pcsc", "modem", "modem-device"),
         help="card backend the conformance suite runs on: emulator (in process), vpcd (the "
-        "emulator through pcscd + vpcd + pyscard) or pcsc (the card in the --reader). "
-        "Default: the emulator, and the emulator through vpcd in one client framing.",
+        "emulator through pcscd + vpcd + pyscard), pcsc (the card in the --reader), modem "
+        "(the emulator behind an emulated AT modem on a pty) or modem-device (the card in "
+        "the --modem module). Default: the emulator, and the emulator through vpcd and "
+        "through the emulated modem in one client framing.",
+    )
+    group.addoption(
+        "--modem",
+        default=None,
+        metavar="DEVICE",
+        help="run the conformance suite on the card inside the cellular module whose AT port "
+        "is DEVICE (/dev/ttyUSB2, socket://host:port); implies --backend modem-device",
+    )
+    group.addoption(
+        "--modem-quirks",
+        default=None,
+        metavar="NAME",
+        help="module family for --modem (default auto) and for the emulated modem backend "
+        "(default quectel)",
     )
     group.addoption(
         "--reader",

@@ -32,7 +32,7 @@ from asn1tools.codecs import constraints_checker as cc
 from hypothesis import strategies as st
 
 from euicc_protocol import schema
-from euicc_protocol.tlv import encode_tlv
+from euicc_protocol.tlv import der_integer, encode_tlv
 
 __all__ = ["DEEP", "MAX_LIST", "MAX_OCTETS", "UnsupportedType", "strategy_for"]
 
@@ -113,6 +113,10 @@ def _build(t: Any, c: Any, depth: int, path: str) -> Strategy:
         lo, hi = _bounds(c, MAX_LIST)
         if depth >= DEEP:
             hi = lo
+        if isinstance(t, der.SetOf | ber.SetOf):
+            # DER sorts SET OF elements (X.690 §11.6), so more than one would not decode back
+            # in the order drawn; the sorting has its own tests in test_der.py.
+            hi = max(lo, min(hi, 1))
         return st.lists(_build(t.element_type, element, depth + 1, here), min_size=lo, max_size=hi)
     return _primitive(t, c, here)
 
@@ -202,9 +206,18 @@ def _oid() -> Strategy:
 
 
 def _any_tlv() -> Strategy:
-    # An open type value is one complete TLV; asn1tools hands back its raw bytes.
-    tag = st.sampled_from([b"\x04", b"\x0c", b"\x02", b"\x30", b"\x80", b"\xa1", b"\xbf\x22"])
-    return st.builds(encode_tlv, tag, st.binary(max_size=MAX_OCTETS))
+    # An open type value is one complete TLV (a constructed one holds TLVs, as the strict
+    # decoder checks); the decoder hands back its raw bytes.
+    primitive = st.builds(
+        encode_tlv, st.sampled_from([b"\x04", b"\x0c", b"\x80"]), st.binary(max_size=MAX_OCTETS)
+    )
+    integer = st.integers(-(2**40), 2**40).map(lambda n: encode_tlv(b"\x02", der_integer(n)))
+    constructed = st.builds(
+        lambda tag, items: encode_tlv(tag, b"".join(items)),
+        st.sampled_from([b"\x30", b"\xa1", b"\xbf\x22"]),
+        st.lists(primitive, max_size=2),
+    )
+    return st.one_of(primitive, integer, constructed)
 
 
 def _primitive(t: Any, c: Any, here: str) -> Strategy:

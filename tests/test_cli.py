@@ -245,8 +245,8 @@ def test_errors_print_one_envelope_and_the_documented_exit_code(
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        ({"state.json": b"{not json"}, "state file is not valid JSON"),
-        ({"state.json": b'{"format": 1}'}, "state file"),
+        ({"state.json": b"{not json"}, "state.json: state file is not valid JSON"),
+        ({"state.json": b'{"format": 1}'}, "state.json: state file does not have"),
         ({"files/cert_ci_0.der": b"\x30\x03junk"}, "cert_ci_0.der is damaged"),
         ({"files/sk_euicc_1.pem": b"-----BEGIN"}, "sk_euicc_1.pem is damaged"),
         ({"files/config.json": b"[1, 2"}, "config.json is damaged"),
@@ -426,7 +426,14 @@ def test_es10_passthrough_returns_the_response_tlv(
     code, out, _ = run_ipa(card, capsys, "es10", "BF3E035C015A")
     assert code == 0 and out.strip() == "BF3E125A10" + EID
     code, out, _ = run_ipa(card, capsys, "es10", "bf2d 00", "--json")
-    assert data(out)["response"].startswith("BF2D")
+    answer = data(out)
+    assert answer["response"].startswith("BF2D")
+    assert answer["function"] == "ES10c.GetProfilesInfo"
+    listed = answer["decoded"]["profileInfoListOk"]
+    # ProfileInfo iccid in the EF.ICCID coding (nibbles swapped), as on the wire
+    assert {p["iccid"] for p in listed} == {"989444999999990920F3", "989444999999990971F1"}
+    code, out, _ = run_ipa(card, capsys, "es10", "BF3E035C015A", "--json")
+    assert data(out)["decoded"] == {"eidValue": EID}
 
 
 def test_apdu_passthrough_prints_data_and_status_word(
@@ -492,3 +499,75 @@ def test_broken_pipe_ends_quietly(card: str) -> None:
         )
     assert done.returncode == 141
     assert b"Traceback" not in done.stderr and b"Exception ignored" not in done.stderr
+
+
+def test_serve_streams_json_lines_and_stops_cleanly_on_ctrl_c(card: str) -> None:
+    """``euicc-sim serve --json``: one ``serving`` line per card, the envelope last, exit 0."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a free port: nobody listens there, the card keeps retrying
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    argv = [sys.executable, "-m", "euicc_sim", "serve", card, "--vpcd", f"127.0.0.1:{port}"]
+    child = subprocess.Popen(
+        [*argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert child.stdout is not None
+        first = json.loads(child.stdout.readline())
+        child.send_signal(signal.SIGINT)
+        rest, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert first == {
+        "event": "serving",
+        "eid": EID,
+        "directory": card,
+        "host": "127.0.0.1",
+        "port": port,
+    }
+    (last,) = [json.loads(line) for line in rest.splitlines()]
+    assert (last["ok"], last["code"], last["message"]) == (True, 0, "stopped")
+    assert child.returncode == 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_server_command_streams_json_lines_and_ends_normally_when_stopped(stop: str) -> None:
+    """``euicc-sim smdpp --json``: a ``starting`` line, then on Ctrl-C or SIGTERM the envelope
+    (ok, "stopped") and exit status 0: stopping is how a server command ends."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    argv = [sys.executable, "-m", "euicc_sim", "smdpp", "--pki", "sgp26", "--profiles", str(TS48)]
+    argv += ["--http", "--port", str(port), "--json"]
+    child = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        first = json.loads(child.stdout.readline())
+        for line in child.stderr:  # wait until it serves
+            if "Uvicorn running" in line:
+                break
+        child.send_signal(getattr(signal, stop))
+        rest, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert first == {"event": "starting", "server": "smdpp", "host": "127.0.0.1", "port": port}
+    (last,) = [json.loads(line) for line in rest.splitlines()]
+    assert (last["ok"], last["code"], last["message"]) == (True, 0, "stopped")
+    assert child.returncode == 0

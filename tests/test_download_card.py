@@ -701,6 +701,17 @@ def _replace_isc(session: Download, payloads: list[bytes], **kwargs: Any) -> lis
     return [b"\xbf\x36" + tlv.encode_length(bpp_length) + new, *payloads[1:]]
 
 
+def _shorten_in_a6(first: bytes) -> bytes:
+    """The first piece with the length of the first TLV inside BF23's A6 (the CRT) one less:
+    the BF23 and BF36 lengths still add up, only the inside of A6 no longer parses."""
+    isc_start = tlv.read_length(first, 2)[1]
+    isc = tlv.read_tlv(first, isc_start)
+    crt = next(t for t in tlv.iter_tlvs(first, isc.value_start, isc.value_end) if t.tag == b"\xa6")
+    data = bytearray(first)
+    data[crt.value_start + 1] -= 1
+    return bytes(data)
+
+
 def _profile_pieces(payloads: list[bytes]) -> list[int]:
     return [i for i, p in enumerate(payloads) if p[0] == 0x86]
 
@@ -710,7 +721,8 @@ BPP_CASES: dict[str, tuple[Callable[[Download, list[bytes]], list[bytes]], int, 
     "bad smdpSign": (lambda s, p: [_flip(p[0], -1), *p[1:]], 0, 2, False),
     "wrong CRT keyType": (lambda s, p: _replace_isc(s, p, key_type=0x89), 0, 4, False),
     "wrong CRT keyLen": (lambda s, p: _replace_isc(s, p, key_length=0x20), 0, 4, False),
-    "empty hostId": (lambda s, p: _replace_isc(s, p, host_id=b""), 0, 4, False),
+    # hostId is OctetTo16 (SIZE(1..16)): the strict decoder refuses an empty one.
+    "empty hostId": (lambda s, p: _replace_isc(s, p, host_id=b""), 0, 1, False),
     "wrong transactionId in BF23": (
         lambda s, p: _replace_isc(s, p, transaction_id=os.urandom(16)),
         0,
@@ -718,6 +730,8 @@ BPP_CASES: dict[str, tuple[Callable[[Download, list[bytes]], list[bytes]], int, 
         False,
     ),
     "wrong remoteOpId": (lambda s, p: _replace_isc(s, p, remote_op_id=2), 0, 5, False),
+    # Once answered 6F00: the lenient decoder took it, a second TLV reader did not.
+    "a length inside A6 shortened": (lambda s, p: [_shorten_in_a6(p[0]), *p[1:]], 0, 1, False),
     "BF36 header without BF23": (lambda s, p: [p[0][:4] + p[1], *p[2:]], 0, 1, False),
     "tampered 87 MAC": (lambda s, p: [p[0], _flip(p[1], -1), *p[2:]], 1, 8, False),
     "A0 skipped": (lambda s, p: [p[0], *p[2:]], 1, 1, False),

@@ -27,6 +27,7 @@ from euicc_protocol.testpki import generate_test_pki
 from euicc_sim import eim as eim_module
 from euicc_sim.card import Euicc
 from euicc_sim.state import EimConfig
+from ipa.errors import StatusWordError
 
 
 @pytest.fixture
@@ -180,7 +181,6 @@ def _other_ci_certificate() -> bytes:
 
 _CASES: dict[str, tuple[list[dict[str, Any]], int]] = {
     "no-public-key-data": ([{"eimId": "x", "associationToken": -1}], 7),
-    "empty-eim-id": ([TestEim(eim_id="").configuration()], 7),
     "unknown-eim-id-type": ([TestEim().configuration(eimIdType=9)], 7),
     "key-not-ec": (
         [
@@ -229,6 +229,13 @@ _CASES: dict[str, tuple[list[dict[str, Any]], int]] = {
 }
 
 
+def test_an_empty_eim_id_breaks_its_size_constraint_and_is_6a80(tmp_path: Path) -> None:
+    """eimId is UTF8String (SIZE(1..128)): the strict decoder refuses the request."""
+    with pytest.raises(StatusWordError) as caught:
+        _refused(tmp_path, [TestEim(eim_id="").configuration()])
+    assert caught.value.sw == 0x6A80
+
+
 @pytest.mark.parametrize("case", sorted(_CASES))
 def test_refused_add_initial_eim_changes_nothing(tmp_path: Path, case: str) -> None:
     entries, code = _CASES[case]
@@ -265,8 +272,6 @@ def test_tokens_are_never_reused_across_associations(card: Euicc) -> None:
 
 
 def test_undecodable_add_initial_eim_is_6a80(card: Euicc) -> None:
-    from ipa.errors import StatusWordError
-
     for request in ("BF5700", "BF5703A00130", "BF5702A100"):
         with pytest.raises(StatusWordError) as excinfo:
             send(card, bytes.fromhex(request))

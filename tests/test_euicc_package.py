@@ -607,11 +607,11 @@ def test_a_package_changed_after_signing_is_an_unsigned_error(
     assert _unsigned(answer) == {"eimId": e.eim_id, "associationToken": 1}
 
 
-def test_signature_over_a_re_encoding_is_not_what_the_card_verifies(
+def test_a_non_minimal_length_is_refused_before_any_signature_check(
     disk_card: tuple[Euicc, Path],
 ) -> None:
-    """BER with a long-form length: the card verifies the received bytes, not a re-encoding."""
-    card, _ = disk_card
+    """BER with a long-form length is not DER: 6A80, whatever was signed."""
+    card, path = disk_card
     e = _associated(disk_card)
     der = schema.encode(
         "EuiccPackageSigned",
@@ -623,13 +623,16 @@ def test_signature_over_a_re_encoding_is_not_what_the_card_verifies(
         },
     )
     ber = b"\x30\x81" + der[1:]  # the same value with a non-minimal length
-    assert schema.decode("EuiccPackageSigned", ber) == schema.decode("EuiccPackageSigned", der)
-    signature = crypto.sign_raw(e.key, der + token_tlv(1))
-    forged = tlv.encode_tlv(b"\xbf\x51", ber + tlv.encode_tlv(b"\x5f\x37", signature))
-    _, answer = _reject(disk_card, forged)
-    assert _unsigned(answer)["eimId"] == e.eim_id
-    accepted = send(card, e.sign(ber))  # signed over exactly the bytes sent: accepted
-    results(card, accepted, e)
+    with pytest.raises(schema.StrictDecodeError):
+        schema.decode("EuiccPackageSigned", ber)
+    frozen = Frozen.of(card, path)
+    before = frozen.card.state
+    for request in (e.sign(ber), tlv.encode_tlv(b"\xbf\x51", ber + e.sign(der)[-67:])):
+        with pytest.raises(StatusWordError) as excinfo:
+            send(frozen.card, request)
+        assert excinfo.value.sw == 0x6A80
+    frozen.assert_unchanged(before)
+    results(card, send(card, e.sign(der)), e)  # the DER form, signed as sent: accepted
 
 
 def test_unknown_eim_is_an_unsigned_error_without_token(disk_card: tuple[Euicc, Path]) -> None:

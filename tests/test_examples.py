@@ -37,6 +37,24 @@ def test_es10_demo_enables_switches_and_deletes() -> None:
     assert out.rstrip().endswith("demo finished")
 
 
+def test_modem_session_talks_at_to_the_emulated_modem() -> None:
+    out = run("modem_session.py", "--quirks", "quectel")
+    assert "< +CCHO: 1" in out
+    eids = [line.split(":")[1].strip() for line in out.splitlines() if "EID" in line]
+    assert len(eids) == 3 and len(set(eids)) == 1  # raw CGLA, ipa.modem and the card agree
+    assert '< +CRSM: 144,0,"989444999999990920F3"' in out
+    assert "> AT+CIMI\n< 001010123456063\n< OK" in out
+    assert out.rstrip().endswith("session finished")
+
+
+def test_cli_scripting_reads_envelopes_and_exit_codes() -> None:
+    out = run("cli_scripting.py")
+    assert "delete enabled profile: exit 1, profileNotInDisabledState (2)" in out
+    assert "disable + delete by AID: exit 0, deleteResult: ok" in out
+    assert "no card: exit 3, cannot open the card in" in out
+    assert out.rstrip().endswith("example finished")
+
+
 def test_sgp32_versions_example_speaks_each_card_in_its_version() -> None:
     out = run("sgp32_versions.py")
     assert "card 1.0: the IPAd spoke SGP.32 v1.0.1" in out

@@ -887,8 +887,11 @@ def test_e2e_ctrl_c_at_the_confirmation_code_prompt_cancels_on_both_sides(
 
     monkeypatch.setattr(ipa_command, "_ask_confirmation_code", interrupted)
     argv = ["--card", str(card_dir), "download", ac, "--ca-cert", str(reference.ca_pem), "--json"]
-    assert ipa_command.main(argv) == 130
-    envelope = json.loads(capsys.readouterr().out)
+    assert ipa_command.main([*argv, "-v"]) == 130
+    out, err = capsys.readouterr()
+    envelope = json.loads(out)
+    # -v: the steps as progress on stderr, the APDUs not (those are -vv).
+    assert "download: ES9+ authenticateClient" in err and "-> 81E2" not in err
     assert (envelope["ok"], envelope["code"]) == (False, 130)
     assert "on the card yes, on the SM-DP+ yes" in envelope["message"]
     assert reference.state("E2E-INT") == OrderState.RELEASED

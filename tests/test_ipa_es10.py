@@ -100,9 +100,10 @@ def test_get_eid_request_and_response() -> None:
     assert card.by_ins(0xE2)[0].raw == h("81E2910006 BF3E035C015A")
 
 
-def test_get_eid_accepts_a_long_form_length_through_the_decoder() -> None:
+def test_get_eid_refuses_a_non_minimal_length_as_not_der() -> None:
     c, _ = one(h("BF3E8112 5A10 89049032123451234512345678901235"))
-    assert c.get_eid() == "89049032123451234512345678901235"
+    with pytest.raises(ResponseFormatError, match="length-form"):
+        c.get_eid()
 
 
 def test_get_profiles_info_by_iccid_with_multi_byte_tags() -> None:

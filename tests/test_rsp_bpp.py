@@ -242,17 +242,11 @@ def test_split_refuses_what_is_no_bpp(data: bytes, message: str) -> None:
         bpp.split_bpp_for_loading(data)
 
 
-def test_split_keeps_headers_as_received() -> None:
-    # A long-form length where a short one would do: split must not re-encode it.
+def test_split_refuses_a_non_minimal_header_length() -> None:
+    # A long-form length where a short one would do is not DER: refused, not re-encoded.
     data = bytes.fromhex("BF3681 0F BF2300 A000 A18103 880100 A3028600".replace(" ", ""))
-    assert bpp.split_bpp_for_loading(data) == [
-        bytes.fromhex("BF36810FBF2300"),
-        bytes.fromhex("A000"),
-        bytes.fromhex("A18103"),
-        bytes.fromhex("880100"),
-        bytes.fromhex("A302"),
-        bytes.fromhex("8600"),
-    ]
+    with pytest.raises(bpp.BppFormatError):
+        bpp.split_bpp_for_loading(data)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

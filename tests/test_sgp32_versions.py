@@ -170,7 +170,7 @@ def test_memory_reset_of_the_eim_configuration(version: str) -> None:
     card = make_card(version, signer)
     # resetEimConfigData is bit 3 in v1.0.1 (BF34), bit 5 in v1.2 (BF64)
     own, other = ("BF34", "BF64") if version == "1.0" else ("BF64", "BF34")
-    bits = H("820203" + "10") if version == "1.0" else H("820202" + "04")
+    bits = H("820204" + "10") if version == "1.0" else H("820202" + "04")  # DER: no trailing 0s
     if version == "1.0":
         with pytest.raises(StatusWordError):
             exchange(card, H(other) + bytes([len(bits)]) + bits)

@@ -109,9 +109,26 @@ def test_first_tag_routes_es10_requests() -> None:
     assert is_constructed(b"\xa0") and not is_constructed(b"\x80")
 
 
-def test_non_minimal_long_length_is_accepted_as_ber() -> None:
-    tlv = read_tlv(bytes.fromhex("04 81 02 AABB"))
-    assert (tlv.value_start, tlv.end) == (3, 5)
+@pytest.mark.parametrize(
+    "hex_data", ["04 81 02 AABB", "04 82 0080" + "00" * 128, "04 81 7F" + "00" * 127]
+)
+def test_non_minimal_long_length_is_refused_as_not_der(hex_data: str) -> None:
+    with pytest.raises(TlvError) as caught:
+        read_tlv(bytes.fromhex(hex_data))
+    assert caught.value.rule == "length-form"
+
+
+def test_indefinite_length_names_its_rule() -> None:
+    with pytest.raises(TlvError) as caught:
+        read_tlv(bytes.fromhex("30 80 0400 0000"))
+    assert caught.value.rule == "indefinite-length"
+
+
+def test_child_past_parent_names_its_rule() -> None:
+    data = bytes.fromhex("30 03 04 05 AABBCCDDEE")
+    with pytest.raises(TlvError) as caught:
+        list(iter_tlvs(data, 2, 5))
+    assert caught.value.rule == "child-past-parent"
 
 
 # --- malformed input -------------------------------------------------------------------

@@ -8,7 +8,12 @@ Three backends, one suite:
   :class:`~euicc_sim.vpcd.VpcdClient` and reached through :class:`~ipa.pcsc.PcscTransport`, so
   every APDU of a test goes through real PC/SC (provisioning still preloads the card object);
 * ``pcsc``: whatever card is in a PC/SC reader (``--reader NAME``): nothing can be installed,
-  so :meth:`CardBackend.provision` picks existing profiles that fit.
+  so :meth:`CardBackend.provision` picks existing profiles that fit;
+* ``modem``: the emulated card behind ``euicc-sim modem`` on a pseudo-terminal, reached through
+  :class:`~ipa.modem.ModemTransport` (every APDU crosses the AT interface: +CCHO/+CGLA or
+  +CSIM, as the quirks profile has it);
+* ``modem-device``: the card inside a real cellular module (``--modem DEVICE``), picked like
+  ``pcsc``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from euicc_sim.state import ProfileClass as CardProfileClass
 from ipa.channel import ChannelConfig
 from ipa.errors import IpaError
 from ipa.es10 import Es10Client
+from ipa.modem import ModemTransport, open_modem_transport
 from ipa.pcsc import PcscTransport, open_reader_transport
 from ipa.transport import InProcessTransport
 from ipa.types import NotificationEvent, ProfileClass, ProfileInfo, ProfileState
@@ -499,9 +505,103 @@ class PcscBackend(CardBackend):
             self._stack.close()
 
 
+# -- the emulator behind an emulated AT modem, and a card in a real module -------------------
+
+
+@dataclass(frozen=True)
+class ModemSlot:
+    """An emulated modem on a pty serving a :class:`SwitchableCard` (set up per test module)."""
+
+    card: SwitchableCard
+    device: str
+    quirks: str
+
+
+class ModemBackend(EmulatorBackend):
+    """The emulator behind ``euicc-sim modem`` (a thread serving a pty), through AT commands.
+
+    Each backend puts its own new card into the module's modem slot and holds one
+    :class:`ModemTransport` for its lifetime; connecting power-cycles the card through the
+    modem (``AT+CFUN=0``/``1``), so no channel of an earlier test survives. Provisioning
+    preloads the card object directly, as the emulator backend does.
+    """
+
+    name = "modem"
+    # Every APDU crosses the AT interface and a pty (two thread switches): fewer model examples.
+    example_share = 1 / 4
+
+    def __init__(
+        self, framing: ChannelConfig, slot: ModemSlot, directory: Path | None = None
+    ) -> None:
+        self._slot = slot
+        self._transport: ModemTransport | None = None
+        try:
+            super().__init__(framing, directory)
+        except BaseException:
+            if self._transport is not None:
+                self._transport.close()
+            raise
+
+    def _connect(self, *, reset: bool) -> Es10Client:
+        self._slot.card.put(self._card)
+        if self._transport is None:
+            self._transport = open_modem_transport(self._slot.device, quirks=self._slot.quirks)
+        self._transport.reset()
+        return Es10Client.open(self._transport, self.framing)
+
+    def provision(self, profiles: Sequence[ProfileSpec]) -> list[CardProfile]:
+        with self._slot.card.lock:
+            return super().provision(profiles)
+
+    def close(self) -> None:
+        try:
+            with contextlib.suppress(IpaError):
+                self._client.close()
+        finally:
+            if self._transport is not None:
+                self._transport.close()
+
+
+class ModemDeviceBackend(PcscBackend):
+    """The card inside a real cellular module (``--modem DEVICE``), picked like ``pcsc``.
+
+    The module's port is held under a lock file for the backend's lifetime; the card is reset
+    through the module (``AT+CFUN=0``/``1``) when the backend starts and on power cycles.
+    """
+
+    name = "modem-device"
+    uses_pcsc = False
+
+    def __init__(
+        self, framing: ChannelConfig, device: str, quirks: str, *, changes: bool = True
+    ) -> None:
+        CardBackend.__init__(self, framing)
+        self._changes = changes
+        self._device = device
+        self._stack = contextlib.ExitStack()
+        try:
+            self._stack.enter_context(
+                file_lock(lock_name(f"modem-{device}"), blocking=True, timeout=SLOT_TIMEOUT)
+            )
+            self._transport = self._stack.enter_context(  # type: ignore[assignment]
+                open_modem_transport(device, quirks=quirks)
+            )
+            self._client = self._connect()
+        except BaseException:
+            self._stack.close()
+            raise
+
+    @property
+    def reader(self) -> str:
+        """The module's AT port."""
+        return self._device
+
+
 #: The backends by ``--backend`` name.
 BACKENDS: dict[str, type[CardBackend]] = {
     "emulator": EmulatorBackend,
     "vpcd": VpcdBackend,
     "pcsc": PcscBackend,
+    "modem": ModemBackend,
+    "modem-device": ModemDeviceBackend,
 }

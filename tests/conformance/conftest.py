@@ -22,7 +22,12 @@ framing of :data:`FRAMINGS`):
   ``EUICC_SIM_REQUIRE_PCSC=1``);
 * ``--backend emulator`` or ``--backend vpcd``: that backend through every framing;
 * ``--reader NAME`` (or ``--backend pcsc --reader NAME``): the card in that PC/SC reader
-  through every framing.
+  through every framing;
+* ``--backend modem``: the emulator behind ``euicc-sim modem`` on a pty (quirks profile
+  ``--modem-quirks``, default :data:`MODEM_DEFAULT_QUIRKS`) through every framing; without
+  ``--backend`` it runs through :data:`MODEM_DEFAULT_FRAMING` only;
+* ``--modem DEVICE``: the card inside the cellular module on that AT port (a real one, or
+  ``euicc-sim modem`` started by hand) through every framing.
 """
 
 from __future__ import annotations
@@ -37,20 +42,28 @@ from backends import (
     CardBackend,
     CardTarget,
     EmulatorBackend,
+    ModemBackend,
+    ModemDeviceBackend,
+    ModemSlot,
     PcscBackend,
     SwitchableCard,
     VpcdBackend,
     VpcdSlot,
 )
+from modem_support import served_modem
 from pcsc_support import VpcdCard, require_pcsc, vpcd_port
 
 from euicc_sim.card import Euicc
 from ipa.channel import ChannelConfig
 from ipa.es10 import Es10Client
+from ipa.modem import ModemError, open_modem_transport
 from ipa.pcsc import PcscError, open_reader_transport
 
 #: The framing the vpcd backend runs through when no ``--backend`` is given (all with it).
 VPCD_DEFAULT_FRAMING = "assigned-ch-255"
+#: The same for the emulated-modem backend, and the module family it behaves like.
+MODEM_DEFAULT_FRAMING = "assigned-ch-255"
+MODEM_DEFAULT_QUIRKS = "quectel"
 
 
 def card_targets(config: pytest.Config) -> list[CardTarget]:
@@ -61,6 +74,11 @@ def card_targets(config: pytest.Config) -> list[CardTarget]:
     """
     backend: str | None = config.getoption("--backend", None)
     reader: str | None = config.getoption("--reader", None)
+    modem: str | None = config.getoption("--modem", None)
+    if modem is not None:
+        if reader is not None or backend not in (None, "modem-device"):
+            raise pytest.UsageError("--modem selects the modem-device backend; use it alone")
+        return [CardTarget("modem-device", framing) for framing in FRAMINGS]
     if reader is not None:
         if backend not in (None, "pcsc"):
             raise pytest.UsageError(
@@ -69,11 +87,16 @@ def card_targets(config: pytest.Config) -> list[CardTarget]:
         backend = "pcsc"
     if backend is None:
         targets = [CardTarget("emulator", framing) for framing in FRAMINGS]
-        return targets + [CardTarget("vpcd", VPCD_DEFAULT_FRAMING)]
+        return targets + [
+            CardTarget("vpcd", VPCD_DEFAULT_FRAMING),
+            CardTarget("modem", MODEM_DEFAULT_FRAMING),
+        ]
     if backend not in BACKENDS:
         raise pytest.UsageError(
             f"--backend {backend!r}: unknown card backend; available: {', '.join(BACKENDS)}"
         )
+    if backend == "modem-device":
+        raise pytest.UsageError("--backend modem-device needs --modem DEVICE")
     if backend == "pcsc" and reader is None:
         raise pytest.UsageError("--backend pcsc needs --reader NAME (the reader holding the card)")
     return [CardTarget(backend, framing) for framing in FRAMINGS]
@@ -94,6 +117,12 @@ def pytest_configure(config: pytest.Config) -> None:
                 pass
         except PcscError as exc:
             raise pytest.UsageError(f"--reader {reader!r}: {exc}") from exc
+    modem = config.getoption("--modem", None)
+    if modem is not None and not hasattr(config, "workerinput"):
+        try:
+            open_modem_transport(modem, quirks=config.getoption("--modem-quirks")).close()
+        except (ModemError, ValueError) as exc:
+            raise pytest.UsageError(f"--modem {modem!r}: {exc}") from exc
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -137,6 +166,19 @@ def vpcd_slot() -> Iterator[VpcdSlot]:
             served.remove(wait_empty=True)
 
 
+@pytest.fixture(scope="module")
+def modem_slot(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModemSlot]:
+    """An emulated modem on a pty serving a :class:`SwitchableCard`, for this module's tests."""
+    quirks = request.config.getoption("--modem-quirks") or MODEM_DEFAULT_QUIRKS
+    if quirks == "auto":
+        quirks = MODEM_DEFAULT_QUIRKS
+    card = SwitchableCard(Euicc.create(None, fsync=False))
+    with served_modem(card, tmp_path_factory.mktemp("modem"), quirks) as server:
+        yield ModemSlot(card, server.url, quirks)
+
+
 def _open_backend(
     request: pytest.FixtureRequest,
     target: CardTarget,
@@ -147,6 +189,17 @@ def _open_backend(
         return EmulatorBackend(framing, directory)
     if target.backend == VpcdBackend.name:
         return VpcdBackend(framing, request.getfixturevalue("vpcd_slot"), directory)
+    if target.backend == ModemBackend.name:
+        return ModemBackend(framing, request.getfixturevalue("modem_slot"), directory)
+    if target.backend == ModemDeviceBackend.name:
+        changes = request.node.get_closest_marker("modifies_card") is not None
+        config = request.config
+        return ModemDeviceBackend(
+            framing,
+            config.getoption("--modem"),
+            config.getoption("--modem-quirks") or "auto",
+            changes=changes,
+        )
     if target.backend == PcscBackend.name:
         changes = request.node.get_closest_marker("modifies_card") is not None
         return PcscBackend(framing, request.config.getoption("--reader"), changes=changes)
