@@ -9,8 +9,9 @@ code   meaning
 2      usage: the command line is wrong (unknown option, bad value, port above 65535, malformed
        URL or activation code, a file named on the line is missing or unreadable)
 3      unreachable: the card or a server could not be reached or opened (no such card
-       directory, a damaged or foreign card directory, no reader or no card in it, PC/SC
-       missing, connection refused, TLS failure, timeout)
+       directory, a damaged or foreign card directory, a card directory another process has
+       open, no reader or no card in it, PC/SC missing, connection refused, TLS failure,
+       timeout)
 130    interrupted (Ctrl-C, SIGINT)
 141    stdout was closed early (broken pipe, e.g. ``ipa ... | head -1``)
 =====  ==========================================================================================
@@ -107,6 +108,9 @@ def classify(exc: BaseException) -> CommandError:
     # The emulator's errors (a refused factory operation, a damaged card directory).
     if _is(exc, "euicc_sim.storage", "StorageError"):
         return CommandError(str(exc), ExitCode.UNREACHABLE)
+    if _is(exc, "euicc_sim.errors", "CardBusy"):  # one owner per card directory
+        data = {"directory": getattr(exc, "directory", None), "pid": getattr(exc, "pid", None)}
+        return CommandError(str(exc), ExitCode.UNREACHABLE, data)
     if _is(exc, "euicc_sim.card", "CardError"):
         return CommandError(str(exc), ExitCode.FAILED)
     if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):

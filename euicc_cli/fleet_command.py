@@ -99,7 +99,17 @@ def cmd_fleet(args: argparse.Namespace, out: Output) -> None:
     directories = [Path(d).resolve() for d in args.cards]
     if len(set(directories)) != len(directories):
         raise UsageError("a card directory is named twice (one card, one device)")
-    cards = [Euicc.open(directory) for directory in directories]
+    cards: list[Any] = []
+    try:
+        for directory in directories:
+            cards.append(Euicc.open(directory, wait=args.wait))
+        _run_fleet(args, cards, out)
+    finally:
+        for card in cards:
+            card.close()
+
+
+def _run_fleet(args: argparse.Namespace, cards: list[Any], out: Output) -> None:
     initial_eim = args.initial_eim
     if initial_eim is not None and Path(initial_eim).is_dir():
         _provision_from_directory(cards, Path(initial_eim), out)

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from euicc_cli.exits import CommandError, ExitCode, UsageError
+from euicc_cli.exits import CommandError, ExitCode, UsageError, classify
 from euicc_cli.options import (
     OUTPUT_DEFAULTS,
     CommandParser,
@@ -57,6 +57,8 @@ def open_transport(args: argparse.Namespace) -> Transport:
         raise UsageError("use one of --card, --reader and --modem")
     if not args.reader and (args.protocol != "any" or args.exclusive):
         raise UsageError("--protocol and --exclusive are for --reader")
+    if args.wait is not None and not args.card:
+        raise UsageError("--wait is for --card (and ipa fleet)")
     if not args.modem and (args.baud is not None or args.quirks is not None):
         raise UsageError("--baud and --quirks are for --modem")
     if args.modem:
@@ -74,8 +76,10 @@ def open_transport(args: argparse.Namespace) -> Transport:
         from ipa.transport import InProcessTransport
 
         try:
-            card = Euicc.open(args.card)
+            card = Euicc.open(args.card, wait=args.wait)
         except Exception as exc:  # a damaged or foreign directory: say which, never a traceback
+            if type(exc).__name__ == "CardBusy":  # another process has it: the message says who
+                raise classify(exc) from exc
             raise CommandError(
                 f"cannot open the card in {args.card}: {exc}", ExitCode.UNREACHABLE
             ) from exc
@@ -476,6 +480,14 @@ def _card_options(group: argparse.ArgumentParser) -> None:
         help="with --reader: keep other applications off the card while the command runs",
     )
     group.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        default=s,
+        help="with --card or ipa fleet: if another process has the card open, wait up to "
+        "SECONDS for it (default: fail at once)",
+    )
+    group.add_argument(
         "--modem",
         metavar="DEVICE",
         default=s,
@@ -502,6 +514,7 @@ def _card_options(group: argparse.ArgumentParser) -> None:
 
 GLOBAL_DEFAULTS: dict[str, Any] = {
     "card": None,
+    "wait": None,
     "reader": None,
     "protocol": "any",
     "exclusive": False,
@@ -665,6 +678,8 @@ def _execute(args: argparse.Namespace, out: Output) -> None:
             args.run(client, args, out)
     finally:
         close = getattr(transport, "close", None)  # a reader: disconnect, release PC/SC
+        if close is None:  # --card: release the card directory
+            close = getattr(getattr(transport, "card", None), "close", None)
         if close is not None:
             close()
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from euicc_cli.exits import CommandError, ExitCode, UsageError
+from euicc_cli.exits import CommandError, ExitCode, UsageError, classify
 from euicc_cli.options import (
     OUTPUT_DEFAULTS,
     CommandParser,
@@ -108,20 +108,21 @@ def _naming(directory: str, several: bool) -> Iterator[None]:
     except Exception as exc:
         if not several:
             raise
-        from euicc_cli.exits import classify
-
         error = classify(exc)
         raise CommandError(
             f"{directory}: {error.message} (stopped there)", error.code, error.data
         ) from exc
 
 
-def _open(directory: str) -> Euicc:
-    """The card kept in ``directory``; an unusable directory is reported with exit code 3."""
-    from euicc_sim.card import Euicc
+def _open(directory: str, wait: float | None) -> Euicc:
+    """The card kept in ``directory``, owned until it is closed (``wait``: seconds to wait
+    for another owner to let go); an unusable directory is reported with exit code 3."""
+    from euicc_sim.card import CardBusy, Euicc
 
     try:
-        return Euicc.open(directory)
+        return Euicc.open(directory, wait=wait)
+    except CardBusy as exc:  # the message names the directory and the other process
+        raise classify(exc) from exc
     except Exception as exc:
         raise CommandError(
             f"cannot open the card in {directory}: {exc}", ExitCode.UNREACHABLE
@@ -157,6 +158,7 @@ def _init(args: argparse.Namespace, out: Output) -> None:
                 ci_certificates=ci_certificates,
                 config=config,
             )
+            card.close()
         created.append({"directory": directory, "eid": card.eid, "sgp32": args.sgp32})
         out.text(f"created eUICC {card.eid} (SGP.32 {args.sgp32}) in {directory}")
     out.success({"cards": created}, message=f"created {len(created)} card(s)")
@@ -183,20 +185,21 @@ def _preload(args: argparse.Namespace, out: Output) -> None:
     preloaded = []
     for directory in args.directories:
         with _naming(directory, len(args.directories) > 1):
-            profile = _open(directory).preload(
-                package,
-                iccid=args.iccid,
-                profile_name=args.name,
-                service_provider_name=args.provider,
-                profile_class=ProfileClass[args.profile_class.upper()]
-                if args.profile_class
-                else None,
-                nickname=args.nickname,
-                notification_address=args.notify,
-                ppr1=args.ppr1,
-                ppr2=args.ppr2,
-                enable=args.enable,
-            )
+            with _open(directory, args.wait) as card:
+                profile = card.preload(
+                    package,
+                    iccid=args.iccid,
+                    profile_name=args.name,
+                    service_provider_name=args.provider,
+                    profile_class=ProfileClass[args.profile_class.upper()]
+                    if args.profile_class
+                    else None,
+                    nickname=args.nickname,
+                    notification_address=args.notify,
+                    ppr1=args.ppr1,
+                    ppr2=args.ppr2,
+                    enable=args.enable,
+                )
         state = "enabled" if profile.state is ProfileState.ENABLED else "disabled"
         iccid = iccid_from_ef(profile.iccid)
         aid = profile.isdp_aid.hex().upper()
@@ -207,7 +210,8 @@ def _preload(args: argparse.Namespace, out: Output) -> None:
 
 
 def _info(args: argparse.Namespace, out: Output) -> None:
-    summary = card_summary(_open(args.directory))
+    with _open(args.directory, args.wait) as card:
+        summary = card_summary(card)
     out.success(summary, text=_summary_lines(summary))
 
 
@@ -220,10 +224,7 @@ def _profiles(args: argparse.Namespace, out: Output) -> None:
 
 def _serve(args: argparse.Namespace, out: Output) -> None:
     """Serve cards to pcscd's vpcd driver until Ctrl-C or SIGTERM (JSON Lines)."""
-    import signal
-    import threading
-
-    from euicc_sim.vpcd import parse_address, serve_many
+    from euicc_sim.vpcd import parse_address
 
     try:
         host, port = parse_address(args.vpcd)
@@ -231,7 +232,24 @@ def _serve(args: argparse.Namespace, out: Output) -> None:
         raise UsageError(f"--vpcd: {exc}") from None
     if port + len(args.directories) - 1 > 65535:
         raise UsageError(f"--vpcd: ports {port}.. run past 65535 for {len(args.directories)} cards")
-    cards = [_open(directory) for directory in args.directories]
+    cards: list[Euicc] = []
+    try:
+        for directory in args.directories:
+            cards.append(_open(directory, args.wait))
+        _serve_cards(args, out, cards, host, port)
+    finally:
+        for card in cards:
+            card.close()
+
+
+def _serve_cards(
+    args: argparse.Namespace, out: Output, cards: list[Euicc], host: str, port: int
+) -> None:
+    import signal
+    import threading
+
+    from euicc_sim.vpcd import serve_many
+
     stop = threading.Event()
     previous = {
         sig: signal.signal(sig, lambda signum, frame: stop.set())
@@ -255,6 +273,7 @@ def _modem_args(p: CommandParser) -> None:
     from euicc_sim.frontends.modem.serve import add_modem_arguments
 
     add_modem_arguments(p)
+    p.add_argument("--wait", type=float, metavar="SECONDS", help=_WAIT_HELP)
 
 
 def _modem(args: argparse.Namespace, out: Output) -> None:
@@ -272,16 +291,24 @@ def _modem(args: argparse.Namespace, out: Output) -> None:
             address = parse_tcp_address(args.tcp)
         except ValueError as exc:
             raise UsageError(f"--tcp: {exc}") from None
-    card = _open(args.directory)
-    modem = Modem(card, quirks_named(args.quirks))
-    server = ModemServer(modem, pty_path=args.pty, address=address)
-    out.event(
-        "serving",
-        {"eid": card.eid, "directory": args.directory, "quirks": args.quirks, "port": server.url},
-        text=f"euicc-sim modem ({args.quirks}) for EID {card.eid} on {server.url}",
-    )
-    out.stdout.flush()  # a script waits for this line before it opens the port
-    serve_until_signalled(server)
+    card = _open(args.directory, args.wait)
+    try:
+        modem = Modem(card, quirks_named(args.quirks))
+        server = ModemServer(modem, pty_path=args.pty, address=address)
+        out.event(
+            "serving",
+            {
+                "eid": card.eid,
+                "directory": args.directory,
+                "quirks": args.quirks,
+                "port": server.url,
+            },
+            text=f"euicc-sim modem ({args.quirks}) for EID {card.eid} on {server.url}",
+        )
+        out.stdout.flush()  # a script waits for this line before it opens the port
+        serve_until_signalled(server)
+    finally:
+        card.close()
     out.success(message="stopped")
 
 
@@ -340,6 +367,9 @@ def _eim_args(p: CommandParser) -> None:
 
     add_eim_arguments(p)
     p.set_defaults(run=_server(p.get_default("run"), "eim"))
+
+
+_WAIT_HELP = "if another process has the card open, wait up to SECONDS for it (default: fail)"
 
 
 def _output_options(group: argparse.ArgumentParser) -> None:
@@ -404,9 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ppr1", action="store_true", help="disabling not allowed")
     p.add_argument("--ppr2", action="store_true", help="deletion not allowed")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help=_WAIT_HELP)
 
     p = add("info", _info, "show a card's EID, profiles and notifications")
     p.add_argument("directory", metavar="DIR")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help=_WAIT_HELP)
 
     add("profiles", _profiles, "list the profile packages shipped with euicc-sim (TS.48)")
 
@@ -420,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1:35963",
         help="where vpcd listens (default 127.0.0.1:35963); further cards on the next ports",
     )
+    p.add_argument("--wait", type=float, metavar="SECONDS", help=_WAIT_HELP)
     add(
         "modem",
         _modem,

@@ -1,5 +1,6 @@
 """Bound Profile Packages from the SM-DP+ side: binding a profile package with real SCP03t,
-and cutting a BPP into the ES10b LoadBoundProfilePackage payloads (PROTOCOL.md §3.4–§3.7).
+and cutting a BPP into the ES10b LoadBoundProfilePackage payloads (GSMA SGP.22 v2.5 §2.5,
+§5.7.6 ES10b.LoadBoundProfilePackage; SCP03t key derivation in Annex G).
 
 Pure functions, no I/O. The SM-DP+ calls :func:`build_bound_profile_package` once it holds
 otPK.EUICC.ECKA (from PrepareDownload); the LPA/IPAd calls :func:`split_bpp_for_loading` on
@@ -61,7 +62,7 @@ _REMOTE_OP_INSTALL_BPP = 1
 
 
 class BppFormatError(ValueError):
-    """Bytes that should be a Bound Profile Package break its layout (PROTOCOL.md §3.4)."""
+    """Bytes that should be a Bound Profile Package break its layout (SGP.22 v2.5 §2.5)."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -90,7 +91,8 @@ class BoundProfilePackage:
 
 def smdp_sign_data(isc_without_signature: bytes, euicc_otpk: bytes) -> bytes:
     """The bytes smdpSign covers: the ``BF23`` value up to (not including) the smdpSign TLV,
-    followed by the ``5F49`` euiccOtpk TLV the eUICC sent in PrepareDownload (§3.2)."""
+    followed by the ``5F49`` euiccOtpk TLV the eUICC sent in PrepareDownload (SGP.22
+    §5.7.5); smdpSign is part of ES8+.InitialiseSecureChannel."""
     return isc_without_signature + tlv.encode_tlv(_TAG_OTPK, euicc_otpk)
 
 
@@ -235,7 +237,7 @@ def _sequence(tag: bytes, segments: list[bytes]) -> bytes:
 
 
 def split_bpp_for_loading(bpp: bytes) -> list[bytes]:
-    """The ES10b LoadBoundProfilePackage payloads of ``bpp``, in sending order (§3.7).
+    """The ES10b LoadBoundProfilePackage payloads of ``bpp``, in sending order (SGP.22 §5.7.6).
 
     ``BF36`` header + the complete ``BF23``; the complete ``A0``; the ``A1`` header; each
     ``88``; the complete ``A2`` (if present); the ``A3`` header; each ``86``. Headers are

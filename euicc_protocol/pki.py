@@ -1,6 +1,8 @@
 """RSP certificates the way SGP.22 defines them (test-PKI generator: :mod:`euicc_protocol.testpki`).
 
-Chain checks here are GSMA checks, not RFC 5280 path validation (PROTOCOL.md §8.2, 21a):
+Chain checks here are GSMA checks (SGP.22 certificate profiles), not RFC 5280 path validation:
+the EUM's nameConstraints do not follow RFC 5280 subtree semantics, and a generic PKIX
+verifier such as OpenSSL's rejects the genuine SGP.26 test chain. What is checked:
 
 * every link is checked by AuthorityKeyIdentifier == issuer SubjectKeyIdentifier, by an
   ECDSA-SHA256 signature and by both keys being on the same supported curve;
@@ -16,7 +18,7 @@ servers pass the current time).
 
 Decision for eIM certificates (SGP.32 ``eimCertificate``): trust in an eIM key comes from its
 configuration in the eUICC, so :func:`check_eim_certificate` accepts a self-signed
-certificate (what onomondo-eim and :func:`generate_test_pki` use) or one whose AKI names a
+certificate (what some open-source eIMs and :func:`generate_test_pki` use) or one whose AKI names a
 trusted CI; either way the signature is checked, no GSMA role is required, and the key is
 returned for verifying ``eimSignature``.
 """

@@ -485,7 +485,7 @@ def load_sgp26(curve: Curve) -> TestPki:
 
     EID 89049032123451234512345678901235; SM-DP+ OID 2.999.10; the TLS certificate is the
     "VARO" re-issue for testsmdpplus1.example.com (valid 2026-07-21 … 2027-02-06); the eIM
-    is onomondo-eim's self-signed sample.
+    is a self-signed sample as published with an open-source eIM.
     """
     return _load_set(SGP26_DIR, curve, _SGP26_FILES)
 
@@ -503,7 +503,7 @@ def generate_test_pki(
     eim_name: str = "Test eIM",
     now: dt.datetime | None = None,
 ) -> TestPki:
-    """Generate a fresh test PKI in the SGP.26 shape (PROTOCOL.md §6.5) on ``curve``.
+    """Generate a fresh test PKI in the shape of the GSMA SGP.26 test certificates on ``curve``.
 
     The eUICC gets ``eid`` (random under ``eum_ein_prefix`` when ``None``). DPtls has SAN
     DNS ``smdp_host`` and ``localhost``, IP 127.0.0.1 and RID ``smdp_oid`` so it can serve

@@ -18,13 +18,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from euicc_sim.card import CardError, Euicc
+    from euicc_sim.card import CardBusy, CardError, Euicc
     from euicc_sim.config import CardConfig
     from euicc_sim.state import ProfileClass, ProfileState
     from euicc_sim.storage import StorageError
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
+    "CardBusy": "euicc_sim.card",
     "CardError": "euicc_sim.card",
     "Euicc": "euicc_sim.card",
     "CardConfig": "euicc_sim.config",
@@ -35,6 +36,7 @@ _EXPORTS = {
 
 __all__ = [
     "__version__",
+    "CardBusy",
     "CardConfig",
     "CardError",
     "Euicc",

@@ -18,6 +18,8 @@ from typing import NamedTuple
 SW_OK = 0x9000
 #: ``61 xx``: ``xx`` more bytes available through GET RESPONSE (OR the count in).
 SW_BYTES_REMAINING = 0x6100
+#: ISO/IEC 7816-4 "memory failure" (execution error: the non-volatile memory failed).
+SW_MEMORY_FAILURE = 0x6581
 SW_WRONG_LENGTH = 0x6700
 SW_LOGICAL_CHANNEL_NOT_SUPPORTED = 0x6881
 SW_SECURE_MESSAGING_NOT_SUPPORTED = 0x6882

@@ -3,6 +3,11 @@
 ``Euicc.create(directory)`` makes a new card (as a factory would: keys, certificates,
 configuration, an empty profile store), ``Euicc.open(directory)`` powers an existing one up.
 Everything talks to it through ``transmit(apdu) -> response`` and ``reset() -> ATR``.
+
+A card object owns its directory until :meth:`Euicc.close` (or the end of a ``with`` block, or
+of the process): a second opener gets :class:`CardBusy`, or waits for it with ``wait``. After
+a storage I/O error the card reads its state again from disk before it answers anything else;
+while it cannot, it answers every command ``6581`` (memory failure). See docs/card.md.
 """
 
 from __future__ import annotations
@@ -19,23 +24,26 @@ from euicc_protocol.iccid import iccid_to_ef
 
 from . import bpp, crl, download, eim, es10a, es10b, es10c, euicc_package, iot, profiles
 from . import credentials as make
+from .apdu import SW_MEMORY_FAILURE, sw_bytes
 from .cardos import CardOS
 from .config import CardConfig
 from .ecasd import Ecasd, load_credentials, store_credentials
+from .errors import CardBusy, CardClosed, CardError
 from .filesystem import FileSystem
 from .isdr import IsdR, IsdrContext
 from .registry import HandlerTable
 from .state import CardState, NotificationConfig, NotificationEvent, Profile, ProfileClass
-from .storage import STATE_FILE, DirectoryStorage, MemoryStorage
+from .storage import STATE_FILE, DirectoryStorage, MemoryStorage, StorageError
 from .uicc.uicc import ProfileSource, Uicc
+
+__all__ = ["CardBusy", "CardClosed", "CardError", "Euicc", "ProfileInstallError"]
 
 log = logging.getLogger(__name__)
 
 _CONFIG_FILE = "config.json"
-
-
-class CardError(Exception):
-    """A card cannot be created, opened or changed as asked."""
+_SW_MEMORY_FAILURE = sw_bytes(SW_MEMORY_FAILURE)
+#: Instructions a card whose storage fails still serves: GET RESPONSE, MANAGE CHANNEL.
+_STATELESS_INS = (b"\xc0", b"\x70")
 
 
 class ProfileInstallError(CardError):
@@ -99,7 +107,28 @@ class Euicc:
         self.uicc = Uicc(self._uicc_source, self._save_uicc)
         self._os = CardOS([self.isdr, self.ecasd], self.filesystem, uicc=self.uicc)
         # Bound once: transmit sits on every hot path.
-        self.transmit: Callable[[bytes], bytes] = self._os.transmit
+        self._transmit: Callable[[bytes], bytes] = self._os.transmit
+        self._closed = False
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """Process one command APDU; return the response data followed by SW1 SW2.
+
+        Never raises for anything the card is sent (status words answer every error), but
+        :class:`CardClosed` after :meth:`close`.
+        """
+        if self.context.needs_recovery and not self._recovered():
+            # GET RESPONSE of an answer already made, and MANAGE CHANNEL, read no state.
+            if apdu[1:2] not in _STATELESS_INS:
+                return _SW_MEMORY_FAILURE
+        return self._transmit(apdu)
+
+    def _recovered(self) -> bool:
+        if self._closed:
+            raise CardClosed(f"card {self.eid} was closed")
+        if self.context.recover():
+            self.context.session.clear()  # the command that failed ended its session
+            return True
+        return False
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -133,6 +162,39 @@ class Euicc:
         else:
             path = Path(directory)
             storage = DirectoryStorage(path, fsync=fsync)
+        try:
+            return cls._create(
+                storage,
+                directory,
+                eid,
+                curves,
+                pki,
+                euicc_key,
+                euicc_certificate,
+                eum_certificate,
+                ci_certificates,
+                config,
+                random_bytes,
+            )
+        except BaseException:
+            storage.close()
+            raise
+
+    @classmethod
+    def _create(
+        cls,
+        storage: DirectoryStorage | MemoryStorage,
+        directory: str | os.PathLike[str] | None,
+        eid: str | None,
+        curves: Sequence[Curve],
+        pki: str | os.PathLike[str] | None,
+        euicc_key: bytes | None,
+        euicc_certificate: bytes | None,
+        eum_certificate: bytes | None,
+        ci_certificates: Iterable[bytes],
+        config: CardConfig | None,
+        random_bytes: Callable[[int], bytes],
+    ) -> Euicc:
         # Files left by an interrupted create (no committed state) are simply overwritten.
         if storage.load() is not None:
             raise CardError(f"{directory} already holds a card")
@@ -161,22 +223,55 @@ class Euicc:
         *,
         fsync: bool = True,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        wait: float | None = None,
     ) -> Euicc:
-        """Power up the card kept in ``directory``."""
+        """Power up the card kept in ``directory`` and own it until :meth:`close`.
+
+        Raises :class:`CardBusy` (naming the directory and the holder's pid) if another card
+        object, in this process or another, has the directory open and does not close it
+        within ``wait`` seconds (``None``: fail at once).
+        """
         path = Path(directory)
         # Checked before touching the directory: opening must not change a non-card folder.
         if not (path / STATE_FILE).is_file():
             raise CardError(f"{path} holds no card (run 'euicc-sim init {path}' first)")
-        storage = DirectoryStorage(path, fsync=fsync)
-        if storage.load() is None:
-            raise CardError(f"{path} holds no card (run 'euicc-sim init {path}' first)")
-        return cls(storage, random_bytes=random_bytes)
+        storage = DirectoryStorage(path, fsync=fsync, wait=wait)
+        try:
+            if storage.load() is None:
+                raise CardError(f"{path} holds no card (run 'euicc-sim init {path}' first)")
+            return cls(storage, random_bytes=random_bytes)
+        except BaseException:
+            storage.close()
+            raise
+
+    def close(self) -> None:
+        """Power off: release the card directory to the next opener (idempotent).
+
+        The object cannot be used afterwards (:class:`CardClosed`); the state is already on
+        disk, nothing is written here.
+        """
+        self._closed = True
+        self.context.needs_recovery = True  # route transmit to the check that raises
+        self.storage.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self) -> Euicc:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def reset(self) -> bytes:
         """Cold reset: close channels, abort sessions, return the ATR.
 
         The file system of the profile enabled at this moment becomes the visible one.
         """
+        if self._closed:
+            raise CardClosed(f"card {self.eid} was closed")
         return self._os.reset()
 
     # -- the enabled profile's UICC side ---------------------------------------------------
@@ -194,7 +289,11 @@ class Euicc:
         state = self.context.state
         if state.profile_by_iccid(iccid) is None:
             raise CardError("the profile whose file system is visible was deleted")
-        digest = self.storage.put_blob(blob)
+        try:
+            digest = self.storage.put_blob(blob)
+        except StorageError:
+            self.context.recover()  # the Uicc answers 6581 and keeps its state
+            raise
         profiles = tuple(
             replace(p, uicc_digest=digest) if p.iccid == iccid else p for p in state.profiles
         )
@@ -259,6 +358,15 @@ class Euicc:
             package_size=len(package),
             preloaded=True,
         )
+        if self.context.needs_recovery and not self._recovered():
+            raise CardError(f"card {self.eid}: its storage is failing")
+        try:
+            return self._preload(package, profile, enable)
+        except StorageError as exc:
+            self.context.recover()
+            raise CardError(f"card {self.eid}: storage failed, nothing preloaded: {exc}") from exc
+
+    def _preload(self, package: bytes, profile: Profile, enable: bool) -> Profile:
         # Check first, so that a refused preload writes nothing at all.
         t = profiles.install(
             self.state,

@@ -32,10 +32,11 @@ from typing import Any
 from euicc_protocol import es10 as catalogue
 from euicc_protocol import schema, tlv
 
-from .apdu import StatusWordError
+from .apdu import SW_MEMORY_FAILURE, StatusWordError
 from .config import CardConfig
 from .ecasd import Credentials, fci
 from .state import CardState
+from .storage import StorageError, StorageWriteError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class IsdrContext:
         self.retained: dict[str, Any] = {}
         #: Per-card caches of encodings that only depend on the state they were made from.
         self.cache: dict[Any, Any] = {}
+        #: Set by a storage failure that :meth:`recover` could not yet repair: until it can,
+        #: the card answers every command ``6581`` (it never answers from stale memory).
+        self.needs_recovery = False
 
     @property
     def state(self) -> CardState:
@@ -92,11 +96,47 @@ class IsdrContext:
         return self._state
 
     def commit(self, new_state: CardState) -> None:
-        """Persist ``new_state`` atomically; only then does it become the card's state."""
+        """Persist ``new_state`` atomically; only then does it become the card's state.
+
+        If the storage fails, the state becomes whatever the storage then holds (see
+        :meth:`recover`): the new state if the commit point was passed (this returns normally:
+        the command is done), the old one otherwise (the error is raised: it is not).
+        """
         if new_state is self._state:
             return
-        self.storage.commit(new_state)
+        try:
+            self.storage.commit(new_state)
+        except StorageWriteError as exc:
+            log.error("card storage failed: %s", exc)
+            if self.recover():
+                if self._state == new_state:
+                    return
+                raise
+            # The storage is unreadable for now: trust what it said about the commit point.
+            # Further commands are refused until recover() succeeds.
+            if exc.committed:
+                self._state = new_state
+                return
+            raise
         self._state = new_state
+
+    def recover(self) -> bool:
+        """Read the committed state again from the storage after an I/O error.
+
+        Returns ``False`` (and leaves :attr:`needs_recovery` set) if the storage fails again.
+        """
+        self.needs_recovery = True
+        try:
+            state = self.storage.recover()
+        except (OSError, StorageError) as exc:
+            log.error("card storage still failing: %s", exc)
+            return False
+        if state is None:  # pragma: no cover - a card always has a committed state
+            log.error("card storage lost its state")
+            return False
+        self._state = state
+        self.needs_recovery = False
+        return True
 
     def reset(self) -> None:
         self.session.clear()
@@ -154,6 +194,16 @@ class IsdR:
         return self._fci
 
     def store_data(self, channel: int, request: bytes) -> bytes:
+        try:
+            return self._store_data(request)
+        except (OSError, StorageError) as exc:
+            # The command was not done (a commit that passed its commit point returns
+            # normally, see IsdrContext.commit): ISO/IEC 7816-4 "memory failure".
+            log.error("ES10 command failed on the card's storage: %s", exc)
+            self.context.recover()
+            raise StatusWordError(SW_MEMORY_FAILURE) from None
+
+    def _store_data(self, request: bytes) -> bytes:
         try:
             tag = tlv.first_tag(request)
         except tlv.TlvError:

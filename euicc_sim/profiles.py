@@ -29,9 +29,9 @@ Rules
    whole operation (3) and nothing changes. Otherwise the events are "disable A", "enable B".
 6. PPRs bind operational profiles only; test and provisioning profiles ignore their PPR bits
    (table ``_CLASS_POLICY``).
-7. Provisioning profiles (PROTOCOL.md: details unconfirmed; our choice): the end user, i.e.
-   :attr:`Actor.LPA` (ES10c), cannot enable, disable or delete one (disallowedByPolicy, after
-   the state check). Enabling another profile does implicitly disable an enabled
+7. Provisioning profiles (profileClass provisioning; these rules are our choice): the end user,
+   i.e. :attr:`Actor.LPA` (ES10c), cannot enable, disable or delete one (disallowedByPolicy,
+   after the state check). Enabling another profile does implicitly disable an enabled
    provisioning profile, since that is what a provisioning profile is for. :attr:`Actor.EIM`
    (SGP.32 PSMOs) may target them like test profiles.
 8. Events: an operation reports ``(event, profile)`` only when one of that profile's

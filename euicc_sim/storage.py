@@ -22,15 +22,23 @@ A card keeps three kinds of data:
   need: temporary files and unreferenced blobs. Nothing is ever deleted before a commit.
   Call :meth:`load` once before :meth:`commit` / :meth:`put_blob`.
 * A damaged state file raises :class:`StorageError`; it is never silently replaced.
+* A :class:`DirectoryStorage` owns its directory: it holds the directory's lock
+  (:mod:`euicc_sim.dirlock`) from construction until :meth:`DirectoryStorage.close`, and
+  refuses to change anything once closed.
+* A filesystem effect that fails raises :class:`StorageWriteError`. Its ``committed`` says
+  whether the failure came after the rename of a commit (only the directory fsync failed: the
+  new state is in place, its durability is in doubt) or before it (the old state stands).
+  :meth:`DirectoryStorage.recover` then syncs the directories and reads the state again.
 
 Every filesystem effect goes through a :class:`FileIO`, so tests can count effects and crash
-before any one of them (:class:`CrashingIO`).
+before any one of them (:class:`CrashingIO`) or make any one of them fail (:class:`FaultyIO`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import errno
 import hashlib
 import json
 import os
@@ -41,6 +49,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, Protocol
 
+from euicc_sim.dirlock import DirectoryLock
 from euicc_sim.state import CardState
 
 FORMAT_VERSION = 1
@@ -52,6 +61,19 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 class StorageError(Exception):
     """Stored data is missing, damaged or of an unknown format, or the storage was misused."""
+
+
+class StorageWriteError(StorageError):
+    """A filesystem effect failed (the :class:`OSError` is the ``__cause__``).
+
+    ``committed``: the new state file had already replaced the old one when the failure came
+    (only the directory fsync after the rename failed), so the new state is the one in place.
+    Otherwise nothing the operation meant to change is in effect.
+    """
+
+    def __init__(self, message: str, *, committed: bool) -> None:
+        super().__init__(message)
+        self.committed = committed
 
 
 class SimulatedCrash(BaseException):
@@ -268,8 +290,23 @@ def referenced_blobs(state: CardState | None) -> frozenset[str]:
 # --- filesystem effects ---------------------------------------------------------------------
 
 
+class HeldLock(Protocol):
+    """An exclusive lock on a directory (see :mod:`euicc_sim.dirlock`)."""
+
+    def release(self) -> None:
+        """Let go of the directory (idempotent)."""
+        ...
+
+
 class FileIO(Protocol):
     """Every filesystem access of :class:`DirectoryStorage`; methods marked *effect* change it."""
+
+    def lock(self, directory: str, wait: float | None) -> HeldLock:
+        """Own ``directory`` exclusively (raise ``CardBusy`` if it is owned elsewhere).
+
+        Not an effect: it changes nothing the card's state depends on.
+        """
+        ...
 
     def read(self, path: str) -> bytes | None:
         """The file's contents, or ``None`` if it does not exist."""
@@ -308,6 +345,9 @@ class FileIO(Protocol):
 
 class OsFileIO:
     """:class:`FileIO` on the real filesystem."""
+
+    def lock(self, directory: str, wait: float | None) -> HeldLock:
+        return DirectoryLock(directory, wait=wait)
 
     def read(self, path: str) -> bytes | None:
         try:
@@ -386,6 +426,9 @@ class CrashingIO:
         self.count += 1
         self.log.append(f"{name} {path}")
 
+    def lock(self, directory: str, wait: float | None) -> HeldLock:
+        return self.inner.lock(directory, wait)
+
     def read(self, path: str) -> bytes | None:
         return self.inner.read(path)
 
@@ -418,6 +461,82 @@ class CrashingIO:
     def fsync_dir(self, path: str) -> None:
         self._effect("fsync_dir", path)
         self.inner.fsync_dir(path)
+
+
+class FaultyIO:
+    """A :class:`FileIO` wrapper whose effect number ``fail_at`` fails with ``OSError(EIO)``.
+
+    Unlike :class:`CrashingIO` the process lives on: this is a disk that reports an error.
+    Effects are numbered from 0; ``fail_at=None`` only counts them (``count``, ``log``).
+    ``done``: the failing effect takes place before the error is reported (a rename that
+    happened, a write that reached the file). ``persistent``: every later effect fails too,
+    until :meth:`repair`. ``failures`` counts the errors raised.
+    """
+
+    def __init__(
+        self,
+        fail_at: int | None = None,
+        *,
+        inner: FileIO | None = None,
+        done: bool = False,
+        persistent: bool = False,
+    ) -> None:
+        self.fail_at = fail_at
+        self.inner: FileIO = inner if inner is not None else OsFileIO()
+        self.done = done
+        self.persistent = persistent
+        self.count = 0
+        self.failures = 0
+        self.log: list[str] = []
+
+    def repair(self) -> None:
+        """The disk works again."""
+        self.fail_at = None
+
+    def _effect(self, name: str, path: str, perform: Callable[[], None]) -> None:
+        index = self.count
+        self.count += 1
+        self.log.append(f"{name} {path}")
+        failing = self.fail_at is not None and (
+            index == self.fail_at or (self.persistent and index > self.fail_at)
+        )
+        if not failing:
+            perform()
+            return
+        if self.done:
+            perform()
+        self.failures += 1
+        raise OSError(errno.EIO, f"injected I/O error at effect #{index}: {name}", path)
+
+    def lock(self, directory: str, wait: float | None) -> HeldLock:
+        return self.inner.lock(directory, wait)
+
+    def read(self, path: str) -> bytes | None:
+        return self.inner.read(path)
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.inner.listdir(path)
+
+    def makedirs(self, path: str) -> None:
+        self._effect("makedirs", path, lambda: self.inner.makedirs(path))
+
+    def write(self, path: str, data: bytes) -> None:
+        self._effect("write", path, lambda: self.inner.write(path, data))
+
+    def fsync(self, path: str) -> None:
+        self._effect("fsync", path, lambda: self.inner.fsync(path))
+
+    def replace(self, src: str, dst: str) -> None:
+        self._effect("replace", f"{src} -> {dst}", lambda: self.inner.replace(src, dst))
+
+    def unlink(self, path: str) -> None:
+        self._effect("unlink", path, lambda: self.inner.unlink(path))
+
+    def fsync_dir(self, path: str) -> None:
+        self._effect("fsync_dir", path, lambda: self.inner.fsync_dir(path))
 
 
 # --- storages -------------------------------------------------------------------------------
@@ -465,18 +584,51 @@ class DirectoryStorage:
     """A card in a directory on disk (see the module docstring for layout and rules)."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, fsync: bool = True, io: FileIO | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = True,
+        io: FileIO | None = None,
+        wait: float | None = None,
     ):
+        """Take ownership of the directory ``path`` (made if missing) and its subdirectories.
+
+        Raises :class:`~euicc_sim.errors.CardBusy` if another storage holds the directory and
+        does not let go within ``wait`` seconds (``None``: do not wait).
+        """
         self.path = os.fspath(path)
         self._io: FileIO = io if io is not None else OsFileIO()
         self._sync = fsync
         self._loaded = False
         self._blobs = os.path.join(self.path, "blobs")
         self._files = os.path.join(self.path, "files")
-        for d in (self.path, self._blobs, self._files):
-            if not self._io.exists(d):
-                self._io.makedirs(d)
-                self._sync_dir(os.path.dirname(os.path.abspath(d)))
+        self._make_dir(self.path)
+        # Locked before anything else is read or changed: load() collects garbage, which
+        # would delete the temporary file of another owner's commit in flight.
+        self._lock: HeldLock | None = self._io.lock(self.path, wait)
+        try:
+            for d in (self._blobs, self._files):
+                self._make_dir(d)
+        except BaseException:
+            self.close()
+            raise
+
+    def _make_dir(self, d: str) -> None:
+        if not self._io.exists(d):
+            self._io.makedirs(d)
+            self._sync_dir(os.path.dirname(os.path.abspath(d)))
+
+    def close(self) -> None:
+        """Release the directory (idempotent); the storage can no longer change it."""
+        self._loaded = False
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._lock is None
 
     def _sync_file(self, path: str) -> None:
         if self._sync:
@@ -488,13 +640,24 @@ class DirectoryStorage:
 
     def _write_atomic(self, directory: str, name: str, data: bytes) -> None:
         tmp = os.path.join(directory, TMP_PREFIX + name)
-        self._io.write(tmp, data)
-        self._sync_file(tmp)
-        self._io.replace(tmp, os.path.join(directory, name))
-        self._sync_dir(directory)
+        target = os.path.join(directory, name)
+        try:
+            self._io.write(tmp, data)
+            self._sync_file(tmp)
+            self._io.replace(tmp, target)
+        except OSError as exc:
+            raise StorageWriteError(f"cannot write {target}: {exc}", committed=False) from exc
+        try:
+            self._sync_dir(directory)
+        except OSError as exc:
+            raise StorageWriteError(
+                f"{target} is in place but {directory} did not sync: {exc}", committed=True
+            ) from exc
 
     def load(self) -> CardState | None:
         """Read the committed state (``None``: never committed), then collect garbage."""
+        if self._lock is None:
+            raise StorageError(f"{self.path}: the storage is closed")
         raw = self._io.read(os.path.join(self.path, STATE_FILE))
         try:
             state = None if raw is None else state_from_json(raw)
@@ -517,7 +680,20 @@ class DirectoryStorage:
                 if name.startswith(TMP_PREFIX) or (stray_blob and name not in wanted):
                     self._io.unlink(os.path.join(directory, name))
 
+    def recover(self) -> CardState | None:
+        """After a :class:`StorageWriteError`: sync the directories (a rename whose directory
+        fsync failed becomes durable now) and read the committed state again, as
+        :meth:`load`. Raises :class:`OSError` or :class:`StorageError` if that fails too."""
+        if self._lock is None:
+            raise StorageError(f"{self.path}: the storage is closed")
+        self._loaded = False
+        for d in (self._blobs, self._files, self.path):
+            self._sync_dir(d)
+        return self.load()
+
     def _require_loaded(self) -> None:
+        if self._lock is None:
+            raise StorageError(f"{self.path}: the storage is closed")
         if not self._loaded:
             raise StorageError("load() must be called before changing the storage")
 
@@ -535,7 +711,11 @@ class DirectoryStorage:
         self._require_loaded()
         digest = hashlib.sha256(data).hexdigest()
         if not self._io.exists(os.path.join(self._blobs, digest)):
-            self._write_atomic(self._blobs, digest, bytes(data))
+            try:
+                self._write_atomic(self._blobs, digest, bytes(data))
+            except StorageWriteError as exc:
+                # A blob not known to be durable must not be referenced by a commit that is.
+                raise StorageWriteError(str(exc), committed=False) from exc.__cause__
         return digest
 
     def get_blob(self, digest: str) -> bytes:
@@ -572,6 +752,13 @@ class MemoryStorage:
         self._blobs: dict[str, bytes] = {}
         self._files: dict[str, bytes] = {}
         self.commits = 0
+
+    def close(self) -> None:
+        """Nothing to release (present for symmetry with :class:`DirectoryStorage`)."""
+
+    def recover(self) -> CardState | None:
+        """The committed state again (memory cannot fail)."""
+        return self.load()
 
     def load(self) -> CardState | None:
         if isinstance(self._state, str):

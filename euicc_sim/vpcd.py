@@ -432,6 +432,12 @@ def add_serve_command(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="count", default=0, help="-v connections, -vv every APDU"
     )
+    p.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="if another process has a card open, wait up to SECONDS for it (default: fail)",
+    )
     p.set_defaults(run=_serve_command)
     return p
 
@@ -442,7 +448,18 @@ def _serve_command(args: argparse.Namespace) -> int:
     host, port = parse_address(args.vpcd)
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cards = [Euicc.open(directory) for directory in args.directories]
+    cards: list[Euicc] = []
+    try:
+        for directory in args.directories:
+            cards.append(Euicc.open(directory, wait=args.wait))
+        _serve_cards(args, cards, host, port)
+    finally:
+        for card in cards:
+            card.close()
+    return 0
+
+
+def _serve_cards(args: argparse.Namespace, cards: list[Any], host: str, port: int) -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -458,7 +475,6 @@ def _serve_command(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

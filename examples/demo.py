@@ -171,7 +171,9 @@ def demo(directory: Path, binding: str) -> None:
             run("eIM: list the profiles (listProfileInfo)", psmo({"listProfileInfo": {}}))
 
         step("power cycle: the card reopens from its directory")
-        show_card(Euicc.open(directory / "card"))
+        card.close()  # one owner per card directory: let go before opening it again
+        with Euicc.open(directory / "card") as reopened:
+            show_card(reopened)
 
 
 def psmo(operation: dict[str, Any]) -> dict[str, Any]:

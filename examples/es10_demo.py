@@ -84,12 +84,13 @@ def demo(directory: Path) -> None:
         client.remove_notification_from_list(n.seq_number)
     print(f"      delivered and removed; {len(client.list_notification())} left")
     client.close()
+    card.close()  # one owner per card directory: let go before opening it again
 
     step("power cycle: reopen the card from its directory")
-    reopened = Euicc.open(directory)
-    client = Es10Client.open(InProcessTransport(reopened))
-    show_profiles(client)
-    client.close()
+    with Euicc.open(directory) as reopened:
+        client = Es10Client.open(InProcessTransport(reopened))
+        show_profiles(client)
+        client.close()
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
 """Activation codes: the ``LPA:1$<SM-DP+ address>$<matchingId>[$<OID>[$<flag>]]`` text of a QR
-code or a provisioning order (SGP.22 §4.1; PROTOCOL.md §5.8).
+code or a provisioning order (GSMA SGP.22 v2.5 §4.1; also carried in the activationCode of an
+SGP.32 ProfileDownloadTriggerRequest, SGP.32 v1.2 §2.11.1.3).
 
 Format rules applied here, field by field (fields are separated by ``$``; there is no escape):
 
@@ -15,8 +16,8 @@ Format rules applied here, field by field (fields are separated by ``$``; there 
 ====  ==========================  =========================================================
 
 Five fields at most. Leading and trailing white space of the whole text is ignored (scanners
-append line ends); white space or control characters inside a field are errors. Examples from
-PROTOCOL.md §5.8: ``1$SMDP.EXAMPLE.COM$04386-AGYFT-A74Y8-3F815`` and
+append line ends); white space or control characters inside a field are errors. Examples:
+``1$SMDP.EXAMPLE.COM$04386-AGYFT-A74Y8-3F815`` and
 ``1$SMDP.EXAMPLE.COM$04386-AGYFT-A74Y8-3F815$1.3.6.1.4.1.31746$1``.
 """
 

@@ -1,8 +1,8 @@
 """Typed ES10b download functions: AuthenticateServer, PrepareDownload, LoadBoundProfilePackage,
-CancelSession (PROTOCOL.md §2.1, §3.3, §3.7–§3.9).
+CancelSession (GSMA SGP.22 v2.5 §3.1.3, §5.7.5, §5.7.6, §5.7.13, §5.7.14).
 
 Functions over an :class:`~ipa.es10.Es10Client`. The IPAd relays signed data between the
-SM-DP+ and the eUICC, and the signatures cover exact bytes (PROTOCOL.md §3.2, §8.2 item 15), so
+SM-DP+ and the eUICC, and the signatures cover exact bytes (SGP.22 §5.7.13, §5.7.5), so
 the requests here are assembled from the **raw TLVs** received from the server, never from a
 re-encoding, and every result keeps the card's response TLV as it came (``raw``) for ES9+.
 
@@ -59,7 +59,8 @@ F_PREPARE_DOWNLOAD = "ES10b.PrepareDownload"
 F_LOAD_BPP = "ES10b.LoadBoundProfilePackage"
 F_CANCEL_SESSION = "ES10b.CancelSession"
 
-#: TAC sent when the device has none configured (lpac's default, PROTOCOL.md §3.3 step 4).
+#: TAC sent when the device has none configured (the default some open-source LPAs send in
+#: ctxParams1 deviceInfo, SGP.22 ES10b.AuthenticateServer).
 DEFAULT_TAC = bytes.fromhex("35290611")
 
 _TAG_AUTHENTICATE = b"\xbf\x38"
@@ -238,7 +239,7 @@ def build_authenticate_server_request(
     server_certificate: bytes,
     ctx_params1: bytes,
 ) -> bytes:
-    """``BF38`` AuthenticateServerRequest from the server's TLVs as received (§2.1)."""
+    """``BF38`` AuthenticateServerRequest from the server's TLVs as received (SGP.22 §5.7.13)."""
     body = (
         _require(server_signed1, b"\x30", "serverSigned1")
         + _require(server_signature1, _TAG_SIGNATURE, "serverSignature1")
@@ -301,7 +302,7 @@ def authenticate_server(
 
 
 def confirmation_code_hash(confirmation_code: str, transaction_id: bytes) -> bytes:
-    """hashCc = SHA256(SHA256(CC) ‖ transactionId) (PROTOCOL.md §3.3 step 7, §8.2 item 21).
+    """hashCc = SHA256(SHA256(CC) ‖ transactionId) (SGP.22 §5.7.5, ES10b.PrepareDownload).
 
     The confirmation code is hashed as its UTF-8 (in practice ASCII) bytes.
     """
@@ -408,7 +409,7 @@ def cancel_session(
 
 @dataclass(frozen=True, slots=True)
 class ProfileInstallationResult:
-    """A ``BF37`` ProfileInstallationResult (PROTOCOL.md §3.8), decoded; ``raw`` is what the
+    """A ``BF37`` ProfileInstallationResult (SGP.22 §2.5.6), decoded; ``raw`` is what the
     card signed and what handleNotification carries.
 
     On success ``isdp_aid`` and ``sima_response`` are set; on failure ``bpp_command_id`` and
@@ -464,7 +465,7 @@ def parse_profile_installation_result(raw: bytes) -> ProfileInstallationResult:
 
 
 def split_bpp(bpp: bytes) -> list[bytes]:
-    """The LoadBoundProfilePackage payloads of ``bpp`` in sending order (PROTOCOL.md §3.7).
+    """The LoadBoundProfilePackage payloads of ``bpp`` in sending order (SGP.22 §5.7.6).
 
     Raises:
         ValueError (:class:`euicc_protocol.bpp.BppFormatError`): ``bpp`` is not a BF36 of that
@@ -476,7 +477,7 @@ def split_bpp(bpp: bytes) -> list[bytes]:
 def bpp_store_metadata(payloads: list[bytes]) -> bytes:
     """The StoreMetadataRequest (``BF25``) a split BPP carries in its ``88`` segments.
 
-    ``88`` segments are MAC-only (PROTOCOL.md §3.6), so the IPAd can read the metadata the
+    ``88`` segments are MAC-only (SCP03t, SGP.22 §2.5), so the IPAd can read the metadata the
     eUICC will store and compare it with the profileMetadata shown to the user.
     """
     parts = []

@@ -1,5 +1,5 @@
-"""Typed SGP.32 v1.2 ES10b functions over an :class:`~ipa.es10.Es10Client` (PROTOCOL.md §2.2,
-§5.2–§5.6, §5.11).
+"""Typed SGP.32 v1.2 ES10b functions over an :class:`~ipa.es10.Es10Client` (GSMA SGP.32 v1.2
+§5.9; eIM configuration data and eUICC packages in §2.11).
 
 GetEimConfigurationData, AddInitialEim, LoadEuiccPackage, ProfileRollback, ImmediateEnable,
 ConfigureImmediateProfileEnabling, ExecuteFallbackMechanism, ReturnFromFallback and the stored
@@ -174,7 +174,7 @@ def _retag(value: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class EimConfiguration:
-    """One EimConfigurationData entry (PROTOCOL.md §5.2); keys and certificates as DER.
+    """One EimConfigurationData entry (SGP.32 v1.2 §2.11.1.1.1); keys and certificates as DER.
 
     ``raw`` is the ``30`` entry exactly as the card returned it.
     """
@@ -257,7 +257,8 @@ def eim_configuration_value(
     """An EimConfigurationData value (asn1tools form) for :func:`add_initial_eim`.
 
     Keys and certificates are DER (SubjectPublicKeyInfo / Certificate). ``association_token``
-    -1 asks the eUICC to allocate one (the onomondo convention, PROTOCOL.md §5.3).
+    -1 asks the eUICC to allocate one (a convention of open-source IPAs and eIMs, not a rule
+    of SGP.32 ES10b.AddInitialEim).
     """
     if (eim_public_key is None) == (eim_certificate is None):
         raise ValueError("give exactly one of eim_public_key and eim_certificate")

@@ -1,4 +1,4 @@
-"""What the eIM answers over ESipa (SGP.32 v1.2, PROTOCOL.md §5.9): the answer types, and
+"""What the eIM answers over ESipa (SGP.32 v1.2 §5.14, ASN.1 binding §6.3): the answer types, and
 reading them out of an answer in either binding.
 
 ASN.1 binding: after the transport checked the schema, answers are split with a TLV walk, so

@@ -1,5 +1,5 @@
 """ESipa function names, their error codes and the exceptions the ESipa client raises
-(SGP.32 v1.2, PROTOCOL.md §5.9).
+(GSMA SGP.32 v1.2 §5.14, ESipa functions; ASN.1 in §6.3).
 
 Codes are :class:`~ipa.codes.Asn1Enum` members named after the ASN.1 (``asn1_name``), one enum
 per function answer (and the two request enums, :class:`StateChangeCause` and the IPAd's own

@@ -1,4 +1,4 @@
-"""The two ESipa bindings as seen from the IPAd (SGP.32 v1.2, PROTOCOL.md §5.9, §4.1, §4.2):
+"""The two ESipa bindings as seen from the IPAd (GSMA SGP.32 v1.2 §6; ASN.1 binding §6.3):
 how a message reaches the eIM and how the answer's envelope is checked.
 
 **ASN.1 binding** (the default): one URL for every function, ``POST <eIM>/gsma/rsp2/asn1`` with
@@ -68,7 +68,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: X-Admin-Protocol of ESipa requests (what onomondo-ipa/-eim send, PROTOCOL.md §5.9).
+#: X-Admin-Protocol of ESipa requests (the value open-source IPAds and eIMs send).
 ADMIN_PROTOCOL = "gsma/rsp/v2.1.0"
 ASN1_PATH = "/gsma/rsp2/asn1"
 JSON_PATH_PREFIX = "/gsma/rsp2/esipa/"
@@ -195,7 +195,8 @@ class EsipaTransport:
             )
         if function == GET_EIM_PACKAGE:
             # Only the envelope here: a package the IPAd cannot decode is answered with
-            # invalidPackageFormat (PROTOCOL.md §5.9), which needs the package in hand.
+            # invalidPackageFormat (SGP.32 ESipa.ProvideEimPackageResult), which needs the
+            # package in hand.
             try:
                 outer = tlv.read_tlv(body)
             except tlv.TlvError as exc:

@@ -1,5 +1,5 @@
 """Indirect profile download: the card steps of :mod:`ipa.download`, the ES9+ payloads carried
-by ESipa through the eIM (SGP.32 v1.2, PROTOCOL.md §5.9 "Indirect profile download").
+by ESipa through the eIM (GSMA SGP.32 v1.2, indirect profile download; ESipa functions §5.14).
 
 =======================================  ================================  ======================
 IPAd → eUICC (ES10b)                     IPAd → eIM (ESipa)                eIM → SM-DP+ (ES9+)
@@ -17,7 +17,8 @@ ES9+ client it talks to, and turns each ES9+ call into its ESipa form. Everythin
 :mod:`ipa.download` checks and cancels applies as it is (serverSigned1 address and challenge,
 consent, confirmation code, metadata, CancelSession reasons). What the relay adds:
 
-* the CI key id the eIM may send truncated (``euiccCiPKIdentifierToBeUsed``, §5.9) is expanded
+* the CI key id the eIM may send truncated (``euiccCiPKIdentifierToBeUsed`` of
+  InitiateAuthenticationOkEsipa, SGP.32 v1.2 §6.3.2.1) is expanded
   to the full ``04 14 <SKI>`` from EUICCInfo1's euiccCiPKIdListForVerification before
   AuthenticateServer; a prefix that matches no key or several keys is a protocol error;
 * the eIM's transactionId may be absent from its answers: the session's one is used;
@@ -29,7 +30,8 @@ consent, confirmation code, metadata, CancelSession reasons). What the relay add
   download) it goes to the eIM in ESipa HandleNotification and is removed from the card once
   taken. The pull flow passes False: the result then stays pending on the card and goes to the
   eIM inside the ProfileDownloadTriggerResult, removed after the eIM acknowledged it
-  (PROTOCOL.md §5.10 S6); the DownloadResult says ``notification_delivered=False``.
+  (SGP.32 v1.2 §2.11.2.3, ProfileDownloadTriggerResult; EimAcknowledgements §2.11.1.4); the
+  DownloadResult says ``notification_delivered=False``.
 
 Not relayed: an SM-DS event answer (AuthenticateClientOkDSEsipa) and eIM-made ctxParams1 or
 hashCc, which this IPAd never asks for (it does not announce eimCtxParams1Generation or

@@ -1,5 +1,5 @@
-"""IpaEuiccData: the IPAd's answer to an eIM's IpaEuiccDataRequest (SGP.32 v1.2, PROTOCOL.md
-§5.7).
+"""IpaEuiccData: the IPAd's answer to an eIM's IpaEuiccDataRequest (GSMA SGP.32 v1.2
+§2.11.1.2; the answer IpaEuiccDataResponse, §2.11.2.2).
 
 No single ES10 command answers the request: the IPAd collects each field the ``tagList`` asks
 for from the ES10 function that holds it, and adds what it knows about itself:
@@ -29,10 +29,10 @@ Rules:
   give) is left out. Notifications and results are the card's TLVs, byte for byte.
 * incorrectTagList (1): the tagList is empty, is not a sequence of BER tags, or names a tag
   that is not one of the twelve above (the v1.0 tags ``BF2B``/``80``/``88`` included).
-* euiccCiPKIdNotFound (5): ``euiccCiPKIdentifierToBeUsed`` (possibly a truncated SKI, §5.9) is
-  not a prefix of exactly one key id in EUICCInfo1's euiccCiPKIdListForSigning, or GetCerts
-  refuses it. Without it, GetCerts uses the eIM's configured euiccCiPKId, else the card's
-  default.
+* euiccCiPKIdNotFound (5): ``euiccCiPKIdentifierToBeUsed`` (possibly a truncated SKI, SGP.32
+  v1.2 §2.11.1.2) is not a prefix of exactly one key id in EUICCInfo1's
+  euiccCiPKIdListForSigning, or GetCerts refuses it. Without it, GetCerts uses the eIM's
+  configured euiccCiPKId, else the card's default.
 * undefinedError (127): an ES10 function refused to answer (its Es10Error).
 * Every error answer echoes eimTransactionId. A request that does not decode at all is not
   answered here: :class:`InvalidIpaEuiccDataRequest` lets the caller report

@@ -1,5 +1,6 @@
 """Notification delivery: pending notifications from the eUICC to the servers that asked for them
-(PROTOCOL.md §2.1 notes, §3.3 step 11, §8.3 item 26).
+(GSMA SGP.22 v2.5 §5.7.9–§5.7.11 on the card side, ES9+.HandleNotification §5.6.4 on the
+server side).
 
 Flow, per pending notification of ES10b.RetrieveNotificationsList:
 
@@ -152,7 +153,7 @@ async def _process_one(
     address = meta.notification_address
     if not address:
         return NotificationOutcome(seq, notification.kind, None, False, False, "no address")
-    key = address.lower()  # SM-DP+ addresses compare case-insensitively (§8.3 item 29)
+    key = address.lower()  # SM-DP+ addresses are host names: case-insensitive (RFC 4343)
     if key not in es9_clients:
         try:
             es9_clients[key] = make(address)

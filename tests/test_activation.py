@@ -1,4 +1,4 @@
-"""ipa.activation: activation code parsing and formatting (PROTOCOL.md §5.8)."""
+"""ipa.activation: activation code parsing and formatting (GSMA SGP.22 v2.5 §4.1)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ MATCHING_ID = "04386-AGYFT-A74Y8-3F815"
 # -- valid forms ------------------------------------------------------------------------------
 
 
-def test_protocol_example_without_optional_fields() -> None:
+def test_example_without_optional_fields() -> None:
     ac = parse_activation_code(f"1$SMDP.EXAMPLE.COM${MATCHING_ID}")
     assert ac == ActivationCode("SMDP.EXAMPLE.COM", MATCHING_ID)
     assert ac.smdp_oid is None
     assert ac.confirmation_code_required is False
 
 
-def test_protocol_example_with_oid_and_confirmation_code_flag() -> None:
+def test_example_with_oid_and_confirmation_code_flag() -> None:
     ac = parse_activation_code(f"1$SMDP.EXAMPLE.COM${MATCHING_ID}$1.3.6.1.4.1.31746$1")
     assert ac == ActivationCode("SMDP.EXAMPLE.COM", MATCHING_ID, "1.3.6.1.4.1.31746", True)
 

@@ -205,6 +205,7 @@ def test_preloaded_profiles_survive_reopen(tmp_path: Path) -> None:
     card.preload(package(0), nickname="kept", enable=True)
     card.preload(package(1), profile_class=CardProfileClass.OPERATIONAL)
     before = client(card).get_profiles_info()
+    card.close()
     reopened = Euicc.open(tmp_path / "card", fsync=False)
     assert client(reopened).get_profiles_info() == before
     assert reopened.profile_package(reopened.state.profiles[0]) == package(0)

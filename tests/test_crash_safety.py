@@ -41,6 +41,7 @@ from euicc_protocol.testpki import SGP26_DIR as SGP26
 from euicc_protocol.testpki import issue_crl, load_sgp26
 from euicc_sim import es10a
 from euicc_sim.card import CardError, Euicc, ProfileInstallError
+from euicc_sim.dirlock import LOCK_FILE
 from euicc_sim.state import (
     CardState,
     LastDownload,
@@ -606,6 +607,7 @@ def _build_base(path: Path) -> None:
     assert [n.seq_number for n in state.notifications] == [1, 3, 4]
     assert state.next_seq_number == 5
     assert state.enabled_profile is not None and state.enabled_profile.iccid == ICCID_A
+    card.close()
 
 
 class Cards:
@@ -626,7 +628,8 @@ class Cards:
         if path is None:
             path = self.root / f"start-{len(self._starts)}"
             shutil.copytree(self.base, path)
-            command.setup(Euicc.open(path))
+            with Euicc.open(path) as card:
+                command.setup(card)
             self._starts[command.name] = path
         return path
 
@@ -701,7 +704,7 @@ def _files(path: Path) -> dict[str, bytes]:
 def check_complete(card: Euicc, path: Path, files: dict[str, bytes]) -> None:
     """Nothing half-done is left in the directory; every referenced blob is intact."""
     state = card.state
-    assert sorted(os.listdir(path)) == sorted([STATE_FILE, "blobs", "files"])
+    assert sorted(os.listdir(path)) == sorted([STATE_FILE, LOCK_FILE, "blobs", "files"])
     assert set(os.listdir(path / "blobs")) == referenced_blobs(state)
     assert _files(path) == files  # keys, certificates and config are never touched
     for profile in state.profiles:
@@ -718,7 +721,9 @@ def check_usable(card: Euicc, path: Path) -> None:
         ] == [(p.iccid, int(p.state)) for p in card.state.profiles]
     set_default_dp_address(FOLLOW_UP_DP)(card)
     assert card.state.default_dp_address == FOLLOW_UP_DP
-    assert Euicc.open(path).state == card.state
+    card.close()
+    with Euicc.open(path) as reopened:
+        assert reopened.state == card.state
 
 
 def check_single_commit(log: list[str], path: Path, command: Command) -> None:
@@ -758,7 +763,9 @@ def crash_everywhere(cards: Cards, tmp: Path, command: Command, *, torn: bool) -
     after = card.state
     log = list(counter.log)
     assert after != before, f"{command} changed nothing"
-    assert Euicc.open(count_path).state == after  # what the command committed is what comes back
+    card.close()
+    with Euicc.open(count_path) as reopened:  # what the command committed is what comes back
+        assert reopened.state == after
     first_new = before.next_seq_number
     added = [(n.event, n.iccid) for n in after.notifications if n.seq_number >= first_new]
     assert added == list(command.notifications)
@@ -771,6 +778,7 @@ def crash_everywhere(cards: Cards, tmp: Path, command: Command, *, torn: bool) -
         card = Euicc(DirectoryStorage(path, io=io))
         with pytest.raises(SimulatedCrash):
             command.run(card)
+        card.close()  # the power is off: the process that had the card open is gone
         try:
             reopened = Euicc.open(path)
         except (CardError, StorageError) as exc:
@@ -838,7 +846,9 @@ def test_refused_command_performs_no_effects(
     assert (io.count, io.crashed) == (0, False)
     assert card.state is before
     assert (path / STATE_FILE).read_bytes() == state_bytes
-    assert Euicc.open(path).state == before
+    card.close()
+    with Euicc.open(path) as reopened:
+        assert reopened.state == before
 
 
 def test_refused_preload_keeps_the_state_and_its_blob_is_collected_at_power_up(
@@ -851,6 +861,7 @@ def test_refused_preload_keeps_the_state_and_its_blob_is_collected_at_power_up(
     with pytest.raises(ProfileInstallError, match="already installed"):
         card.preload(PKG_E, iccid=iccid_from_ef(ICCID_A))
     assert card.state == before
+    card.close()
     reopened = Euicc.open(path)
     assert reopened.state == before
     assert set(os.listdir(path / "blobs")) == referenced_blobs(before)
@@ -870,10 +881,11 @@ def test_read_only_functions_perform_no_effects(cards: Cards, tmp_path: Path) ->
 
 def test_every_es10_handler_is_classified_for_crash_safety(cards: Cards) -> None:
     """A new ES10 handler must join STATE_CHANGING (with crash tests) or READ_ONLY_REQUESTS."""
-    card = Euicc(DirectoryStorage(cards.base, io=CrashingIO(0)))
+    with Euicc(DirectoryStorage(cards.base, io=CrashingIO(0))) as card:
+        supported = card.isdr.supported_tags()
     functions = {**catalogue.catalogue_for("sgp22"), **catalogue.catalogue_for("sgp32")}
     by_tag = {bytes(tag): f.request_type for tag, f in functions.items()}
-    handled = {by_tag[tag] for tag in card.isdr.supported_tags()}
+    handled = {by_tag[tag] for tag in supported}
     unclassified = handled - STATE_CHANGING_REQUESTS - set(READ_ONLY_REQUESTS)
     assert not unclassified, f"add crash-safety coverage for {sorted(unclassified)}"
     assert STATE_CHANGING_REQUESTS <= handled
@@ -921,7 +933,7 @@ def _create_with(io: FileIO, path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
     with monkeypatch.context() as m:
         m.setattr(card_module, "DirectoryStorage", storage)
-        Euicc.create(path)
+        Euicc.create(path).close()
 
 
 @pytest.mark.parametrize("torn", [False, True], ids=["clean-cut", "torn-write"])
@@ -945,9 +957,8 @@ def test_crash_during_create_leaves_no_half_made_card(
                 Euicc.open(path)
             card = Euicc.create(path)
         else:
-            card = Euicc.open(path)
             with pytest.raises(CardError, match="already holds a card"):
                 Euicc.create(path)
+            card = Euicc.open(path)
         assert card.state == CardState(root_ds_address=card.config.root_ds_address)
-        assert Euicc.open(path).eid == card.eid
         check_usable(card, path)

@@ -58,6 +58,7 @@ def test_a_full_crl_is_kept_per_ci_and_survives_a_power_cycle(tmp_path: Path) ->
     card = Euicc.create(tmp_path / "card")
     assert load(card, issue_crl(NIST.ci, [11, 12], 1)) == []
     assert load(card, issue_crl(BRAINPOOL.ci, [21], 4)) == []
+    card.close()
     reopened = Euicc.open(tmp_path / "card")
     assert revoked(reopened) == {11, 12} and revoked(reopened, BRAINPOOL) == {21}
     assert reopened.state.is_revoked(NIST.ci.ski, 12)

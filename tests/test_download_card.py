@@ -1051,9 +1051,10 @@ def test_a_crash_at_any_effect_of_the_last_piece_leaves_the_card_before_or_after
     """Power cut before each file-system effect of the last ``86``: the card powers up with
     the state before or the state after, never a profile without its package or result."""
     base = tmp_path / "base"
-    with_history(Euicc.create(base, eid=EID))
+    with_history(Euicc.create(base, eid=EID)).close()
     otsk = crypto.generate_private_key(Curve.NIST_P256)
-    template = Download(Euicc.open(base), NIST, euicc_otpk=crypto.public_point(otsk.public_key()))
+    with Euicc.open(base) as card:
+        template = Download(card, NIST, euicc_otpk=crypto.public_point(otsk.public_key()))
     payloads = template.bpp(UPP)
     if outcome == "refused":
         payloads[-1] = _flip(payloads[-1], -1)
@@ -1080,6 +1081,7 @@ def test_a_crash_at_any_effect_of_the_last_piece_leaves_the_card_before_or_after
         io.fail_at = io.count + k
         with pytest.raises(SimulatedCrash):
             session.send(payloads[-1])
+        card.close()  # the power is off
         reopened = Euicc.open(tmp_path / f"crash{k}")
         summary = _summary(reopened.state)
         assert summary in (_summary(before), _summary(after)), effects[k]

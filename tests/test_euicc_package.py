@@ -274,6 +274,7 @@ class Frozen:
 
     @classmethod
     def of(cls, card: Euicc, path: Path) -> Frozen:
+        card.close()  # one owner per card directory: the frozen card takes over
         io = CrashingIO(0)
         return cls(Euicc(DirectoryStorage(path, io=io)), io, path, (path / STATE_FILE).read_bytes())
 
@@ -281,7 +282,9 @@ class Frozen:
         assert (self.io.count, self.io.crashed) == (0, False)
         assert self.card.state is before
         assert (self.path / STATE_FILE).read_bytes() == self.state_bytes
-        assert Euicc.open(self.path).state == before
+        self.card.close()
+        self.card = Euicc.open(self.path)
+        assert self.card.state == before
 
 
 @pytest.fixture
@@ -488,6 +491,7 @@ def test_results_configs_and_counters_survive_a_power_cycle(tmp_path: Path) -> N
     e = TestEim()
     add_initial_eim(card, e)
     answer = send(card, e.package(bytes.fromhex(card.eid), [("enable", {"iccid": ICCID_B})]))
+    card.close()
     reopened = Euicc.open(tmp_path / "card")
     assert reopened.state == card.state
     with Es10Client.open(InProcessTransport(reopened)) as client:
@@ -554,6 +558,7 @@ def test_counter_above_the_maximum_is_counter_value_out_of_range(
     frozen, answer = _reject(disk_card, request)
     code, data = _signed_error(frozen.card, answer)
     assert (code, data["counterValue"]) == (6, counter)
+    card = frozen.card  # the card, powered up again
     top = e.package(bytes.fromhex(card.eid), [("getRAT", {})], counter=euicc_package.MAX_COUNTER)
     results(card, send(card, top), e)
 
@@ -632,6 +637,7 @@ def test_a_non_minimal_length_is_refused_before_any_signature_check(
             send(frozen.card, request)
         assert excinfo.value.sw == 0x6A80
     frozen.assert_unchanged(before)
+    card = frozen.card  # the card, powered up again
     results(card, send(card, e.sign(der)), e)  # the DER form, signed as sent: accepted
 
 
@@ -664,8 +670,9 @@ def test_stale_token_after_update_eim_is_an_unsigned_error(
         kind="ecoList",
     )
     assert results(card, send(card, update), e) == [("updateEimResult", 0)]
-    _, answer = _reject(disk_card, old)  # fresh counter, but signed over the old token
+    frozen, answer = _reject(disk_card, old)  # fresh counter, but signed over the old token
     assert _unsigned(answer) == {"eimId": e.eim_id, "associationToken": 5}
+    card = frozen.card  # the card, powered up again
     e.token = 5
     fresh = e.package(bytes.fromhex(card.eid), [("enable", {"iccid": ICCID_B})], counter=10)
     assert results(card, send(card, fresh), e) == [("enableResult", 0)]

@@ -15,6 +15,7 @@ from euicc_cli import sim_command as card_cli
 from euicc_protocol import saip
 from euicc_servers.eim import EimServer, OrderState, build_eim, run_in_thread
 from euicc_sim.card import Euicc
+from euicc_sim.state import CardState
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_FILE = ROOT / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"
@@ -27,6 +28,12 @@ def eim() -> Iterator[tuple[EimServer, str]]:
     server = build_eim("sgp26")
     with run_in_thread(server.core, tls=server.tls) as running:
         yield server, running.base_url
+
+
+def on_disk(directory: Path) -> tuple[str, CardState]:
+    """EID and state of the card in ``directory`` (opened and closed again)."""
+    with Euicc.open(directory) as card:
+        return card.eid, card.state
 
 
 def make_cards(tmp_path: Path, count: int, capsys: Any) -> list[Path]:
@@ -42,7 +49,7 @@ def register(server: EimServer, directories: list[Path], tmp_path: Path) -> tupl
     """Register every card's EID at the eIM (by EID only: the eIM asks for the certificates)
     and write each eUICC's AddInitialEimRequest (its own association token) to
     ``initial-eim/<EID>.der``."""
-    eids = [Euicc.open(d).eid for d in directories]
+    eids = [on_disk(d)[0] for d in directories]
     initial = tmp_path / "initial-eim"
     initial.mkdir(exist_ok=True)
     for eid in eids:
@@ -55,7 +62,7 @@ def register(server: EimServer, directories: list[Path], tmp_path: Path) -> tupl
 def test_init_makes_one_card_per_directory(tmp_path: Path, capsys: Any) -> None:
     directories = [tmp_path / name for name in ("a", "b", "c")]
     assert card_cli.main(["init", *map(str, directories)]) == 0
-    eids = {Euicc.open(d).eid for d in directories}
+    eids = {on_disk(d)[0] for d in directories}
     assert len(eids) == 3
     assert capsys.readouterr().out.count("created eUICC") == 3
 
@@ -76,7 +83,7 @@ def test_preload_on_several_cards_names_the_one_it_stopped_at(tmp_path: Path, ca
     argv = ["preload", str(good), str(full), str(after), str(PACKAGE_FILE)]
     assert card_cli.main(argv) == 1
     assert f"{full}: " in capsys.readouterr().err
-    counts = [len(Euicc.open(d).state.profiles) for d in (good, full, after)]
+    counts = [len(on_disk(d)[1].profiles) for d in (good, full, after)]
     assert counts == [1, 1, 0]
 
 
@@ -103,7 +110,7 @@ def test_fleet_once_runs_every_cards_package_and_the_eim_holds_verified_results(
         assert "euiccPackageRequest" in kinds
     # The cards on disk have the profile enabled; the eIM verified every signed result.
     for directory in directories:
-        enabled = Euicc.open(directory).state.enabled_profile
+        enabled = on_disk(directory)[1].enabled_profile
         assert enabled is not None
     for order_id in orders:
         order = server.core.store.require_order(order_id)
@@ -150,7 +157,7 @@ def test_fleet_runs_until_the_duration_and_reports(
     assert stats["packages"] >= 2  # at least the two enables (the first cycle also does data)
     assert stats["p50Ms"] <= stats["p99Ms"] <= stats["maxMs"]
     assert all(d["cycles"] >= 2 and d["failures"] == 0 for d in out["devices"])
-    assert all(Euicc.open(d).state.enabled_profile is not None for d in directories)
+    assert all(on_disk(d)[1].enabled_profile is not None for d in directories)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +172,7 @@ def test_fleet_runs_until_the_duration_and_reports(
 def test_fleet_usage_errors(
     tmp_path: Path, capsys: Any, argv: list[str], message: str, code: int
 ) -> None:
-    Euicc.create(tmp_path / "card")
+    Euicc.create(tmp_path / "card").close()
     argv = [a.replace("{d}", str(tmp_path / "card")) for a in argv]
     assert cli.main(argv) == code
     assert message in capsys.readouterr().err

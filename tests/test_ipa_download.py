@@ -704,7 +704,7 @@ def test_unreachable_notification_server_keeps_the_notification() -> None:
 def test_cli_download_with_an_invalid_activation_code(tmp_path: Path, capsys: Any) -> None:
     from euicc_cli.ipa_command import main
 
-    Euicc.create(tmp_path / "card")
+    Euicc.create(tmp_path / "card").close()
     assert main(["--card", str(tmp_path / "card"), "download", "LPA:2$x.example$M"]) == 2
     assert "unsupported activation code format '2'" in capsys.readouterr().err
 
@@ -714,7 +714,7 @@ def test_cli_notifications_process_and_remove_exclude_each_other(
 ) -> None:
     from euicc_cli.ipa_command import main
 
-    Euicc.create(tmp_path / "card")
+    Euicc.create(tmp_path / "card").close()
     argv = ["--card", str(tmp_path / "card"), "notifications", "--process", "--remove", "1"]
     assert main(argv) == 2
     assert "either --process or --remove" in capsys.readouterr().err
@@ -723,7 +723,7 @@ def test_cli_notifications_process_and_remove_exclude_each_other(
 def test_cli_notifications_process_with_nothing_pending(tmp_path: Path, capsys: Any) -> None:
     from euicc_cli.ipa_command import main
 
-    Euicc.create(tmp_path / "card")
+    Euicc.create(tmp_path / "card").close()
     assert main(["--card", str(tmp_path / "card"), "--json", "notifications", "--process"]) == 0
     assert json.loads(capsys.readouterr().out)["data"] == {"notifications": []}
 
@@ -858,7 +858,7 @@ def test_e2e_command_line(reference: Reference, tmp_path: Path, capsys: Any) -> 
 
     ac = reference.order("E2E-CLI", "TS48V5-SAIP2-1A-NOBERTLV-UNIQUE.der")
     card_dir = tmp_path / "card"
-    Euicc.create(card_dir)
+    Euicc.create(card_dir).close()
     ca = str(reference.ca_pem)
     assert main(["--card", str(card_dir), "download", ac, "--ca-cert", ca]) == 0
     out = capsys.readouterr().out
@@ -879,7 +879,7 @@ def test_e2e_ctrl_c_at_the_confirmation_code_prompt_cancels_on_both_sides(
 
     ac = reference.order("E2E-INT", "TS48V1-A-UNIQUE.der", confirmation_code="2580")
     card_dir = tmp_path / "card"
-    Euicc.create(card_dir)
+    Euicc.create(card_dir).close()
 
     def interrupted(metadata: Any) -> str:
         assert reference.state("E2E-INT") == OrderState.IN_PROGRESS
@@ -908,7 +908,7 @@ def test_e2e_ctrl_c_on_a_terminal_cancels_the_session(reference: Reference, tmp_
 
     ac = reference.order("E2E-TTY", "TS48V1-B-UNIQUE.der", confirmation_code="1357")
     card_dir = tmp_path / "card"
-    Euicc.create(card_dir)
+    Euicc.create(card_dir).close()
     argv = [sys.executable, "-m", "ipa", "--card", str(card_dir), "download", ac]
     argv += ["--ca-cert", str(reference.ca_pem)]
     pid, fd = pty.fork()

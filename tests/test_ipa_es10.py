@@ -1,4 +1,4 @@
-"""ipa.es10 and ipa.types: exact request bytes (PROTOCOL.md §2.4), typed decoding, error codes."""
+"""ipa.es10 and ipa.types: exact request bytes (SGP.22 v2.5 §5.7), typed decoding, error codes."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def one(response: bytes) -> tuple[Es10Client, ScriptedCard]:
     return client_for(lambda _req: response)
 
 
-# -- exact request encodings from PROTOCOL.md §2.4 ---------------------------------------------
+# -- exact request encodings (SGP.22 v2.5 §5.7, DER per ITU-T X.690) ---------------------------
 
 OK = {
     "BF31": h("BF3103800100"),

@@ -1,4 +1,4 @@
-"""ipa.es9p: the ES9+ JSON binding at the HTTP edge (PROTOCOL.md §4.1–§4.3, §8.3).
+"""ipa.es9p: the ES9+ JSON binding at the HTTP edge (GSMA SGP.22 v2.5 §6.5; functions §5.6).
 
 A fake SM-DP+ behind httpx.MockTransport records every request and answers as scripted; one
 test serves real HTTPS on 127.0.0.1 to check certificate verification against trust anchors.

@@ -1,6 +1,6 @@
 """ipa.esipa: the ESipa client against a fake eIM (httpx.MockTransport), both bindings.
 
-Encodings are checked byte for byte where PROTOCOL.md gives them (§2.4, §5.9), and every
+Encodings are checked byte for byte against pinned DER (SGP.32 v1.2 §6.3 ASN.1), and every
 message the client builds must decode as the schema's EsipaMessageFromIpaToEim.
 """
 
@@ -88,7 +88,7 @@ def test_provide_eim_package_result_shapes() -> None:
     assert esipa.provide_eim_package_result(EPR) == H("BF5008") + EPR
     both = esipa.epr_and_notifications(EPR, [PIR_LIKE, OTHER_NOTIFICATION])
     assert both == H("3015") + EPR + H("A00B") + PIR_LIKE + OTHER_NOTIFICATION
-    # The §2.4 IpaEuiccDataResponse error inside a ProvideEimPackageResult.
+    # An IpaEuiccDataResponse error (SGP.32 v1.2 §2.11.2.2) inside a ProvideEimPackageResult.
     assert esipa.provide_eim_package_result(H("BF5205A103020101")) == H("BF5008BF5205A103020101")
     error = esipa.package_result_error(EimPackageResultErrorCode.UNKNOWN_PACKAGE, b"\x07")
     assert error == H("A006 800107 020102")
@@ -130,7 +130,7 @@ def test_profile_download_trigger_result_matches_the_schema() -> None:
 
 
 def test_cancel_session_request_replaces_bf41_by_a1() -> None:
-    # PROTOCOL.md §5.9: BF41 09 80 02 0102 A1 03 81 01 05
+    # CancelSessionRequestEsipa (SGP.32 v1.2 §6.3): BF41 09 80 02 0102 A1 03 81 01 05
     assert esipa.cancel_session_request(H("0102"), H("BF4103810105")) == H(
         "BF410980020102A103810105"
     )

@@ -425,7 +425,7 @@ def test_ipa_cli_over_modem(tmp_path: Path, capsys: Any) -> None:
 def test_euicc_sim_modem_command_serves_a_card_directory(tmp_path: Path, capsys: Any) -> None:
     directory = tmp_path / "card"
     card = two_profile_card(directory)
-    del card  # the modem process owns the directory from now on
+    card.close()  # the modem process owns the directory from now on
     link = tmp_path / "ttyEUICC"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(

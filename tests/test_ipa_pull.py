@@ -835,6 +835,7 @@ def test_cli_poll_once(card: Euicc, tmp_path: Path, capsys: Any, monkeypatch: An
     signer = Signer()
     with Es10Client.open(InProcessTransport(disk)) as client:
         es10_iot.add_initial_eim(client, [signer.configuration()])
+    disk.close()  # the command opens the card itself
     real = esipa.EsipaConfig.http_client
     monkeypatch.setattr(
         esipa.EsipaConfig,
@@ -861,7 +862,7 @@ def test_cli_poll_once(card: Euicc, tmp_path: Path, capsys: Any, monkeypatch: An
 def test_cli_poll_unprovisioned_card_fails(tmp_path: Path, capsys: Any) -> None:
     from euicc_cli import ipa_command as cli
 
-    Euicc.create(tmp_path / "card")
+    Euicc.create(tmp_path / "card").close()
     assert cli.main(["--card", str(tmp_path / "card"), "poll", "--once"]) == 1
     assert "no eIM" in capsys.readouterr().err
 

@@ -1,6 +1,6 @@
 """euicc_protocol.bpp: the SM-DP+ side builds BPPs the conformant vector describes, and the LPA
 side cuts
-any BPP into the exact LoadBoundProfilePackage payloads of PROTOCOL.md §3.7."""
+any BPP into the exact LoadBoundProfilePackage payloads (SGP.22 v2.5 §5.7.6)."""
 
 from __future__ import annotations
 

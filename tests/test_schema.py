@@ -1,5 +1,5 @@
-"""Tests for euicc_protocol.schema: pinned encodings of PROTOCOL.md §2.4 and §9, tags, the asn1tools
-fixes, BIT STRING minimality, typed errors and the disk cache."""
+"""Tests for euicc_protocol.schema: pinned encodings (SGP.22 v2.5 Annex H, SGP.32 v1.2 ASN.1),
+tags, the asn1tools fixes, BIT STRING minimality, typed errors and the disk cache."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from euicc_protocol.schema import Asn1Error, DecodeError, EncodeError, bit_posit
 
 DATA = Path(__file__).with_name("data")
 
-T = bytes.fromhex("0102030405060708")  # transactionId used by the §2.4 examples
+T = bytes.fromhex("0102030405060708")  # transactionId used by the pinned examples
 ICCID = bytes.fromhex("98001032547698103214")
 AID = bytes.fromhex("A0000005591010FFFFFFFF8900001000")
 EID = bytes.fromhex("89049032123451234512345678901235")
@@ -301,7 +301,7 @@ def test_oid_with_second_arc_above_39_decodes_correctly() -> None:
         assert schema.decode("DpProprietaryData", encoded) == {"dpOid": oid}
 
 
-# --- §9 real-world vectors ---------------------------------------------------------------
+# --- real-world vectors (encodings seen from real cards and servers) ---------------------
 
 
 def test_real_euicc_info1_round_trips() -> None:
@@ -366,7 +366,7 @@ def test_tag_of_untagged_choice_is_an_error() -> None:
         ([1], "0640"),  # enable
         ([2], "0520"),  # disable
         ([3], "0410"),  # delete
-        ([0, 1, 2], "05E0"),  # memory reset, lpac's choice
+        ([0, 1, 2], "05E0"),  # memory reset, what some open-source LPAs send
         ([5], "0204"),
         ([7], "0001"),
         ([8], "070080"),

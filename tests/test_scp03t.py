@@ -51,7 +51,7 @@ def _value(tlv: bytes) -> bytes:
 
 
 def _spec_segment(tag: int, body: bytes, counter: int, mcv: bytes, *, encrypt: bool) -> bytes:
-    """Build a segment straight from PROTOCOL.md §3.6 without padding, for malformed input."""
+    """Build an SCP03t segment (SGP.22 v2.5 §2.5, Annex G) without padding, for malformed input."""
     if encrypt:
         ecb = Cipher(algorithms.AES(KEY_ENC), modes.ECB()).encryptor()
         icv = ecb.update(counter.to_bytes(16, "big")) + ecb.finalize()

@@ -496,6 +496,7 @@ def test_cli_init_and_poll_in_each_version(
     signer = Signer()
     with Es10Client.open(InProcessTransport(card)) as client:
         es10_iot.add_initial_eim(client, [signer.configuration()])
+    card.close()  # the command opens the card itself (one owner per card directory)
     eim = VersionedEim(version)
     monkeypatch.setattr(
         esipa.EsipaConfig,

@@ -421,16 +421,16 @@ def test_a_failed_save_changes_nothing(
 
 def test_update_is_crash_safe(tmp_path: Path) -> None:
     origin = tmp_path / "origin"
-    new_card(TS48[-1].read_bytes(), directory=origin)
+    new_card(TS48[-1].read_bytes(), directory=origin).close()
     commands = [bytes.fromhex("00A4040C07A0000000871002"), b"\x00\x20\x00\x0a\x08" + ADM1,
                 b"\x00\x20\x00\x01\x08" + PIN1, bytes.fromhex("00A4000C026F07")]  # fmt: skip
     update = bytes.fromhex("00D6000009080910101032547698")
 
     def run(io: CrashingIO, where: Path) -> None:
-        card = Euicc(DirectoryStorage(where, fsync=False, io=io))
-        for c in commands:
-            card.transmit(c)
-        card.transmit(update)
+        with Euicc(DirectoryStorage(where, fsync=False, io=io)) as card:  # closed: power off
+            for c in commands:
+                card.transmit(c)
+            card.transmit(update)
 
     counter = CrashingIO()
     shutil.copytree(origin, tmp_path / "count")

@@ -346,7 +346,8 @@ def test_stop_while_nothing_listens_ends_promptly(card: Euicc) -> None:
     started = time.monotonic()
     client.stop()
     client.join(TIMEOUT)
-    assert time.monotonic() - started < 1.0
+    # Stopping must not sit out the 5 s reconnect delay (a bound on behaviour, not on speed).
+    assert time.monotonic() - started < 4.0
 
 
 def test_a_client_starts_once(card: Euicc) -> None:
@@ -449,6 +450,7 @@ def test_serve_command_arguments() -> None:
 
 def test_serve_command_serves_a_card_directory_until_sigterm(tmp_path: Path) -> None:
     card = Euicc.create(tmp_path / "card", fsync=False)
+    card.close()  # the server process owns it now
     vpcd = FakeVpcd()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen(

@@ -2,8 +2,8 @@
 ASN.1 values as JSON.
 
 Nothing here knows a protocol function; these are the small conversions every binding needs
-(PROTOCOL.md §4.2: standard base64 of complete TLVs, hex transaction ids, a Content-Type
-check that accepts an optional UTF-8 charset).
+(SGP.22 §6.5.1, JSON binding: standard base64 of complete TLVs, hex transaction ids, a
+Content-Type check that accepts an optional UTF-8 charset).
 """
 
 from __future__ import annotations

@@ -237,6 +237,7 @@ class EmulatorBackend(CardBackend):
 
     def reopen(self) -> Es10Client:
         if self._directory is not None:
+            self._card.close()  # one owner per card directory
             self._card = Euicc.open(self._directory, fsync=False)
         else:
             self._card = Euicc(self._card.storage)
@@ -248,6 +249,7 @@ class EmulatorBackend(CardBackend):
 
     def close(self) -> None:
         self._client.close()
+        self._card.close()
 
 
 # -- the emulator through pcscd + vpcd ----------------------------------------------------------
