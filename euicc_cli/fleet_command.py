@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 def add_fleet_arguments(p: argparse.ArgumentParser) -> None:
     """Add the options of ``ipa fleet`` to its (sub-command) parser ``p``."""
-    p.add_argument("cards", nargs="+", metavar="DIR", help="emulated card directories")
+    p.add_argument(
+        "cards", nargs="*", metavar="DIR", help="emulated card directories (not with --locust)"
+    )
     p.add_argument(
         "--eim-url", required=True, metavar="URL", type=url, help="the eIM all devices poll"
     )
@@ -65,6 +67,12 @@ def add_fleet_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--report", type=float, default=10.0, metavar="S", help="seconds between stats lines"
     )
+    p.add_argument(
+        "--locust",
+        action="store_true",
+        help="run Locust with in-memory devices instead (euicc_cli.locust_users); Locust's own "
+        "arguments follow '--' (ipa fleet --eim-url URL --locust -- --headless -u 100 ...)",
+    )
 
 
 def cmd_fleet(args: argparse.Namespace, out: Output) -> None:
@@ -77,6 +85,11 @@ def cmd_fleet(args: argparse.Namespace, out: Output) -> None:
         CommandError: with ``--once``, when any device's cycle failed.
         UsageError: an unusable option value.
     """
+    if args.locust:
+        _run_locust(args, out)
+        return
+    if not args.cards:
+        raise UsageError("give the card directories (or --locust)")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
     if args.report <= 0:
@@ -126,6 +139,39 @@ def _run_fleet(args: argparse.Namespace, cards: list[Any], out: Output) -> None:
         message=_stats_line(total),
         text="total: " + _stats_line(total),
     )
+
+
+def _run_locust(args: argparse.Namespace, out: Output) -> None:
+    """Run Locust on :mod:`euicc_cli.locust_users` in a child process (Locust monkey-patches
+    the standard library with gevent on import; this process stays as it is)."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    rest = [a for a in args.cards if a != "--"]  # after '--': Locust's arguments
+    if rest and rest[0][:1] != "-":
+        raise UsageError("--locust makes its own in-memory devices: give no card directories")
+    if importlib.util.find_spec("locust") is None:
+        raise UsageError("--locust needs Locust: pip install 'euicc-sim[load]'")
+    spec = importlib.util.find_spec("euicc_cli.locust_users")
+    assert spec is not None and spec.origin is not None
+    command = [sys.executable, "-m", "locust", "-f", spec.origin, "--host", args.eim_url]
+    command += ["--esipa-binding", args.binding]
+    if args.insecure:
+        command.append("--eim-insecure")
+    elif args.ca_cert:
+        command += ["--eim-ca", ",".join(args.ca_cert)]
+    command += rest
+    env = dict(os.environ)
+    # The child must import this very package (a checkout as well as an installed one).
+    root = str(Path(spec.origin).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    log.info("running %s", " ".join(command))
+    code = subprocess.call(command, env=env)
+    if code != 0:
+        raise CommandError(f"locust exited with status {code}", data={"locustExit": code})
+    out.success({"locustExit": 0}, text="locust finished")
 
 
 def _provision_from_directory(cards: list[Any], directory: Path, out: Output) -> None:

@@ -157,10 +157,16 @@ def _init(args: argparse.Namespace, out: Output) -> None:
                 eum_certificate=read(args.eum_cert),
                 ci_certificates=ci_certificates,
                 config=config,
+                kind=args.kind,
             )
             card.close()
-        created.append({"directory": directory, "eid": card.eid, "sgp32": args.sgp32})
-        out.text(f"created eUICC {card.eid} (SGP.32 {args.sgp32}) in {directory}")
+        created.append(
+            {"directory": directory, "eid": card.eid, "kind": card.kind, "sgp32": args.sgp32}
+        )
+        if card.kind == "iot":
+            out.text(f"created eUICC {card.eid} (SGP.32 {args.sgp32}) in {directory}")
+        else:
+            out.text(f"created eUICC {card.eid} (consumer, SGP.22) in {directory}")
     out.success({"cards": created}, message=f"created {len(created)} card(s)")
 
 
@@ -414,6 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("1.0", "1.2"),
         default="1.2",
         help="SGP.32 version the card speaks (its EUICCInfo2 iotVersion; default 1.2)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=["iot", "consumer"],
+        default="iot",
+        help="iot: SGP.32 IoT eUICC, profiles managed through eIM packages (default); "
+        "consumer: SGP.22 eUICC with local ES10c profile management",
     )
 
     p = add("preload", _preload, "install a SAIP profile package as a factory would (on each DIR)")

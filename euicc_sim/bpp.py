@@ -1,5 +1,5 @@
-"""ES10b LoadBoundProfilePackage on the eUICC: the BPP pieces of PROTOCOL.md §3.7 as a state
-machine, ending in a signed ProfileInstallationResult (§3.8, §3.9).
+"""ES10b LoadBoundProfilePackage on the eUICC: the BPP pieces (GSMA SGP.22 v2.5 §2.5, §5.7.6)
+as a state machine, ending in a signed ProfileInstallationResult (§2.5.6).
 
 Everything that decides how a piece is handled lives here; the ISD-R routes the pieces to
 :func:`load_bound_profile_package` by their first tag (see :class:`~euicc_sim.isdr.RawHandler`).
@@ -404,7 +404,7 @@ def _initialise_secure_channel(
     keys = scp03t.derive_session_keys(
         crypto.ecdh_shared_secret(session.otsk, smdp_otpk), host_id=host_id, eid=ctx.eid
     )
-    # The one-time key has done its job: forget it (§3.7 step 1).
+    # The one-time key has done its job: forget it (SGP.22 §5.7.6, InitialiseSecureChannel).
     session.otsk = None
     download.drop_one_time_key(ctx)
     session.phase = Phase.LOADING

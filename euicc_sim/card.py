@@ -31,6 +31,7 @@ from .ecasd import Ecasd, load_credentials, store_credentials
 from .errors import CardBusy, CardClosed, CardError
 from .filesystem import FileSystem
 from .isdr import IsdR, IsdrContext
+from .proactive import ProactiveSession
 from .registry import HandlerTable
 from .state import CardState, NotificationConfig, NotificationEvent, Profile, ProfileClass
 from .storage import STATE_FILE, DirectoryStorage, MemoryStorage, StorageError
@@ -42,8 +43,10 @@ log = logging.getLogger(__name__)
 
 _CONFIG_FILE = "config.json"
 _SW_MEMORY_FAILURE = sw_bytes(SW_MEMORY_FAILURE)
-#: Instructions a card whose storage fails still serves: GET RESPONSE, MANAGE CHANNEL.
-_STATELESS_INS = (b"\xc0", b"\x70")
+#: Instructions a card whose storage fails still serves: GET RESPONSE, MANAGE CHANNEL, and the
+#: proactive session (TERMINAL PROFILE, FETCH, TERMINAL RESPONSE), which is volatile: a switch
+#: that reached the disk still delivers its REFRESH.
+_STATELESS_INS = (b"\xc0", b"\x70", b"\x10", b"\x12", b"\x14")
 
 
 class ProfileInstallError(CardError):
@@ -93,19 +96,27 @@ class Euicc:
             raise CardError("card was never completely created (no committed state)")
         self.storage = storage
         self.credentials = load_credentials(storage)
+        self.proactive = ProactiveSession()
         self.context = IsdrContext(
             config=self.config,
             credentials=self.credentials,
             storage=storage,
             state=state,
             random_bytes=random_bytes,
+            proactive=self.proactive,
         )
         self.isdr = IsdR(self.context, _all_handlers())
-        self.ecasd = Ecasd(self.context.eid)
+        self.ecasd = Ecasd(
+            self.context.eid,
+            chains=len(self.credentials.chains),
+            gp_version=self.config.globalplatform_version,
+        )
         self.filesystem = FileSystem(iccid=lambda: es10c.enabled_iccid(self.context.state))
         # The enabled profile's applications (file system, PINs, AKA): euicc_sim.uicc.
         self.uicc = Uicc(self._uicc_source, self._save_uicc)
-        self._os = CardOS([self.isdr, self.ecasd], self.filesystem, uicc=self.uicc)
+        self._os = CardOS(
+            [self.isdr, self.ecasd], self.filesystem, uicc=self.uicc, proactive=self.proactive
+        )
         # Bound once: transmit sits on every hot path.
         self._transmit: Callable[[bytes], bytes] = self._os.transmit
         self._closed = False
@@ -145,10 +156,14 @@ class Euicc:
         eum_certificate: bytes | None = None,
         ci_certificates: Iterable[bytes] = (),
         config: CardConfig | None = None,
+        kind: str | None = None,
         fsync: bool = True,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> Euicc:
         """Make a new card in ``directory`` (``None``: in memory only) and power it up.
+
+        ``kind`` is ``"iot"`` (SGP.32 IoT eUICC) or ``"consumer"`` (SGP.22 eUICC with local
+        ES10c profile management); it overrides ``config.kind`` (default ``"iot"``).
 
         Key material, in order of preference: explicit ``euicc_key`` + certificates (PEM or
         DER; the EID is read from the eUICC certificate); a test PKI directory ``pki`` (the
@@ -174,6 +189,7 @@ class Euicc:
                 eum_certificate,
                 ci_certificates,
                 config,
+                kind,
                 random_bytes,
             )
         except BaseException:
@@ -193,6 +209,7 @@ class Euicc:
         eum_certificate: bytes | None,
         ci_certificates: Iterable[bytes],
         config: CardConfig | None,
+        kind: str | None,
         random_bytes: Callable[[int], bytes],
     ) -> Euicc:
         # Files left by an interrupted create (no committed state) are simply overwritten.
@@ -210,6 +227,8 @@ class Euicc:
         base = config or CardConfig(eid=material.eid)
         if base.eid != material.eid:
             base = replace(base, eid=material.eid)
+        if kind is not None and kind != base.kind:
+            base = replace(base, kind=kind)
         storage.write_file(_CONFIG_FILE, base.to_json())
         store_credentials(storage, material.chains, material.ci_certificates)
         # The first committed state is what makes the directory a card.
@@ -305,6 +324,11 @@ class Euicc:
     def eid(self) -> str:
         """The card's EID (32 digits)."""
         return self.config.eid
+
+    @property
+    def kind(self) -> str:
+        """``"iot"`` (SGP.32) or ``"consumer"`` (SGP.22)."""
+        return self.config.kind
 
     @property
     def state(self) -> CardState:

@@ -4,7 +4,7 @@ The card OS owns APDU framing, logical channels, SELECT, STORE DATA reassembly, 
 buffering and status words; applications (ISD-R, ECASD) only see whole requests through the
 :class:`~euicc_sim.application.Application` protocol. Pure: no I/O, threads or clocks.
 
-Rules (PROTOCOL.md §1), in one place:
+Rules (ISO/IEC 7816-4, ETSI TS 102 221; STORE DATA per GSMA SGP.22 v2.5 §5.7.2), in one place:
 
 * The card answers like a T=0 card (the ATR offers T=0 only). A command that carries data
   and returns data (SELECT with response, STORE DATA) answers ``61 xx`` and the data comes
@@ -36,6 +36,13 @@ Rules (PROTOCOL.md §1), in one place:
   each channel keeps its own UICC selection.
 * Optional GET DATA (``CA``): forwarded to the selected application's ``get_data(tag)`` if it
   has one (it returns the whole TLV), otherwise ``6D00``.
+* Proactive UICC (:mod:`euicc_sim.proactive`): FETCH ``12``, TERMINAL PROFILE ``10`` and
+  TERMINAL RESPONSE ``14`` (class ``80``, basic channel only, else ``6881``) go to the
+  proactive session; while a command waits for FETCH every ``90 00`` becomes ``91 xx``.
+* Optional GET STATUS (``80 F2``, GlobalPlatform §11.4): forwarded to the selected
+  application's ``get_status(channel, p1, p2, data)`` if it has one, otherwise ``6D00``. It
+  returns (data, status word); the data comes through GET RESPONSE and the last slice ends
+  with that status word (``6310`` "more data" for a continued listing).
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ from .apdu import (
 )
 from .application import Application
 from .filesystem import File, FileSystem, FileType
+from .proactive import ProactiveSession
 from .uicc.selection import ChannelState
 from .uicc.uicc import INSTRUCTIONS as _UICC_INSTRUCTIONS
 from .uicc.uicc import Uicc
@@ -119,7 +127,16 @@ _Handler = Callable[["_Channel", int, bool, Command], bytes]
 class _Channel:
     """The state of one open logical channel."""
 
-    __slots__ = ("app", "file", "pending", "pending_pos", "sd_buffer", "sd_next", "uicc")
+    __slots__ = (
+        "app",
+        "file",
+        "pending",
+        "pending_pos",
+        "pending_sw",
+        "sd_buffer",
+        "sd_next",
+        "uicc",
+    )
 
     def __init__(
         self, app: Application | None, file: File | None, uicc: ChannelState | None = None
@@ -129,6 +146,7 @@ class _Channel:
         self.uicc = uicc  # selection on the UICC side, when the card has one
         self.pending: bytes | None = None  # response data waiting for GET RESPONSE
         self.pending_pos = 0
+        self.pending_sw = _SW_OK  # status word that ends the last slice
         self.sd_buffer = bytearray()  # STORE DATA blocks received so far
         self.sd_next = 0  # expected STORE DATA block number
 
@@ -196,6 +214,7 @@ class CardOS:
         atr: bytes = ATR,
         max_request_size: int = MAX_REQUEST_SIZE,
         uicc: Uicc | None = None,
+        proactive: ProactiveSession | None = None,
     ) -> None:
         self._apps: dict[bytes, Application] = {}
         for app in applications:
@@ -207,6 +226,7 @@ class CardOS:
         self._uicc = uicc
         self._atr = bytes(atr)
         self._max_request = max_request_size
+        self._proactive = proactive if proactive is not None else ProactiveSession()
         self._handlers: dict[int, _Handler] = {
             0xA4: self._select,
             _INS_GET_RESPONSE: self._get_response,
@@ -216,6 +236,10 @@ class CardOS:
             0xB0: self._read_binary,
             0xB2: self._read_record,
             0xCA: self._get_data,
+            0xF2: self._get_status,
+            0x10: self._terminal_profile,
+            0x12: self._fetch,
+            0x14: self._terminal_response,
         }
         self._channels: list[_Channel | None] = []
         self._power_on()
@@ -246,6 +270,7 @@ class CardOS:
     def _power_on(self) -> None:
         uicc = self._uicc.open_channel() if self._uicc is not None else None
         self._channels = [_Channel(None, self._fs.mf, uicc)] + [None] * MAX_CHANNEL
+        self._proactive.reset()
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -261,6 +286,11 @@ class CardOS:
                 response = self._process(apdu)
             except StatusWordError as exc:
                 response = sw_bytes(exc.sw)
+            if response[-2:] == _SW_OK:
+                # A pending proactive command turns a plain success into 91xx (TS 102 221).
+                indication = self._proactive.indication()
+                if indication is not None:
+                    response = response[:-2] + indication
         except Exception:
             log.error("unexpected error processing APDU; answering 6F00", exc_info=True)
             response = _SW_6F00
@@ -317,13 +347,15 @@ class CardOS:
     # -- response buffering -----------------------------------------------------------------
 
     @staticmethod
-    def _respond_t0(channel: _Channel, data: object) -> bytes:
-        """Answer a command that carried data: ``61 xx`` and keep the data for GET RESPONSE."""
+    def _respond_t0(channel: _Channel, data: object, sw: bytes = _SW_OK) -> bytes:
+        """Answer a command that carried data: ``61 xx`` and keep the data for GET RESPONSE
+        (whose last slice ends with ``sw``)."""
         data = _as_bytes(data)
         if not data:
-            return _SW_OK
+            return sw
         channel.pending = data
         channel.pending_pos = 0
+        channel.pending_sw = sw
         n = len(data)
         return bytes((0x61, n if n < 256 else 0))
 
@@ -332,6 +364,7 @@ class CardOS:
         """Answer a command that only asks for data: up to ``Le`` bytes now, rest pending."""
         channel.pending = _as_bytes(data)
         channel.pending_pos = 0
+        channel.pending_sw = _SW_OK
         return CardOS._next_slice(channel, 256 if le is None else le)
 
     @staticmethod
@@ -343,14 +376,15 @@ class CardOS:
         remaining = len(data) - end
         if remaining <= 0:
             channel.pending = None
-            return data[start:] + _SW_OK if start else data + _SW_OK
+            sw = channel.pending_sw
+            return data[start:] + sw if start else data + sw
         channel.pending_pos = end
         return data[start:end] + bytes((0x61, remaining if remaining < 256 else 0))
 
     # -- GET RESPONSE (ISO/IEC 7816-4 §11.5.4 / ETSI TS 102 221 §10.1.5) ---------------------
 
     def _get_response(self, ch: _Channel, number: int, proprietary: bool, cmd: Command) -> bytes:
-        # Either class: lpac sends 8x, the onomondo IPA 0x (PROTOCOL.md §1.2).
+        # Either class (ISO/IEC 7816-4 §5.4.1): some open-source LPAs send 8x, some IPAs 0x.
         if cmd.p1 or cmd.p2:
             raise StatusWordError(SW_INCORRECT_P1P2)
         if cmd.data:
@@ -536,3 +570,49 @@ class CardOS:
         if cmd.data:
             raise StatusWordError(SW_WRONG_LENGTH)
         return self._respond_direct(ch, hook((cmd.p1 << 8) | cmd.p2), cmd.le)
+
+    # -- GET STATUS (GlobalPlatform Card Specification 2.3 §11.4) ------------------------------
+
+    def _get_status(self, ch: _Channel, number: int, proprietary: bool, cmd: Command) -> bytes:
+        hook = getattr(ch.app, "get_status", None) if ch.app is not None else None
+        if hook is None:
+            raise StatusWordError(SW_INS_NOT_SUPPORTED)
+        if not proprietary:
+            raise StatusWordError(SW_CLA_NOT_SUPPORTED)
+        data, sw = hook(number, cmd.p1, cmd.p2, cmd.data)
+        return self._respond_t0(ch, data, sw_bytes(sw))
+
+    # -- proactive UICC (ETSI TS 102 221 §10.1.x, TS 102 223) -------------------------------
+
+    @staticmethod
+    def _check_cat_class(number: int, proprietary: bool) -> None:
+        if not proprietary:
+            raise StatusWordError(SW_CLA_NOT_SUPPORTED)
+        if number:
+            raise StatusWordError(SW_LOGICAL_CHANNEL_NOT_SUPPORTED)
+
+    def _terminal_profile(
+        self, ch: _Channel, number: int, proprietary: bool, cmd: Command
+    ) -> bytes:
+        self._check_cat_class(number, proprietary)
+        if cmd.p1 or cmd.p2:
+            raise StatusWordError(SW_INCORRECT_P1P2)
+        self._proactive.set_terminal_profile(cmd.data)
+        return _SW_OK
+
+    def _fetch(self, ch: _Channel, number: int, proprietary: bool, cmd: Command) -> bytes:
+        self._check_cat_class(number, proprietary)
+        if cmd.p1 or cmd.p2:
+            raise StatusWordError(SW_INCORRECT_P1P2)
+        if cmd.data:
+            raise StatusWordError(SW_WRONG_LENGTH)
+        return self._proactive.fetch(cmd.le)
+
+    def _terminal_response(
+        self, ch: _Channel, number: int, proprietary: bool, cmd: Command
+    ) -> bytes:
+        self._check_cat_class(number, proprietary)
+        if cmd.p1 or cmd.p2:
+            raise StatusWordError(SW_INCORRECT_P1P2)
+        self._proactive.terminal_response(cmd.data)
+        return _SW_OK

@@ -25,6 +25,12 @@ IOT_VERSIONS: dict[str, tuple[tuple[int, int, int], ...]] = {
 #: Any operator may set PPR1 and PPR2, with end-user consent.
 DEFAULT_RAT = (RatRule((1, 2), ("EEEEEE",), (0,)),)
 
+#: Card kinds: an SGP.32 v1.2 IoT eUICC (profile management only through eIM packages and
+#: the SGP.32 ES10b functions) or an SGP.22 v2.5 consumer eUICC (local ES10c management).
+IOT = "iot"
+CONSUMER = "consumer"
+KINDS = (IOT, CONSUMER)
+
 
 @dataclass(frozen=True)
 class CardConfig:
@@ -34,6 +40,8 @@ class CardConfig:
     """
 
     eid: str
+    #: ``"iot"`` (SGP.32) or ``"consumer"`` (SGP.22): which ES10 functions the ISD-R offers.
+    kind: str = IOT
     svn: tuple[int, int, int] = (2, 5, 0)
     profile_version: tuple[int, int, int] = (2, 3, 1)
     firmware_version: tuple[int, int, int] = (0, 1, 0)
@@ -51,6 +59,15 @@ class CardConfig:
     #: Whether GetProfilesInfo without a tag list includes the icon.
     icon_in_default_profile_info: bool = True
     rat: tuple[RatRule, ...] = DEFAULT_RAT
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"card kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+
+    @property
+    def is_iot(self) -> bool:
+        """Whether this is an SGP.32 IoT eUICC."""
+        return self.kind == IOT
 
     @property
     def sgp32(self) -> str:

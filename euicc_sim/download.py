@@ -1,12 +1,12 @@
 """ES10b download functions before the BPP: AuthenticateServer, PrepareDownload, CancelSession,
-and the download session they build (PROTOCOL.md §3.2, §3.3, §8.2).
+and the download session they build (GSMA SGP.22 v2.5 §3.1.3; §5.7.13, §5.7.5, §5.7.14).
 
 The session lives in the ISD-R's volatile ``ctx.session`` under ``"download"``: a card reset
 or a new GetEUICCChallenge drops it. AuthenticateServer and PrepareDownload get the request
 bytes as received (:class:`~euicc_sim.isdr.RawHandler`), because the signatures they verify
 cover those bytes, never a re-encoding. None of these functions changes the persistent state.
 
-Session rules (in order of the steps of §3.3):
+Session rules (in the order of the download procedure, SGP.22 v2.5 §3.1.3):
 
 =================  ===============================  ==================================
 function           needs                            leaves
@@ -21,7 +21,7 @@ CancelSession      AUTHENTICATED, PREPARED, or a    nothing (session and otSK dr
 An AuthenticateServer or PrepareDownload error drops the session (the IPAd starts again with
 GetEUICCChallenge).
 
-Choices where PROTOCOL.md leaves it open:
+Choices where the standard leaves it open (ours):
 
 * AuthenticateServer checks in this order: challenge present (noSessionContext 4);
   euiccCiPKIdToBeUsed is a CI the card verifies with *and* signs under (ciPKUnknown 7);
@@ -36,10 +36,11 @@ Choices where PROTOCOL.md leaves it open:
 * PrepareDownload needs a session that has passed AuthenticateServer and not yet
   PrepareDownload (a second PrepareDownload is noSessionContext 4). It does not check hashCc
   against ccRequiredFlag: the SM-DP+ verifies the confirmation code.
-* One-time key (§3.3 step 8.5): the latest generated pair is retained in ``ctx.retained``
-  (RAM that survives sessions and card resets, never written to disk). A PrepareDownload
-  whose bppEuiccOtpk equals it reuses it; otherwise a fresh pair on the DPpb curve replaces
-  it. It is dropped once InitialiseSecureChannel has used it (or by CancelSession).
+* One-time key (PrepareDownload's bppEuiccOtpk, SGP.22 v2.5 §5.7.5): the latest generated
+  pair is retained in ``ctx.retained`` (RAM that survives sessions and card resets, never
+  written to disk). A PrepareDownload whose bppEuiccOtpk equals it reuses it; otherwise a
+  fresh pair on the DPpb curve replaces it. It is dropped once InitialiseSecureChannel has
+  used it (or by CancelSession).
 * CancelSession with a transactionId that is not the session's: invalidTransactionId (5)
   and the session stays. After ConfigureISDP (the ISD-P exists) it is undefinedError (127)
   and loading continues: the BPP must end with a ProfileInstallationResult.
@@ -60,7 +61,7 @@ from euicc_protocol.crypto import Curve
 
 from .apdu import StatusWordError
 from .ecasd import SigningChain
-from .es10b import euicc_info2_value
+from .es10b import euicc_info2
 from .isdr import IsdrContext, RawHandler
 from .registry import HandlerTable
 
@@ -242,7 +243,7 @@ def _authenticate_server(ctx: IsdrContext, request: bytes) -> bytes:
         tlv.encode_tlv(b"\x80", transaction_id)
         + tlv.encode_tlv(b"\x83", signed1["serverAddress"].encode())
         + tlv.encode_tlv(b"\x84", signed1["serverChallenge"])
-        + schema.encode("SGP32-EUICCInfo2", euicc_info2_value(ctx))
+        + euicc_info2(ctx)
         + raw["ctxParams1"],  # as received
     )
     signature1 = tlv.encode_tlv(_SIGNATURE_TAG, chain.sign(euicc_signed1))

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from euicc_protocol import crypto
 
+from . import gp
 from .apdu import StatusWordError
 
 ECASD_AID = bytes.fromhex("A0000005591010FFFFFFFF8900000200")
@@ -157,26 +158,53 @@ def load_credentials(storage) -> Credentials:
 
 
 class Ecasd:
-    """The ECASD as a selectable application (it holds keys; it has no ES10 functions)."""
+    """The ECASD as a selectable application (it holds keys; it has no ES10 functions).
+
+    It answers GlobalPlatform GET DATA (EID ``5A``, its key information, the card-wide
+    objects) and GET STATUS about itself (:mod:`euicc_sim.gp`).
+    """
 
     aid = ECASD_AID
 
-    def __init__(self, eid: bytes) -> None:
+    def __init__(
+        self,
+        eid: bytes,
+        *,
+        chains: int = 1,
+        gp_version: tuple[int, ...] = (2, 3, 0),
+        isdr_aid: bytes = bytes.fromhex("A0000005591010FFFFFFFF8900000100"),
+    ) -> None:
         self._fci = fci(ECASD_AID)
         self._eid = eid
+        objects = gp.card_wide_objects(gp_version, eid)
+        eid_tlv = b"\x5a\x10" + eid
+        key_info = gp.ecasd_key_information(chains)
+        objects[0x5A] = lambda: eid_tlv
+        objects[0xE0] = lambda: key_info
+        self._objects = objects
+        registry = gp.ecasd_registry(ECASD_AID, isdr_aid)
+        self._status = gp.StatusReporter(lambda: registry)
 
     def select_response(self) -> bytes:
         return self._fci
+
+    def get_data(self, tag: int) -> bytes:
+        """GlobalPlatform GET DATA (:mod:`euicc_sim.gp` rule 1)."""
+        return gp.lookup(self._objects, tag)
+
+    def get_status(self, channel: int, p1: int, p2: int, data: bytes) -> tuple[bytes, int]:
+        """GlobalPlatform GET STATUS: the ECASD reports itself only (:mod:`euicc_sim.gp`)."""
+        return self._status.get_status(channel, p1, p2, data)
 
     def store_data(self, channel: int, request: bytes) -> bytes:
         # ES10 lives in ISD-R; the ECASD takes no STORE DATA from the device.
         raise StatusWordError(0x6985)
 
     def reset(self) -> None:
-        pass
+        self._status.forget()
 
     def channel_closed(self, channel: int) -> None:
-        pass
+        self._status.forget(channel)
 
 
 def fci(aid: bytes, extra: bytes = b"") -> bytes:

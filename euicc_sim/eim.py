@@ -1,5 +1,6 @@
 """eIM associations (SGP.32 v1.2): configuration data, association tokens, counters, and the
-signatures that bind an eIM and this eUICC (PROTOCOL.md §5.2, §5.3, §5.5).
+signatures that bind an eIM and this eUICC (EimConfigurationData, SGP.32 v1.2 §2.11.1.1.1;
+ES10b.AddInitialEim and ES10b.LoadEuiccPackage, §5.9).
 
 ES10b functions here: GetEimConfigurationData (``BF55``) and AddInitialEim (``BF57``). The
 eIM Configuration Operations of a package (addEim, deleteEim, updateEim, listEim) are pure
@@ -44,9 +45,9 @@ Rules
    the entry. A new token must be given explicitly (UpdateEimResult cannot return one).
    deleteEim of the only configuration answers lastEimDeleted (2): it is deleted, and the
    card is back to "no eIM" (AddInitialEim allowed again).
-6. Signatures (§5.5): eimSignature and the eUICC's EPR/EPE signatures cover the signed DER
-   followed by the eIM's associationToken as a ``84`` TLV, or nothing when the eIM has no
-   token. Implementations disagree on the token bytes from 128 on (DER two's complement
+6. Signatures (SGP.32 v1.2 §2.11): eimSignature and the eUICC's EPR/EPE signatures cover
+   the signed DER followed by the eIM's associationToken as a ``84`` TLV, or nothing when the
+   eIM has no token. Implementations disagree on the token bytes from 128 on (DER two's complement
    ``84 02 00 80`` vs. minimal unsigned ``84 01 80``): the card accepts an eimSignature over
    either form and signs its answers with the form that verified. Tokens 1..127 are the same
    in both.

@@ -11,7 +11,7 @@ from typing import Any
 
 from euicc_protocol import schema, tlv
 
-from . import notifications
+from . import gp, notifications
 from .registry import HandlerTable
 
 HANDLERS = HandlerTable()
@@ -31,14 +31,7 @@ def _version(v: tuple[int, int, int]) -> bytes:
 
 def _ext_card_resource(ctx: Any) -> bytes:
     """ETSI TS 102 226 extended card resource: installed applications, free NVM, free RAM."""
-    state = ctx.state
-    used = sum(getattr(p, "package_size", 0) or 0 for p in state.profiles)
-    free = max(ctx.config.profile_memory - used, 0)
-    return (
-        tlv.encode_tlv(b"\x81", bytes([min(len(state.profiles), 255)]))
-        + tlv.encode_tlv(b"\x82", free.to_bytes(4, "big"))
-        + tlv.encode_tlv(b"\x83", (32 * 1024).to_bytes(2, "big"))
-    )
+    return gp.ext_card_resources(ctx.state, ctx.config.profile_memory)
 
 
 @HANDLERS.handles("GetEuiccInfo1Request")
@@ -77,9 +70,35 @@ def euicc_info2_value(ctx: Any) -> dict:
     }
 
 
+#: EUICCInfo2 components SGP.32 adds; a consumer card (SGP.22) leaves them out.
+_SGP32_INFO2_FIELDS = (
+    "ipaMode",
+    "euiccCiPKIdListForSigningV3",
+    "additionalEuiccInfo",
+    "highestSvn",
+    "iotSpecificInfo",
+)
+
+
+def euicc_info2(ctx: Any) -> bytes:
+    """This card's EUICCInfo2: the SGP.32 form on an IoT card, the SGP.22 form otherwise."""
+    value = euicc_info2_value(ctx)
+    if ctx.config.is_iot:
+        return schema.encode("SGP32-EUICCInfo2", value)
+    for name in _SGP32_INFO2_FIELDS:
+        value.pop(name, None)
+    return schema.encode("EUICCInfo2", value)
+
+
 @HANDLERS.handles("GetEuiccInfo2Request")
-def get_euicc_info2(ctx: Any, request: dict) -> dict:
-    return euicc_info2_value(ctx)
+def get_euicc_info2(ctx: Any, request: dict) -> bytes:
+    return euicc_info2(ctx)
+
+
+@HANDLERS.handles("LpaeActivationRequest")
+def lpae_activation(ctx: Any, request: dict) -> dict:
+    # SGP.22 consumer card: no LPAe in this card.
+    return {"lpaeActivationResult": 1}  # notSupported
 
 
 @HANDLERS.handles("GetEuiccChallengeRequest")
@@ -119,7 +138,7 @@ def list_notification(ctx: Any, request: dict) -> tuple[str, Any]:
     return ("notificationMetadataList", [notifications.metadata_value(n) for n in found])
 
 
-@HANDLERS.handles("SGP32-RetrieveNotificationsListRequest")
+@HANDLERS.handles("SGP32-RetrieveNotificationsListRequest", "RetrieveNotificationsListRequest")
 def retrieve_notifications_list(ctx: Any, request: dict) -> bytes:
     criteria = request.get("searchCriteria")
     if criteria is not None and criteria[0] == "euiccPackageResults":

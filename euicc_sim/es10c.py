@@ -20,6 +20,7 @@ HANDLERS = HandlerTable()
 
 _PROFILE_INFO_TYPE = "SGP32-ProfileInfo"
 _UNDEFINED_ERROR = 127
+CAT_BUSY = 5
 
 
 @cache
@@ -152,15 +153,26 @@ def _profile_operation(ctx: Any, operation: Any, choice: Any) -> int:
     return int(t.result)
 
 
+def _switch(ctx: Any, operation: Any, request: dict) -> int:
+    """Enable/Disable with refreshFlag: catBusy while a proactive command is outstanding,
+    a REFRESH queued after a committed switch (:mod:`euicc_sim.proactive` rules 1-3)."""
+    refresh = bool(request["refreshFlag"])
+    if ctx.cat_busy(refresh):
+        return CAT_BUSY
+    result = _profile_operation(ctx, operation, request["profileIdentifier"])
+    if result == 0:
+        ctx.refresh_after_switch(refresh)
+    return result
+
+
 @HANDLERS.handles("EnableProfileRequest")
 def enable_profile(ctx: Any, request: dict) -> dict:
-    return {"enableResult": _profile_operation(ctx, profiles.enable, request["profileIdentifier"])}
+    return {"enableResult": _switch(ctx, profiles.enable, request)}
 
 
 @HANDLERS.handles("DisableProfileRequest")
 def disable_profile(ctx: Any, request: dict) -> dict:
-    result = _profile_operation(ctx, profiles.disable, request["profileIdentifier"])
-    return {"disableResult": result}
+    return {"disableResult": _switch(ctx, profiles.disable, request)}
 
 
 @HANDLERS.handles("DeleteProfileRequest")

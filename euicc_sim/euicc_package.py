@@ -1,5 +1,5 @@
 """ES10b.LoadEuiccPackage (``BF51``, SGP.32 v1.2): verify an eIM-signed eUICC package, run
-its PSMOs or eCOs, answer a signed EuiccPackageResult (PROTOCOL.md §5.4-§5.6).
+its PSMOs or eCOs, answer a signed EuiccPackageResult (SGP.32 v1.2 §2.11, §5.9).
 
 Rules
 =====
@@ -47,6 +47,8 @@ Rules
    the sender was configured when the package arrived, even if the package changed it.
 7. Executing a package ends a pending rollback (the eIM reached the device); an ``enable``
    with rollbackFlag in it records a new one (:mod:`euicc_sim.iot` rule 4).
+8. A package whose PSMOs changed the enabled profile leaves a REFRESH pending once it is
+   committed (:mod:`euicc_sim.proactive` rule 1).
 """
 
 from __future__ import annotations
@@ -381,8 +383,16 @@ def load_euicc_package(ctx: IsdrContext, request: bytes) -> bytes:
     )
     if state.rollback is not None:
         state = replace(state, rollback=replace(state.rollback, results=items, seq_number=seq))
+    switched = _enabled_iccid(state) != _enabled_iccid(ctx.state)
     ctx.commit(state)
+    if switched:  # PSMOs carry no refreshFlag: the card always asks for the reset (rule 8)
+        ctx.proactive.queue_refresh()
     return epr
+
+
+def _enabled_iccid(state: CardState) -> bytes | None:
+    p = state.enabled_profile
+    return None if p is None else p.iccid
 
 
 HANDLERS.handles("EuiccPackageRequest")(RawHandler(load_euicc_package))

@@ -1,11 +1,12 @@
 """SGP.32 v1.2 local IoT functions and the profile rules SGP.32 adds to SGP.22's: immediate
-enable, rollback, fallback, emergency profile (PROTOCOL.md §2.2, §5.6, §5.11).
+enable, rollback, fallback, emergency profile (GSMA SGP.32 v1.2 §5.9, ES10b; eUICC packages
+§2.11).
 
 The base rules (one enabled profile, PPRs, notifications) stay in :mod:`euicc_sim.profiles`;
 every switch here goes through :func:`euicc_sim.profiles.enable` / ``disable`` as
 :attr:`~euicc_sim.profiles.Actor.EIM` (the eIM authorised these mechanisms), and creates the
-usual enable/disable notifications. ``refreshFlag`` is accepted and ignored: the card has no
-CAT, so there is no REFRESH to send and catBusy (5) never happens.
+usual enable/disable notifications. ``refreshFlag`` TRUE queues a REFRESH after the switch,
+and catBusy (5) answers while a proactive command is outstanding (:mod:`euicc_sim.proactive`).
 
 Rules
 =====
@@ -16,6 +17,9 @@ Rules
    ===============================  ==========================================  ===========
    function                         refused when                                result
    ===============================  ==========================================  ===========
+   ImmediateEnable, ProfileRollback, refreshFlag TRUE while a proactive command    5
+   ExecuteFallbackMechanism,        is outstanding (:mod:`euicc_sim.proactive`)  (catBusy)
+   ReturnFromFallback
    ImmediateEnable ``BF5A``         no immediate-enable configuration, or its   1
                                     immediateEnableFlag is absent
                                     no ``last_download``, its profile is gone,   4
@@ -281,38 +285,53 @@ def rollback(state: CardState) -> Transition:
 # --- handlers ---------------------------------------------------------------------------------
 
 
-def _commit_switch(ctx: IsdrContext, t: Transition) -> int:
-    """Commit a successful switch with its notifications; return the result code."""
+CAT_BUSY = 5
+
+
+def _commit_switch(ctx: IsdrContext, t: Transition, request: dict) -> int:
+    """Commit a successful switch with its notifications (and its REFRESH when refreshFlag
+    asks for one); return the result code."""
     if t.ok:
         chain = ctx.credentials.chain_for(None)
         assert chain is not None
         ctx.commit(notifications.add_events(t.state, chain, t.events))
+        ctx.refresh_after_switch(bool(request.get("refreshFlag")))
     return t.result
 
 
-def immediate_enable_result(ctx: IsdrContext) -> int:
-    """ImmediateEnable (rules 1, 3) committed; its result code (also v1.0.1 EnableUsingDD's)."""
-    return _commit_switch(ctx, immediate_enable(ctx.state))
+def _switch(ctx: IsdrContext, rule: Any, request: dict) -> int:
+    if ctx.cat_busy(bool(request.get("refreshFlag"))):
+        return CAT_BUSY
+    return _commit_switch(ctx, rule(ctx.state), request)
+
+
+def immediate_enable_result(ctx: IsdrContext, request: dict | None = None) -> int:
+    """ImmediateEnable (rules 1, 3) committed; its result code (also v1.0.1 EnableUsingDD's,
+    which has no refreshFlag)."""
+    return _switch(ctx, immediate_enable, request or {})
 
 
 @HANDLERS.handles("ImmediateEnableRequest")
 def immediate_enable_handler(ctx: IsdrContext, request: dict) -> dict:
-    return {"immediateEnableResult": immediate_enable_result(ctx)}
+    return {"immediateEnableResult": immediate_enable_result(ctx, request)}
 
 
 @HANDLERS.handles("ExecuteFallbackMechanismRequest")
 def execute_fallback_mechanism(ctx: IsdrContext, request: dict) -> dict:
-    return {"executeFallbackMechanismResult": _commit_switch(ctx, execute_fallback(ctx.state))}
+    return {"executeFallbackMechanismResult": _switch(ctx, execute_fallback, request)}
 
 
 @HANDLERS.handles("ReturnFromFallbackRequest")
 def return_from_fallback_handler(ctx: IsdrContext, request: dict) -> dict:
-    return {"returnFromFallbackResult": _commit_switch(ctx, return_from_fallback(ctx.state))}
+    return {"returnFromFallbackResult": _switch(ctx, return_from_fallback, request)}
 
 
 @HANDLERS.handles("ProfileRollbackRequest")
 def profile_rollback(ctx: IsdrContext, request: dict) -> bytes:
     """ProfileRollback (rule 4): switch back and answer the replacing signed result."""
+    refresh = bool(request.get("refreshFlag"))
+    if ctx.cat_busy(refresh):
+        return schema.encode("ProfileRollbackResponse", {"cmdResult": CAT_BUSY})
     info = ctx.state.rollback
     t = rollback(ctx.state)
     if not t.ok or info is None:
@@ -331,6 +350,7 @@ def profile_rollback(ctx: IsdrContext, request: dict) -> bytes:
     kept = tuple(r for r in state.package_results if r.seq_number != info.seq_number)
     stored = StoredPackageResult(seq, info.eim_id, epr)
     ctx.commit(replace(state, package_results=kept + (stored,), next_seq_number=seq + 1))
+    ctx.refresh_after_switch(refresh)
     log.info(
         "rolled back to %s; result %d replaces %d", info.previous_iccid.hex(), seq, info.seq_number
     )

@@ -32,9 +32,11 @@ from typing import Any
 from euicc_protocol import es10 as catalogue
 from euicc_protocol import schema, tlv
 
+from . import gp
 from .apdu import SW_MEMORY_FAILURE, StatusWordError
 from .config import CardConfig
-from .ecasd import Credentials, fci
+from .ecasd import ECASD_AID, Credentials, fci
+from .proactive import ProactiveSession
 from .state import CardState
 from .storage import StorageError, StorageWriteError
 
@@ -71,8 +73,11 @@ class IsdrContext:
         storage: Any,
         state: CardState,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        proactive: ProactiveSession | None = None,
     ) -> None:
         self.config = config
+        #: The card's proactive session (REFRESH after a switch, :mod:`euicc_sim.proactive`).
+        self.proactive = proactive if proactive is not None else ProactiveSession()
         self.credentials = credentials
         self.storage = storage
         self.random_bytes = random_bytes
@@ -141,6 +146,15 @@ class IsdrContext:
     def reset(self) -> None:
         self.session.clear()
 
+    def cat_busy(self, refresh: bool) -> bool:
+        """Whether a switch asking for a REFRESH must answer catBusy (proactive rule 3)."""
+        return refresh and self.proactive.busy
+
+    def refresh_after_switch(self, refresh: bool) -> None:
+        """Queue the REFRESH of a committed switch when the device asked for one (rule 1)."""
+        if refresh:
+            self.proactive.queue_refresh()
+
 
 #: Requests whose function answers a value outside a SIZE or range constraint with a result
 #: of its own, after its other checks: the handler gets the value decoded without the
@@ -157,9 +171,11 @@ class IsdR:
 
     def __init__(self, context: IsdrContext, handlers: dict[str, Handler]) -> None:
         self.context = context
-        # An SGP.32 card that still answers the SGP.22 forms SGP.32 moved elsewhere (e.g.
-        # eUICCMemoryReset BF34, now BF64); where a tag means two things, SGP.32 wins.
-        self._functions = {**catalogue.catalogue_for("sgp22"), **catalogue.catalogue_for("sgp32")}
+        # The card's kind picks its ES10 catalogue: an IoT card answers what SGP.32 gives the
+        # IPAd (no local ES10c profile management), a consumer card answers SGP.22 only. A
+        # function outside the catalogue is an unknown tag (6A88), like any other.
+        profile = "sgp32" if context.config.is_iot else "sgp22"
+        self._functions = dict(catalogue.catalogue_for(profile))
         self._handlers = handlers
         svn = bytes(context.config.svn)
         # ISDRProprietaryApplicationTemplate E0 { 82 svn } inside the FCI (placement per GP).
@@ -173,9 +189,21 @@ class IsdR:
                 if isinstance(handler, RawHandler):
                     self._continuations.update(dict.fromkeys(handler.continuation_tags, handler))
         self._request_types = {bytes(tag): f.request_type for tag, f in self._functions.items()}
+        # GlobalPlatform GET DATA / GET STATUS (euicc_sim.gp).
+        config = context.config
+        self._gp_objects = gp.card_wide_objects(config.globalplatform_version, context.eid)
+        key_info = gp.isdr_key_information()
+        self._gp_objects[0xE0] = lambda: key_info
+        self._gp_objects[0xC1] = lambda: b"\xc1\x03\x00\x00\x00"  # no SCP03 session yet
+        self._gp_objects[0xFF21] = lambda: tlv.encode_tlv(
+            b"\xff\x21", gp.ext_card_resources(context.state, config.profile_memory)
+        )
+        self._gp_status = gp.StatusReporter(
+            lambda: gp.isdr_registry(ISDR_AID, ECASD_AID, context.state)
+        )
         #: The SGP.32 module each request is decoded (and answered) with.
         self._versions: dict[bytes, str] = {}
-        if context.config.sgp32 == "1.0":
+        if context.config.is_iot and context.config.sgp32 == "1.0":
             self._speak_v1_0()
 
     def _speak_v1_0(self) -> None:
@@ -192,6 +220,14 @@ class IsdR:
 
     def select_response(self) -> bytes:
         return self._fci
+
+    def get_data(self, tag: int) -> bytes:
+        """GlobalPlatform GET DATA (:mod:`euicc_sim.gp` rule 1)."""
+        return gp.lookup(self._gp_objects, tag)
+
+    def get_status(self, channel: int, p1: int, p2: int, data: bytes) -> tuple[bytes, int]:
+        """GlobalPlatform GET STATUS (:mod:`euicc_sim.gp` rules 3, 4)."""
+        return self._gp_status.get_status(channel, p1, p2, data)
 
     def store_data(self, channel: int, request: bytes) -> bytes:
         try:
@@ -234,9 +270,15 @@ class IsdR:
 
     def reset(self) -> None:
         self.context.reset()
+        self._gp_status.forget()
 
     def channel_closed(self, channel: int) -> None:
-        pass
+        self._gp_status.forget(channel)
+
+    @property
+    def functions(self) -> dict[bytes, catalogue.Es10Function]:
+        """The ES10 functions this ISD-R answers, by request tag (its kind's catalogue)."""
+        return {tag: f for tag, f in self._functions.items() if tag in self._dispatch}
 
     def supported_tags(self) -> list[bytes]:
         """Request tags this ISD-R answers (for tests and documentation)."""

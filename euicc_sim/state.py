@@ -104,7 +104,7 @@ class PendingNotification:
 
 @dataclass(frozen=True)
 class EimConfig:
-    """One eIM's EimConfigurationData as the eUICC keeps it (SGP.32 v1.2 §5.2 of PROTOCOL.md).
+    """One eIM's EimConfigurationData as the eUICC keeps it (SGP.32 v1.2 §2.11.1.1.1).
 
     Key material is kept as the DER the eIM sent (the context tag restored to ``30``), so it
     is returned and used exactly as received. ``counter_value`` is the last counterValue

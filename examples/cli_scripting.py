@@ -41,7 +41,8 @@ def command(program: str, *args: str) -> tuple[int, dict[str, Any]]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         card = str(Path(tmp) / "card")
-        _, made = command("euicc_sim", "init", card)
+        # A consumer card: local ES10c profile management (an IoT card leaves it to its eIM).
+        _, made = command("euicc_sim", "init", card, "--kind", "consumer")
         print(f"card {made['data']['cards'][0]['eid']}")
         command("euicc_sim", "preload", card, "TS48V1-A-UNIQUE", "--enable")
         command("euicc_sim", "preload", card, "TS48V1-B-UNIQUE")  # installed disabled

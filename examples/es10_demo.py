@@ -38,8 +38,8 @@ def step(text: str) -> None:
 
 
 def demo(directory: Path) -> None:
-    step(f"create a new eUICC in {directory}")
-    card = Euicc.create(directory)
+    step(f"create a new consumer (SGP.22) eUICC in {directory}")
+    card = Euicc.create(directory, kind="consumer")  # local ES10c profile management
     print(f"      EID {card.eid}")
 
     step("factory preload of two TS.48 test profiles (enable/disable/delete notify " + NOTIFY + ")")

@@ -15,6 +15,18 @@ Status word rules (ISO/IEC 7816-4): ``9000`` ends a command, ``61xx`` means ``xx
 (00 = 256) to fetch with GET RESPONSE, ``6Cxx`` means re-issue the same command with
 ``Le=xx``; every other status word raises :class:`~ipa.errors.StatusWordError`. A response
 without data is legal (intermediate BPP segments have none).
+
+``91xx`` (ETSI TS 102 221 §14.6) ends a command successfully *and* announces an ``xx``-byte
+proactive command. Once the ES10 response is complete the channel serves it on the basic
+channel: FETCH (``80 12 00 00 xx``); a REFRESH that resets the card (UICC Reset ``04``, as
+the card sends after a profile switch with refreshFlag, or eUICC Profile State Change
+``09``) is carried out through ``transport.reset()``, after which the channel opens again
+(TERMINAL CAPABILITY, MANAGE CHANNEL, SELECT ISD-R); UICC Reset gets no TERMINAL RESPONSE
+(ETSI TS 102 223 §6.4.7: the reset answers it), every other command gets one (result
+``30``, beyond the terminal's capabilities, for anything but REFRESH). A transport that
+cannot reset (:class:`~ipa.errors.CardResetNotSupported`) makes the channel answer result
+``20`` (terminal currently unable) and set :attr:`Es10Channel.reset_required`: the device
+must reset the card itself.
 """
 
 from __future__ import annotations
@@ -23,7 +35,20 @@ import logging
 from dataclasses import dataclass
 from types import TracebackType
 
-from ipa.errors import CardProtocolError, ChannelClosedError, StatusWordError
+from ipa.errors import (
+    CardProtocolError,
+    CardResetNotSupported,
+    ChannelClosedError,
+    StatusWordError,
+)
+from ipa.proactive import (
+    RESULT_BEYOND_TERMINAL_CAPABILITIES,
+    RESULT_OK,
+    RESULT_TERMINAL_UNABLE,
+    ProactiveCommand,
+    parse_proactive_command,
+    terminal_response,
+)
 from ipa.transport import Transport
 
 __all__ = [
@@ -54,6 +79,10 @@ _MAX_CHANNEL = 19
 # A card that keeps answering 61xx would otherwise hold the client forever; 16 MiB of response
 # is far beyond any ES10 response (the largest, GetProfilesInfo with icons, stays below 64 KiB).
 _MAX_GET_RESPONSES = 65536
+_INS_FETCH = 0x12
+_INS_TERMINAL_RESPONSE = 0x14
+# A card that announces a new proactive command after every answer would hold us forever.
+_MAX_PROACTIVE = 8
 
 
 def interindustry_cla(channel: int) -> int:
@@ -142,6 +171,15 @@ class Es10Channel:
         self._opened_by_us = False
         self.select_response = b""
         self._set_cla(0)
+        self._proactive_len = 0  # xx of the last 91xx, until the command is fetched
+        #: Proactive commands served, in order (REFRESH after a profile switch, mostly).
+        self.proactive_commands: list[ProactiveCommand] = []
+        #: Card resets this channel made for a REFRESH.
+        self.refresh_resets = 0
+        #: True once the card asked for a reset the transport could not make.
+        self.reset_required = False
+        #: The channel could not be opened again after a REFRESH reset: the next request retries.
+        self._reopen_pending = False
 
     # -- state --------------------------------------------------------------------------
 
@@ -205,6 +243,8 @@ class Es10Channel:
             raise
         self._channel = channel
         log.debug("ISD-R selected on logical channel %d", channel)
+        if self._proactive_len:
+            self.serve_proactive()
 
     def _open_logical_channel(self, wanted: int | None) -> int:
         if wanted == 0:
@@ -289,6 +329,9 @@ class Es10Channel:
         sw1 = resp[n - 2]
         if sw1 == 0x90 and resp[n - 1] == 0:
             return resp[: n - 2]
+        if sw1 == 0x91:
+            self._proactive_len = resp[n - 1] or 256
+            return resp[: n - 2]
         if sw1 == 0x61:
             return self._get_response(resp[: n - 2], resp[n - 1])
         if sw1 == 0x6C:
@@ -299,6 +342,9 @@ class Es10Channel:
                 raise CardProtocolError(f"{name}: response of {n} bytes has no status word")
             sw1 = resp[n - 2]
             if sw1 == 0x90 and resp[n - 1] == 0:
+                return resp[: n - 2]
+            if sw1 == 0x91:
+                self._proactive_len = resp[n - 1] or 256
                 return resp[: n - 2]
             if sw1 == 0x61:
                 return self._get_response(resp[: n - 2], resp[n - 1])
@@ -318,6 +364,9 @@ class Es10Channel:
             if n > 2:
                 chunks.append(resp[: n - 2])
             if sw1 == 0x90 and sw2 == 0:
+                return b"".join(chunks)
+            if sw1 == 0x91:
+                self._proactive_len = sw2 or 256
                 return b"".join(chunks)
             if sw1 == 0x61:
                 le = sw2
@@ -339,15 +388,91 @@ class Es10Channel:
             ValueError: the request is empty or needs more than 256 blocks.
             StatusWordError, CardProtocolError: see :meth:`command`.
         """
+        if self._channel is None and self._reopen_pending:
+            self._reopen_pending = False
+            self.open()
         if self._channel is None:
             raise ChannelClosedError("ES10 channel is not open")
         n = len(request)
         if 0 < n <= self.config.block_size:
             # The common case (every ES10 request except BPP segments and big packages).
-            return self.command(
+            response = self.command(
                 self._sd_single + bytes((n,)) + request + self._le_suffix, "STORE DATA"
             )
-        return self._exchange_blocks(request)
+        else:
+            response = self._exchange_blocks(request)
+        if self._proactive_len:
+            self.serve_proactive()
+        return response
+
+    # -- proactive commands (ETSI TS 102 221 §14.6, TS 102 223) ----------------------------
+
+    @property
+    def proactive_pending(self) -> int:
+        """Length of the proactive command the card announced (``91xx``), 0 for none."""
+        return self._proactive_len
+
+    def serve_proactive(self) -> None:
+        """FETCH and carry out the proactive commands the card announced (module docstring).
+
+        Raises:
+            StatusWordError, CardProtocolError, TransportError: FETCH, TERMINAL RESPONSE, the
+                reset or opening the channel again failed.
+        """
+        for _ in range(_MAX_PROACTIVE):
+            length = self._proactive_len
+            if not length:
+                return
+            self._proactive_len = 0
+            data = self.command(bytes((0x80, _INS_FETCH, 0, 0, length & 0xFF)), "FETCH")
+            command = parse_proactive_command(data)
+            self.proactive_commands.append(command)
+            log.info(
+                "proactive command %02X qualifier %02X from the card",
+                command.type,
+                command.qualifier,
+            )
+            if not command.resets_card:
+                self._terminal_response(command, RESULT_BEYOND_TERMINAL_CAPABILITIES)
+                continue
+            if command.wants_terminal_response:
+                self._terminal_response(command, RESULT_OK)
+            self._reset_for(command)
+        raise CardProtocolError(f"card announced more than {_MAX_PROACTIVE} proactive commands")
+
+    def _terminal_response(
+        self, command: ProactiveCommand, result: int, extra: bytes = b""
+    ) -> None:
+        data = terminal_response(command, result, extra)
+        apdu = bytes((0x80, _INS_TERMINAL_RESPONSE, 0, 0, len(data))) + data
+        self.command(apdu, "TERMINAL RESPONSE")
+
+    def _reset_for(self, command: ProactiveCommand) -> None:
+        """Reset the card through the transport for a REFRESH, then open the channel again."""
+        reset = getattr(self._transport, "reset", None)
+        try:
+            if not callable(reset):
+                raise CardResetNotSupported(f"{type(self._transport).__name__} has no reset()")
+            reset()
+        except CardResetNotSupported as exc:
+            log.warning("the card asks for a reset (REFRESH) the transport cannot make: %s", exc)
+            self.reset_required = True
+            if not command.wants_terminal_response:
+                self._terminal_response(command, RESULT_TERMINAL_UNABLE, b"\x00")
+            return
+        self.refresh_resets += 1
+        log.info("card reset for REFRESH; opening the ES10 channel again")
+        # Every logical channel died with the reset: open ours again as configured.
+        self._channel = None
+        self._opened_by_us = False
+        self._set_cla(0)
+        try:
+            self.open()
+        except (StatusWordError, CardProtocolError) as exc:
+            # The answer that carried the REFRESH is already in hand and stays valid; a card
+            # still starting up (or failing) after the reset is met again by the next request.
+            log.warning("opening the ES10 channel after the REFRESH reset failed: %s", exc)
+            self._reopen_pending = True
 
     def _exchange_blocks(self, request: bytes) -> bytes:
         size = self.config.block_size

@@ -1,5 +1,5 @@
 """The direct profile download: activation code in, installed profile out
-(PROTOCOL.md §3.3).
+(GSMA SGP.22 v2.5 §3.1.3).
 
 Steps, in order (E = ES10 to the card, S = ES9+ to the SM-DP+)::
 
@@ -10,7 +10,7 @@ Steps, in order (E = ES10 to the card, S = ES9+ to the SM-DP+)::
       consent, confirmation code      hashCc = SHA256(SHA256(CC) ‖ transactionId)
     E PrepareDownload
     S getBoundProfilePackage          BPP metadata must equal profileMetadata
-    E LoadBoundProfilePackage         the §3.7 payloads -> ProfileInstallationResult (BF37)
+    E LoadBoundProfilePackage         §5.7.6 payloads -> ProfileInstallationResult (BF37)
     S handleNotification(BF37)        then E RemoveNotificationFromList, only if delivered
 
 Failure rules:
@@ -341,7 +341,7 @@ async def _authenticate(session: _Session, device_info: DeviceInfo) -> None:
         signed1 = schema.decode("ServerSigned1", init.server_signed1)
     except schema.DecodeError as exc:
         raise SmdpUnreachableError(f"{step}: serverSigned1: {exc}", step=step) from None
-    # The checks real LPAs make before trusting the server with the card (§3.3 step 3).
+    # The checks real LPAs make before trusting the server with the card (SGP.22 v2.5 §3.1.3).
     if signed1["serverAddress"].lower() != ac.smdp_address.lower():
         raise ServerAuthenticationError(
             f"serverSigned1.serverAddress is {signed1['serverAddress']!r}, "

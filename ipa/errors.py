@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "CardProtocolError",
+    "CardResetNotSupported",
     "ChannelClosedError",
     "Es10Error",
     "IpaError",
@@ -31,6 +32,11 @@ class IpaError(Exception):
 
 class TransportError(IpaError):
     """The transport could not exchange an APDU (reader gone, card removed, no reset...)."""
+
+
+class CardResetNotSupported(TransportError):
+    """The transport cannot reset the card (e.g. a modem that owns the card's power); the
+    device must reset it some other way. Raised by ``Transport.reset()``."""
 
 
 class CardProtocolError(IpaError):

@@ -1,4 +1,4 @@
-"""ES9+ client (IPAd ↔ SM-DP+), JSON binding over HTTPS (PROTOCOL.md §4.1–§4.3).
+"""ES9+ client (IPAd ↔ SM-DP+), JSON binding over HTTPS (GSMA SGP.22 v2.5 §6.5; §5.6).
 
 One POST per function to ``<base URL>/gsma/rsp2/es9plus/<function>`` with the headers
 ``Content-Type: application/json``, ``X-Admin-Protocol: gsma/rsp/v2.5.0`` and a

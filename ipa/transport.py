@@ -1,9 +1,13 @@
 """Card transports: how the IPAd gets a command APDU to a card and the response back.
 
 A transport is anything with ``transmit(apdu) -> response`` where the response is the
-response data followed by SW1 SW2, exactly as ISO/IEC 7816-4 frames it. The layers above
-(:mod:`ipa.channel`, :mod:`ipa.es10`) never look past that interface, so the same ES10 client
-runs against the in-process emulator, a PC/SC reader or a modem.
+response data followed by SW1 SW2, exactly as ISO/IEC 7816-4 frames it, and ``reset() -> ATR``
+which resets the card (cold or warm) or raises :class:`~ipa.errors.CardResetNotSupported`
+when the transport cannot. The layers above (:mod:`ipa.channel`, :mod:`ipa.es10`) never look
+past that interface, so the same ES10 client runs against the in-process emulator, a PC/SC
+reader or a modem. The ES10 channel resets the card through it when the card asks for a
+REFRESH after a profile switch (docs/es10-client.md); an object with ``transmit`` only is
+still accepted and treated as a transport that cannot reset.
 
 This module holds the interface and the in-process transport. Transports that need optional
 dependencies (PC/SC through pyscard) live in their own modules so that importing ``ipa`` never
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol, runtime_checkable
 
-from ipa.errors import TransportError
+from ipa.errors import CardResetNotSupported
 
 __all__ = ["CardLike", "InProcessTransport", "ResettableTransport", "Transport"]
 
@@ -24,7 +28,8 @@ log = logging.getLogger(__name__)
 
 @runtime_checkable
 class Transport(Protocol):
-    """The one thing every card transport offers."""
+    """What every card transport offers: ``transmit`` (and ``reset``, see
+    :class:`ResettableTransport`, which the ES10 channel uses when the card asks for it)."""
 
     def transmit(self, apdu: bytes) -> bytes:
         """Send one command APDU; return the response data followed by SW1 SW2."""
@@ -33,10 +38,15 @@ class Transport(Protocol):
 
 @runtime_checkable
 class ResettableTransport(Transport, Protocol):
-    """A transport that can also reset the card (cold or warm, the transport decides)."""
+    """A transport with ``reset``: the full transport interface."""
 
     def reset(self) -> bytes:
-        """Reset the card and return its ATR."""
+        """Reset the card (cold or warm, the transport decides) and return its ATR.
+
+        Raises:
+            CardResetNotSupported: this transport cannot reset the card.
+            TransportError: the reset failed.
+        """
         ...
 
 
@@ -85,11 +95,11 @@ class InProcessTransport:
         """Reset the card object and return its ATR.
 
         Raises:
-            TransportError: the wrapped object has no ``reset()``.
+            CardResetNotSupported: the wrapped object has no ``reset()``.
         """
         reset = getattr(self._card, "reset", None)
         if not callable(reset):
-            raise TransportError(f"{type(self._card).__name__} cannot be reset")
+            raise CardResetNotSupported(f"{type(self._card).__name__} cannot be reset")
         atr = bytes(reset())
         log.debug("reset, ATR %s", atr.hex().upper())
         return atr

@@ -1,7 +1,8 @@
 """Tests of euicc_sim.cardos (with euicc_sim.filesystem): the card OS below the applications.
 
-The applications here are test doubles; what the card OS must do comes from PROTOCOL.md §1,
-including the start-up traces of §1.6 replayed byte for byte.
+The applications here are test doubles; what the card OS must do comes from ISO/IEC 7816-4,
+ETSI TS 102 221 and GSMA SGP.22 v2.5 §5.7.2 (STORE DATA), including the start-up traces that
+common PC/SC clients send, replayed byte for byte.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def test_atr_is_a_well_formed_t0_uicc_atr_with_correct_tck(card: Card) -> None:
     assert reduce(lambda a, b: a ^ b, atr[1:]) == 0  # TCK makes T0..TCK XOR to zero
 
 
-# -- PROTOCOL.md §1.6: start-up traces, byte for byte -----------------------------------------
+# -- start-up traces of common PC/SC clients, byte for byte ------------------------------------
 
 
 def test_chip_info_lpa_start_up_sequence(card: Card) -> None:
@@ -512,7 +513,7 @@ def test_any_other_command_discards_the_pending_response(card: Card) -> None:
     assert card.sw("80 AA 00 00 02 A9 00") == "9000"
     assert card.sw("00 C0 00 00 02") == "6985"
     card.send("80 E2 91 00 02 AB CD")
-    assert card.sw("00 12 00 00") == "6D00"  # even an unsupported one
+    assert card.sw("00 16 00 00") == "6D00"  # even an unsupported one
     assert card.sw("00 C0 00 00 02") == "6985"
 
 

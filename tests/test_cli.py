@@ -20,7 +20,7 @@ EID = "89049032123451234512345678901235"
 @pytest.fixture(scope="module")
 def card_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "card"
-    assert card_cli.main(["init", str(path), "--eid", EID]) == 0
+    assert card_cli.main(["init", str(path), "--eid", EID, "--kind", "consumer"]) == 0
     assert (
         card_cli.main(
             [
@@ -411,7 +411,10 @@ def test_default_smdp_address_is_read_set_and_cleared(
 def test_memory_reset_deletes_what_its_options_name(
     card: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run_ipa(card, capsys, "memory-reset", "deleteOperationalProfiles", "--json")
+    # The card is a consumer (SGP.22) card: eUICCMemoryReset in its SGP.22 form (BF34).
+    code, out, _ = run_ipa(
+        card, capsys, "memory-reset", "deleteOperationalProfiles", "--sgp22", "--json"
+    )
     assert code == 0 and data(out)["resetResult"] == "ok"
     _, out, _ = run_ipa(card, capsys, "--json", "profiles")
     assert [p["iccid"] for p in data(out)["profileInfoListOk"]] == [A]  # B was operational

@@ -34,13 +34,13 @@ from test_euicc_package import TestEim
 
 import euicc_sim.card as card_module
 from euicc_protocol import crypto, saip, schema, tlv
-from euicc_protocol import es10 as catalogue
 from euicc_protocol.crypto import Curve
 from euicc_protocol.iccid import iccid_from_ef
 from euicc_protocol.testpki import SGP26_DIR as SGP26
 from euicc_protocol.testpki import issue_crl, load_sgp26
 from euicc_sim import es10a
 from euicc_sim.card import CardError, Euicc, ProfileInstallError
+from euicc_sim.config import CardConfig
 from euicc_sim.dirlock import LOCK_FILE
 from euicc_sim.state import (
     CardState,
@@ -535,6 +535,8 @@ READ_ONLY_REQUESTS: dict[str, Any] = {
     "GetRatRequest": {},
     "ListNotificationRequest": {},
     "SGP32-RetrieveNotificationsListRequest": {},
+    "RetrieveNotificationsListRequest": {},
+    "LpaeActivationRequest": {"lpaeOption": schema.bits([0])},
     "GetCertsRequest": {},
     "ProfileInfoListRequest": {},
     "GetEuiccDataRequest": {"tagList": b"\x5a"},
@@ -586,7 +588,7 @@ def _build_base(path: Path) -> None:
     Enabling B and then A again, then removing notification 2, leaves notifications 1
     (disable A), 3 (disable B) and 4 (enable A): sequence numbers have a gap and go on at 5.
     """
-    card = Euicc.create(path)
+    card = Euicc.create(path, kind="consumer")  # the steps below use local ES10c management
     card.preload(PKG_A, notification_address=NOTIFY, enable=True)
     card.preload(PKG_B, notification_address=NOTIFY)
     card.preload(
@@ -610,24 +612,48 @@ def _build_base(path: Path) -> None:
     card.close()
 
 
+#: Words naming the commands of SGP.32 functions: they run on the base card made an IoT card.
+_IOT_WORDS = ("sgp32", "eim", "euicc-package", "rollback", "immediate", "fallback")
+
+
+def is_iot(command: Command) -> bool:
+    """Whether ``command`` uses SGP.32 functions (an IoT card) rather than ES10c (consumer)."""
+    return any(word in command.name for word in _IOT_WORDS)
+
+
+def _make_kind(path: Path, kind: str) -> None:
+    """Turn the card in ``path`` into a card of ``kind`` (its config.json, as a factory would)."""
+    storage = DirectoryStorage(path, fsync=False)
+    raw = storage.read_file("config.json")
+    assert raw is not None
+    storage.write_file("config.json", replace(CardConfig.from_json(raw), kind=kind).to_json())
+
+
 class Cards:
-    """The base card, built once per module, and the starting card of each command."""
+    """The base card, built once per module, and the starting card of each command.
+
+    The base is a consumer card; ``base_iot`` is the same card as an IoT card.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.base = root / "base"
         _build_base(self.base)
+        self.base_iot = root / "base-iot"
+        shutil.copytree(self.base, self.base_iot)
+        _make_kind(self.base_iot, "iot")
         self._starts: dict[str, Path] = {}
         self._copies = 0
 
     def start(self, command: Command) -> Path:
         """The directory of the card ``command`` starts from (never changed by the tests)."""
+        base = self.base_iot if is_iot(command) else self.base
         if command.setup is None:
-            return self.base
+            return base
         path = self._starts.get(command.name)
         if path is None:
             path = self.root / f"start-{len(self._starts)}"
-            shutil.copytree(self.base, path)
+            shutil.copytree(base, path)
             with Euicc.open(path) as card:
                 command.setup(card)
             self._starts[command.name] = path
@@ -867,25 +893,32 @@ def test_refused_preload_keeps_the_state_and_its_blob_is_collected_at_power_up(
     assert set(os.listdir(path / "blobs")) == referenced_blobs(before)
 
 
-def test_read_only_functions_perform_no_effects(cards: Cards, tmp_path: Path) -> None:
-    path = cards.copy(cards.base, tmp_path, "read-only")
+@pytest.mark.parametrize("kind", ["consumer", "iot"])
+def test_read_only_functions_perform_no_effects(cards: Cards, tmp_path: Path, kind: str) -> None:
+    base = cards.base_iot if kind == "iot" else cards.base
+    path = cards.copy(base, tmp_path, "read-only")
     io = CrashingIO(0)
     card = Euicc(DirectoryStorage(path, io=io))
+    offered = {f.request_type for f in card.isdr.functions.values()}
+    asked = 0
     with Es10Client.open(InProcessTransport(card)) as client:
         for request_type, value in READ_ONLY_REQUESTS.items():
+            if request_type not in offered:
+                continue
+            asked += 1
             request = schema.encode(request_type, value)
             response = client.exchange(request)
             assert response[:2] == request[:2], request_type
+    assert asked >= 10
     assert (io.count, io.crashed) == (0, False)
 
 
 def test_every_es10_handler_is_classified_for_crash_safety(cards: Cards) -> None:
     """A new ES10 handler must join STATE_CHANGING (with crash tests) or READ_ONLY_REQUESTS."""
-    with Euicc(DirectoryStorage(cards.base, io=CrashingIO(0))) as card:
-        supported = card.isdr.supported_tags()
-    functions = {**catalogue.catalogue_for("sgp22"), **catalogue.catalogue_for("sgp32")}
-    by_tag = {bytes(tag): f.request_type for tag, f in functions.items()}
-    handled = {by_tag[tag] for tag in supported}
+    handled = set()
+    for base in (cards.base, cards.base_iot):
+        with Euicc(DirectoryStorage(base, io=CrashingIO(0))) as card:
+            handled |= {f.request_type for f in card.isdr.functions.values()}
     unclassified = handled - STATE_CHANGING_REQUESTS - set(READ_ONLY_REQUESTS)
     assert not unclassified, f"add crash-safety coverage for {sorted(unclassified)}"
     assert STATE_CHANGING_REQUESTS <= handled

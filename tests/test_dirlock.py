@@ -31,7 +31,7 @@ ENV = dict(os.environ, PYTHONPATH=str(ROOT))
 @pytest.fixture
 def directory(tmp_path: Path) -> Path:
     path = tmp_path / "card"
-    Euicc.create(path, fsync=False).close()
+    Euicc.create(path, fsync=False, kind="consumer").close()
     return path
 
 

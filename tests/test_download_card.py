@@ -1,9 +1,9 @@
 """Profile download through the card's APDU interface: AuthenticateServer, PrepareDownload,
 LoadBoundProfilePackage and CancelSession, against an SM-DP+ role played by this test.
 
-Every refusal ends with the exact error of PROTOCOL.md §3.3/§3.9, and leaves the card's
-profiles byte-identical and its pending notifications unchanged except for the one failure
-``BF37`` a BPP error produces.
+Every refusal ends with the exact error of GSMA SGP.22 v2.5 (§5.7.13, §5.7.5, §2.5.6), and
+leaves the card's profiles byte-identical and its pending notifications unchanged except for
+the one failure ``BF37`` a BPP error produces.
 """
 
 from __future__ import annotations
@@ -235,7 +235,8 @@ class Download:
 
     def start_reusing(self, otsk: ec.EllipticCurvePrivateKey) -> Download:
         """Like :meth:`start`, but the card is given ``otsk`` to keep and PrepareDownload asks
-        to reuse it (§3.3 step 8.5), so BPPs bound to it can be loaded again and again."""
+        to reuse it (bppEuiccOtpk, SGP.22 §5.7.5), so BPPs bound to it can be loaded again
+        and again."""
         download.keep_one_time_key(self.card.context, otsk)
         point = crypto.public_point(otsk.public_key())
         self.get_challenge()
@@ -274,7 +275,9 @@ class Download:
 
 
 def new_card(pki_set: TestPki | None = None, **config: Any) -> Euicc:
-    """A card trusting ``pki_set``'s CI with its eUICC credentials (SGP.26 when None)."""
+    """A card trusting ``pki_set``'s CI with its eUICC credentials (SGP.26 when None); a
+    consumer card unless ``kind`` says otherwise (the tests switch profiles through ES10c)."""
+    config.setdefault("kind", "consumer")
     base = CardConfig(eid=EID, **config)
     if pki_set is None:
         return Euicc.create(None, eid=EID, config=base)
@@ -414,9 +417,9 @@ def full_download(card: Euicc, pki_set: TestPki, upp: bytes) -> None:
 
 
 def test_the_conformant_vector_loads_into_a_card_holding_its_one_time_key() -> None:
-    """PROTOCOL.md §9.1: the exact payload sequence of bpp_conformant_nist.json installs
+    """The exact payload sequence of the test vector bpp_conformant_nist.json installs
     TS48V5-SAIP2-3-NOBERTLV-UNIQUE; the card gets the vector's otSK as a kept key pair and a
-    PrepareDownload asks to reuse it (§3.3 step 8.5)."""
+    PrepareDownload asks to reuse it (bppEuiccOtpk, SGP.22 §5.7.5)."""
     nist = Curve.NIST_P256
     card = new_card()
     assert card.eid == VECTOR["eid"]
@@ -1051,7 +1054,7 @@ def test_a_crash_at_any_effect_of_the_last_piece_leaves_the_card_before_or_after
     """Power cut before each file-system effect of the last ``86``: the card powers up with
     the state before or the state after, never a profile without its package or result."""
     base = tmp_path / "base"
-    with_history(Euicc.create(base, eid=EID)).close()
+    with_history(Euicc.create(base, eid=EID, kind="consumer")).close()
     otsk = crypto.generate_private_key(Curve.NIST_P256)
     with Euicc.open(base) as card:
         template = Download(card, NIST, euicc_otpk=crypto.public_point(otsk.public_key()))

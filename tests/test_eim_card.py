@@ -143,7 +143,7 @@ def test_a_token_chosen_by_the_eim_is_stored_and_answered_add_ok(card: Euicc) ->
 
 
 def test_onomondo_sample_configuration_is_accepted(card: Euicc) -> None:
-    """The AddInitialEimRequest of PROTOCOL.md §5.2 (with our own key)."""
+    """An SGP.32 ES10b.AddInitialEim request (with our own key)."""
     key = TestEim().key
     point = spki(key)[-65:]
     body = bytes.fromhex(

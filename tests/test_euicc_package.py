@@ -2,7 +2,7 @@
 this test: it signs eUICC packages and verifies the signed results with the eUICC
 certificate the card hands out in GetCerts.
 
-Every rejected package gets its exact answer (PROTOCOL.md §5.6) and leaves the card
+Every rejected package gets its exact answer (SGP.32 v1.2 §5.9) and leaves the card
 byte-identical: it runs on a card whose file system cuts the power at the first write.
 
 The helpers at the top (:class:`TestEim`, :func:`new_card`, :func:`send`, ...) are shared
@@ -55,7 +55,8 @@ UNKNOWN_ICCID = bytes.fromhex("98001032547698103214")
 
 
 def token_tlv(token: int | None, *, unsigned: bool = False) -> bytes:
-    """``84 L token`` as an eIM appends it: DER INTEGER, or minimal unsigned (onomondo-eim)."""
+    """``84 L token`` as an eIM appends it: DER INTEGER, or minimal unsigned (as some
+    open-source eIMs send it)."""
     if token is None:
         return b""
     if unsigned:

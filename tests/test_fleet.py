@@ -413,5 +413,29 @@ def test_benchmark_runs_with_a_tiny_fleet() -> None:
         "p50_ms",
         "p99_ms",
         "rss_mb_per_device",
+        "rss_kb_per_device",
+        "eim",
     }
     assert result["devices"] == 3 and result["psmo_cycles_per_s"] > 0
+    assert result["eim"] == "thread"
+
+
+def test_benchmark_with_the_eim_in_its_own_process_checks_every_result() -> None:
+    # The run exits non-zero when a result the devices saw taken is not exactly one done,
+    # verified order in the eIM process's state.
+    command = [sys.executable, str(ROOT / "benchmarks" / "pull.py"), "--json", "--eim-process"]
+    command += ["--devices", "3", "--seconds", "1", "--warmup", "0.5"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["eim"] == "process" and result["psmo_cycles_per_s"] > 0
+
+
+def test_benchmark_idle_reports_memory_per_device() -> None:
+    command = [sys.executable, str(ROOT / "benchmarks" / "pull.py"), "--json", "--idle"]
+    command += ["--devices", "5"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) == {"devices", "rss_mb_per_device", "rss_kb_per_device", "eim"}
+    assert result["devices"] == 5

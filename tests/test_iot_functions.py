@@ -23,6 +23,7 @@ from test_euicc_package import (
 )
 
 from euicc_protocol import schema, tlv
+from euicc_sim import profiles
 from euicc_sim.card import Euicc
 from euicc_sim.state import FallbackInfo, LastDownload, NotificationEvent
 
@@ -130,12 +131,16 @@ def test_immediate_enable_needs_a_download_from_the_configured_smdp(
     assert enabled(card) == (ICCID_B if matches else ICCID_A)
 
 
+def switch_elsewhere(card: Euicc, iccid: bytes) -> None:
+    """Enable ``iccid`` by means this module does not watch (as SGP.22 ES10c on a card that
+    offers it would): straight through the profile rules."""
+    t = profiles.enable(card.state, iccid=iccid, actor=profiles.Actor.EIM)
+    assert t.ok
+    card.context.commit(t.state)
+
+
 def test_immediate_enable_refused_by_ppr1_is_undefined_error(card: Euicc) -> None:
-    es10(
-        card,
-        "EnableProfileRequest",
-        {"profileIdentifier": ("iccid", ICCID_C), "refreshFlag": False},
-    )
+    switch_elsewhere(card, ICCID_C)
     assert configure(card, immediateEnableFlag=None) == 0
     downloaded(card)
     assert immediate_enable(card) == 127
@@ -359,8 +364,7 @@ def test_a_fallback_ended_by_another_switch_no_longer_guards(card: Euicc, eim: T
     allow_fallback(card, ICCID_B)
     psmo(card, eim, ("setFallbackAttribute", {"iccid": ICCID_B}))
     assert execute_fallback(card) == 0
-    switch = {"profileIdentifier": ("iccid", ICCID_C), "refreshFlag": False}
-    assert es10(card, "EnableProfileRequest", switch) == {"enableResult": 0}  # SGP.22 ES10c
+    switch_elsewhere(card, ICCID_C)
     assert return_from_fallback(card) == 7
     assert psmo(card, eim, ("delete", {"iccid": ICCID_A})) == [("deleteResult", 0)]
 

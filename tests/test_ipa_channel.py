@@ -276,7 +276,7 @@ def test_empty_response_is_accepted() -> None:
     assert [a[1] for a in card.apdus[start:]] == [0xE2, 0xE2]  # no GET RESPONSE
 
 
-@pytest.mark.parametrize("sw", [0x6A80, 0x6A88, 0x6985, 0x6D00, 0x6E00, 0x6F00, 0x9110, 0x6281])
+@pytest.mark.parametrize("sw", [0x6A80, 0x6A88, 0x6985, 0x6D00, 0x6E00, 0x6F00, 0x9300, 0x6281])
 def test_other_status_words_raise_status_word_error(sw: int) -> None:
     card = ScriptedCard(responses={GET_EID: EID_RESPONSE})
     ch = open_channel(card)

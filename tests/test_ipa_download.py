@@ -237,7 +237,7 @@ class FakeSmdp:
 
 
 def new_card() -> Euicc:
-    return Euicc.create(None, curves=(Curve.NIST_P256,))
+    return Euicc.create(None, curves=(Curve.NIST_P256,), kind="consumer")
 
 
 def open_client(card: Euicc) -> Es10Client:

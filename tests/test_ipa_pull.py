@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from euicc_protocol import crypto, saip, schema, tlv
 from euicc_protocol.crypto import Curve
+from euicc_sim import profiles
 from euicc_sim.card import Euicc
 from ipa import es10_iot
 from ipa.device import Ipad
@@ -686,8 +687,9 @@ def test_a_switch_made_while_the_ipad_was_not_looking_is_reported(
 ) -> None:
     eim = FakeEim()
     Device(card, eim, state_dir=tmp_path).poll()
-    with Es10Client.open(InProcessTransport(card)) as client:
-        client.enable_profile(iccid=ICCID_B)  # e.g. a local tool, or the eUICC after a reset
+    # e.g. a factory tool, or the eUICC after a fallback: a switch the IPAd did not make
+    t = profiles.enable(card.state, iccid=ICCID_B, actor=profiles.Actor.EIM)
+    card.context.commit(t.state)
     Device(card, eim, state_dir=tmp_path).poll()
     assert eim.polls[-1].endswith(H("80008101") + bytes([StateChangeCause.UNDEFINED]))
 

@@ -354,8 +354,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     from euicc_sim.card import Euicc
 
     with vpcd_port() as port:
-        card = Euicc.create(tmp_path_factory.mktemp("pcsc") / "card", fsync=False)
-        profile = card.preload((TS48 / "TS48V1-A-UNIQUE.der").read_bytes(), enable=True)
+        # A consumer card: the tests switch profiles through ES10c.
+        card = Euicc.create(tmp_path_factory.mktemp("pcsc") / "card", fsync=False, kind="consumer")
+        profile = card.preload(
+            (TS48 / "TS48V1-A-UNIQUE.der").read_bytes(),
+            enable=True,
+            notification_address="notify.pcsc.example",
+        )
         served = Served(card, port, eid=card.eid, iccid=iccid_from_ef(profile.iccid))
         served.insert()
         try:
@@ -425,7 +430,8 @@ def test_es10_client_through_pcsc(served: Served, transport: PcscTransport) -> N
         client.enable_profile(iccid=served.iccid)
         assert client.get_profiles_info()[0].profile_state.asn1_name == "enabled"
         assert len(client.get_euicc_challenge()) == 16
-        assert len(client.get_certs().euicc_certificate) > 300  # responses over 256 bytes
+        # Two signed notifications (disable, enable): a response over 256 bytes.
+        assert sum(len(n.raw) for n in client.retrieve_notifications_list()) > 256
 
 
 @pcsc_mark
@@ -481,8 +487,8 @@ def test_card_shell_start_up_sequence_through_pcsc(
     assert raw.sw("A0 A4 00 00 02 7F 20") == "6E00"
     fci, sw = raw.fetch(raw.send(h("00 A4 04 04 10") + ISD_R_AID + h("00")), 0x00)
     assert sw == "9000" and fci[0] == 0x6F
-    certs, sw = raw.fetch(raw.send("80 E2 91 00 03 BF 56 00"), 0x00)  # the SGP.32 probe
-    assert sw == "9000" and _tlv_tag(certs) == "BF56" and len(certs) > 256
+    # The SGP.32 probe: this card is a consumer (SGP.22) card, so GetCerts is an unknown tag.
+    assert raw.sw("80 E2 91 00 03 BF 56 00") == "6A88"
     transport.reset()
     raw.fetch(raw.send(h("00 A4 04 04 10") + ISD_R_AID + h("00")), 0x00)
     eid, sw = raw.fetch(raw.send("80 E2 91 00 06 BF 3E 03 5C 01 5A 00"), 0x00)
@@ -588,3 +594,40 @@ def test_ipa_command_line_works_with_reader_as_with_card(
     assert main(["readers", "--json"]) == 0
     readers = json.loads(capsys.readouterr().out)["data"]["readers"]
     assert {"name": served.reader, "cardPresent": True} in readers
+
+
+@pcsc_mark
+def test_refresh_after_a_switch_resets_the_card_through_pcsc(
+    served: Served, transport: PcscTransport
+) -> None:
+    """refreshFlag: the card answers 91xx, the ES10 channel FETCHes the REFRESH (UICC Reset),
+    resets the card with SCardReconnect (vpcd passes the reset on) and opens again."""
+    with Es10Client.open(transport) as client:
+        client.disable_profile(iccid=served.iccid, refresh=True)
+        assert client.channel.refresh_resets == 1 and not client.channel.reset_required
+        assert client.get_profiles_info()[0].profile_state.asn1_name == "disabled"
+        client.enable_profile(iccid=served.iccid, refresh=True)
+        assert client.channel.refresh_resets == 2
+        assert [(c.type, c.qualifier) for c in client.channel.proactive_commands] == [(1, 4)] * 2
+        assert client.get_profiles_info()[0].profile_state.asn1_name == "enabled"
+    raw = Raw(transport)
+    assert raw.sw("80 12 00 00 0B") == "6985"  # nothing left pending
+
+
+@pcsc_mark
+def test_globalplatform_get_data_and_get_status_through_pcsc(
+    served: Served, transport: PcscTransport
+) -> None:
+    """What a card shell sends to ISD-R and ECASD at start-up: GET DATA 66/E0, GET STATUS."""
+    raw = Raw(transport)
+    ecasd = h("A0000005591010FFFFFFFF8900000200")
+    for aid in (ISD_R_AID, ecasd):
+        assert raw.fetch(raw.send(h("00 A4 04 04 10") + aid + h("00")), 0x00)[1] == "9000"
+        card_data, sw = raw.fetch(raw.send("80 CA 00 66 00"), 0x00)
+        assert sw == "9000" and card_data[:1] == h("66")
+        keys, sw = raw.fetch(raw.send("80 CA 00 E0 00"), 0x00)
+        assert sw == "9000" and keys[:1] == h("E0")
+        status, sw = raw.fetch(raw.send("80 F2 40 02 02 4F 00 00"), 0x00)
+        assert sw == "9000" and status[:1] == h("E3")
+    eid, sw = raw.fetch(raw.send("80 CA 00 5A 00"), 0x00)  # on the ECASD
+    assert (eid, sw) == (h("5A 10") + h(served.eid), "9000")

@@ -1166,6 +1166,7 @@ def card_for(test_pki: TestPki) -> Euicc:
         euicc_certificate=test_pki.euicc.cert_der,
         eum_certificate=test_pki.eum.cert_der,
         ci_certificates=[test_pki.ci.cert_der],
+        kind="consumer",  # the test enables the downloaded profile through ES10c
     )
 
 

@@ -42,6 +42,41 @@ __all__ = ["GuardedH11Protocol", "RunningServer", "run_in_thread", "serve"]
 log = logging.getLogger(__name__)
 
 
+class _CoalescingTransport:
+    """A transport that gathers the writes of one loop iteration into one.
+
+    uvicorn writes a response's head and its body separately; over TLS each write is a TLS
+    record and a ``send`` system call. Gathered, a response is one of each. Everything but
+    ``write`` and ``close`` (which sends what is gathered first) goes to the real transport.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline for each request to arrive completely."""
 
@@ -50,7 +85,8 @@ class GuardedH11Protocol(H11Protocol):
     request_timeout: float = DEFAULT_LIMITS.header_timeout
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        coalescing: Any = _CoalescingTransport(transport, asyncio.get_running_loop())
+        super().connection_made(coalescing)
         self._deadline: asyncio.TimerHandle | None = None
         self._arm()  # a client that connects and sends nothing is closed too
 

@@ -1,4 +1,4 @@
-"""What the eIM sends the IPAd and what it checks in the answers (PROTOCOL.md §5.2-§5.8).
+"""What the eIM sends the IPAd and what it checks in the answers (GSMA SGP.32 v1.2 §2.11).
 
 Built here, byte for byte:
 
@@ -12,9 +12,9 @@ The operator API describes operations as JSON named after the ASN.1 (``{"enable"
 
 Checked here: an EuiccPackageResult (``BF51``) is split into its parts (:func:`parse_epr`) and
 its euiccSignEPR / euiccSignEPE verified over the received signed TLV ‖ ``84 L token``
-(:func:`verify_epr`). The token TLV is the DER INTEGER; the minimal unsigned form some eIMs
-use (onomondo-eim) is accepted too. They differ only from 128 on; tokens this eIM chooses stay
-in 1..127.
+(:func:`verify_epr`). The token TLV is the DER INTEGER; the minimal unsigned form some
+open-source eIMs use is accepted too. They differ only from 128 on; tokens this eIM chooses
+stay in 1..127.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ _PROTOCOL_BITS = {
     "eimInjectCoaps": 3,
     "eimProprietary": 4,
 }
-#: IpaEuiccData fields by name → their tag in a tagList (v1.2, PROTOCOL.md §5.7).
+#: IpaEuiccData fields by name → their tag in a tagList (SGP.32 v1.2 §2.11.1.2).
 IPA_EUICC_DATA_TAGS = {
     "notificationsList": "A0",
     "defaultSmdpAddress": "81",

@@ -3,8 +3,9 @@
 :class:`IndirectDownload` is the ESipa side (InitiateAuthentication, AuthenticateClient,
 GetBoundProfilePackage, CancelSession) with the sessions it keeps in the store.
 
-PROTOCOL.md §5.9: the IPAd sends the eIM the ES9+ payloads as ESipa ASN.1 messages; the eIM
-calls the SM-DP+ with the ES9+ JSON binding (§4.2: the same TLVs in standard base64,
+GSMA SGP.32 v1.2 indirect profile download (ESipa functions §5.14, ASN.1 binding §6.3): the
+IPAd sends the eIM the ES9+ payloads as ESipa ASN.1 messages; the eIM calls the SM-DP+ with
+the ES9+ JSON binding (SGP.22 v2.5 §6.5.1: the same TLVs in standard base64,
 transactionId in hex) and wraps the answer in the ESipa response. TLVs pass through byte for
 byte, never re-encoded, so every signature in them still verifies.
 

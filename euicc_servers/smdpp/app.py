@@ -1,6 +1,6 @@
 """The SM-DP+ as a Starlette ASGI app: ES9+ JSON binding over HTTP(S) and an operator API.
 
-ES9+ (PROTOCOL.md §4.2): ``POST /gsma/rsp2/es9plus/<function>``. :func:`execute` is the
+ES9+ (GSMA SGP.22 v2.5 §6.5.1): ``POST /gsma/rsp2/es9plus/<function>``. :func:`execute` is the
 JSON binding: ASN.1 objects travel as standard base64 (with padding; whitespace ignored on
 input) of the complete TLV, euiccChallenge as base64 of its 16 raw bytes, transactionId as
 hex (uppercase on output); a missing field is 1.3.1/2.2, a malformed one 1.3.1/2.1.

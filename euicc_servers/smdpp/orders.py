@@ -24,7 +24,7 @@ release          any                           released (operator; counters rese
 
 Going back to *released* forgets the EID an unpinned order was bound to, so another device
 may take it. A confirmation code is stored only as SHA-256(CC), which is all that checking
-hashCc = SHA-256(SHA-256(CC) ‖ transactionId) needs (PROTOCOL.md §3.3 step 7).
+hashCc = SHA-256(SHA-256(CC) ‖ transactionId) needs (SGP.22 v2.5 §5.7.5, ES10b.PrepareDownload).
 
 Persistence: one JSON file (``orders.json``) in the state directory, replaced atomically
 (write to a temporary file, fsync, rename) on every change, so a crash leaves the previous

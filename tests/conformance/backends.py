@@ -112,17 +112,26 @@ class CardProfile:
     notification_address: str | None
 
 
+#: Card kinds the emulator backends make (``euicc_sim.config.KINDS``).
+KINDS = ("consumer", "iot")
+
+
 @dataclass(frozen=True)
 class CardTarget:
-    """One parametrisation of the suite: a backend (``--backend`` name) and a client framing."""
+    """One parametrisation of the suite: a backend (``--backend`` name), a client framing and,
+    for the emulator backends, the kind of card they make (a card in a reader is what it is:
+    ``None``)."""
 
     backend: str
     framing: str
+    kind: str | None = None
 
     @property
     def id(self) -> str:
-        """The test ID part: ``emulator-assigned-ch-255``."""
-        return f"{self.backend}-{self.framing}"
+        """The test ID part: ``emulator-iot-assigned-ch-255``."""
+        if self.kind is None:
+            return f"{self.backend}-{self.framing}"
+        return f"{self.backend}-{self.kind}-{self.framing}"
 
 
 class CardBackend(abc.ABC):
@@ -172,6 +181,12 @@ class CardBackend(abc.ABC):
         """The EID the backend knows the card has (None when only the card can tell)."""
         return None
 
+    @property
+    def kind(self) -> str:
+        """``"iot"`` or ``"consumer"``: an SGP.32 eUICC announces its IoT version in
+        EUICCInfo2 (``iotSpecificInfo``), an SGP.22 one does not."""
+        return "iot" if self.client().get_euicc_info2().iot_specific_info else "consumer"
+
     @abc.abstractmethod
     def close(self) -> None:
         """Close the client's channel and release the card."""
@@ -190,10 +205,13 @@ class EmulatorBackend(CardBackend):
     exclusive = True
     fresh_cards = True
 
-    def __init__(self, framing: ChannelConfig, directory: Path | None = None) -> None:
+    def __init__(
+        self, framing: ChannelConfig, directory: Path | None = None, kind: str = "consumer"
+    ) -> None:
         super().__init__(framing)
         self._directory = directory
-        self._card = Euicc.create(directory, eid=EMULATOR_EID, fsync=False)
+        self._kind = kind
+        self._card = Euicc.create(directory, eid=EMULATOR_EID, fsync=False, kind=kind)
         self._packages = sorted(TS48_DIR.glob("*.der"))
         self._used = 0
         self._client = self._connect(reset=False)
@@ -246,6 +264,10 @@ class EmulatorBackend(CardBackend):
 
     def known_eid(self) -> str | None:
         return self._card.eid
+
+    @property
+    def kind(self) -> str:
+        return self._kind
 
     def close(self) -> None:
         self._client.close()
@@ -312,12 +334,16 @@ class VpcdBackend(EmulatorBackend):
     example_share = 1 / 3
 
     def __init__(
-        self, framing: ChannelConfig, slot: VpcdSlot, directory: Path | None = None
+        self,
+        framing: ChannelConfig,
+        slot: VpcdSlot,
+        directory: Path | None = None,
+        kind: str = "consumer",
     ) -> None:
         self._slot = slot
         self._transport: PcscTransport | None = None
         try:
-            super().__init__(framing, directory)
+            super().__init__(framing, directory, kind)
         except BaseException:
             if self._transport is not None:
                 self._transport.close()

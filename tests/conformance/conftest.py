@@ -39,6 +39,7 @@ import pytest
 from backends import (
     BACKENDS,
     FRAMINGS,
+    KINDS,
     CardBackend,
     CardTarget,
     EmulatorBackend,
@@ -86,10 +87,12 @@ def card_targets(config: pytest.Config) -> list[CardTarget]:
             )
         backend = "pcsc"
     if backend is None:
-        targets = [CardTarget("emulator", framing) for framing in FRAMINGS]
+        # Consumer cards through every framing, an IoT card through the default one.
+        targets = [CardTarget("emulator", framing, "consumer") for framing in FRAMINGS]
+        targets.append(CardTarget("emulator", VPCD_DEFAULT_FRAMING, "iot"))
         return targets + [
-            CardTarget("vpcd", VPCD_DEFAULT_FRAMING),
-            CardTarget("modem", MODEM_DEFAULT_FRAMING),
+            CardTarget("vpcd", VPCD_DEFAULT_FRAMING, "consumer"),
+            CardTarget("modem", MODEM_DEFAULT_FRAMING, "consumer"),
         ]
     if backend not in BACKENDS:
         raise pytest.UsageError(
@@ -99,7 +102,9 @@ def card_targets(config: pytest.Config) -> list[CardTarget]:
         raise pytest.UsageError("--backend modem-device needs --modem DEVICE")
     if backend == "pcsc" and reader is None:
         raise pytest.UsageError("--backend pcsc needs --reader NAME (the reader holding the card)")
-    return [CardTarget(backend, framing) for framing in FRAMINGS]
+    if not BACKENDS[backend].fresh_cards:  # a card in a reader or modem is what it is
+        return [CardTarget(backend, framing) for framing in FRAMINGS]
+    return [CardTarget(backend, framing, kind) for kind in KINDS for framing in FRAMINGS]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -107,6 +112,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "exclusive_card: the test compares the whole card (every profile, every notification) "
         "and needs a backend whose card holds only what the test provisioned",
+    )
+    config.addinivalue_line(
+        "markers",
+        "kind(name): the test needs an eUICC of this kind ('iot' or 'consumer') and is "
+        "skipped on the other",
     )
     card_targets(config)  # option errors now, not once per test
     reader = config.getoption("--reader", None)
@@ -185,10 +195,11 @@ def _open_backend(
     framing: ChannelConfig,
     directory: Path | None = None,
 ) -> CardBackend:
+    kind = target.kind or "consumer"
     if target.backend == EmulatorBackend.name:
-        return EmulatorBackend(framing, directory)
+        return EmulatorBackend(framing, directory, kind)
     if target.backend == VpcdBackend.name:
-        return VpcdBackend(framing, request.getfixturevalue("vpcd_slot"), directory)
+        return VpcdBackend(framing, request.getfixturevalue("vpcd_slot"), directory, kind)
     if target.backend == ModemBackend.name:
         return ModemBackend(framing, request.getfixturevalue("modem_slot"), directory)
     if target.backend == ModemDeviceBackend.name:
@@ -224,12 +235,32 @@ def card(
             f"compares the whole card; the {backend_class.name} backend's card may hold other "
             "profiles and notifications"
         )
+    _skip_other_kind(request, card_target.kind)
     directory = None
     if request.node.get_closest_marker("persistence"):
         directory = tmp_path_factory.mktemp("card") / "euicc"
     backend = _open_backend(request, card_target, framing, directory)
+    if card_target.kind is None:  # a card in a reader: ask it
+        try:
+            _skip_other_kind(request, backend.kind)
+        except BaseException:
+            backend.close()
+            raise
     yield backend
     backend.close()
+
+
+def _skip_other_kind(request: pytest.FixtureRequest, kind: str | None) -> None:
+    """Skip a test marked ``kind(...)`` on a card of another kind (``None``: not known yet)."""
+    marker = request.node.get_closest_marker("kind")
+    if marker is not None and kind is not None and kind not in marker.args:
+        pytest.skip(f"needs a {' or '.join(marker.args)} eUICC; this one is {kind}")
+
+
+@pytest.fixture
+def card_kind(card: CardBackend) -> str:
+    """``"iot"`` or ``"consumer"``: the kind of the card under test."""
+    return card.kind
 
 
 @pytest.fixture
@@ -245,6 +276,7 @@ def card_factory(
     """Make brand-new cards of the selected backend (for model tests: one per example)."""
     if not BACKENDS[card_target.backend].fresh_cards:
         pytest.skip("needs a brand-new card per example; this backend has one fixed card")
+    _skip_other_kind(request, card_target.kind)
     factory = CardFactory(request, card_target, framing)
     yield factory
     factory.close()

@@ -53,12 +53,25 @@ def test_euicc_info1_matches_euicc_info2(es10: Es10Client) -> None:
     assert info1.euicc_ci_pkid_list_for_signing == info2.euicc_ci_pkid_list_for_signing
 
 
+@pytest.mark.kind("iot")
 def test_euicc_info2_has_the_sgp32_fields(es10: Es10Client) -> None:
     info2 = es10.get_euicc_info2()
     assert info2.raw.startswith(b"\xbf\x22")
     assert info2.ipa_mode in (IpaMode.IPAD, IpaMode.IPAE)
     assert info2.iot_specific_info is not None
     assert "1.2.0" in info2.iot_specific_info.iot_version
+    assert VERSION.fullmatch(info2.pp_version)
+    assert info2.sas_acreditation_number.strip()
+    for version in (info2.profile_version, info2.svn, info2.euicc_firmware_ver):
+        assert VERSION.fullmatch(version)
+
+
+@pytest.mark.kind("consumer")
+def test_consumer_euicc_info2_has_no_sgp32_fields(es10: Es10Client) -> None:
+    info2 = es10.get_euicc_info2()
+    assert info2.raw.startswith(b"\xbf\x22")
+    assert info2.ipa_mode is None
+    assert info2.iot_specific_info is None
     assert VERSION.fullmatch(info2.pp_version)
     assert info2.sas_acreditation_number.strip()
     for version in (info2.profile_version, info2.svn, info2.euicc_firmware_ver):
@@ -104,13 +117,17 @@ def test_rat_entries_have_the_asn1_shape(es10: Es10Client) -> None:
 
 # -- GetCerts (SGP.32) -------------------------------------------------------------------------
 
+iot_only = pytest.mark.kind("iot")
 
+
+@iot_only
 def test_get_certs_default_chain_names_the_eid(es10: Es10Client) -> None:
     eid = es10.get_eid()
     aki = check_chain(es10.get_certs(), eid)
     assert aki in es10.get_euicc_info1().euicc_ci_pkid_list_for_signing
 
 
+@iot_only
 def test_get_certs_for_every_signing_ci(es10: Es10Client) -> None:
     eid = es10.get_eid()
     assert is_valid_eid(eid)
@@ -118,6 +135,7 @@ def test_get_certs_for_every_signing_ci(es10: Es10Client) -> None:
         assert check_chain(es10.get_certs(ci), eid) == ci
 
 
+@iot_only
 def test_get_certs_eid_is_the_known_eid(card, es10: Es10Client) -> None:
     known = card.known_eid()
     if known is None:
@@ -126,6 +144,7 @@ def test_get_certs_eid_is_the_known_eid(card, es10: Es10Client) -> None:
     assert pki.subject_serial_number(euicc) == known
 
 
+@iot_only
 def test_get_certs_unknown_ci_is_invalid_ci_pkid(es10: Es10Client) -> None:
     known = set(es10.get_euicc_info1().euicc_ci_pkid_list_for_signing)
     unknown = next(ski for b in range(256) if (ski := bytes([b]) * SKI_LENGTH) not in known)

@@ -13,11 +13,15 @@ from backends import CardProfile, ProfileSpec
 from euicc_protocol import pki
 from euicc_protocol.eid import is_valid_eid
 from euicc_protocol.iccid import iccid_to_ef
-from ipa.errors import Es10Error
+from ipa.errors import Es10Error, StatusWordError
 from ipa.es10 import Es10Client
 from ipa.types import ProfileClass, ProfileInfo, ProfileState, ResetOption, ResetResult
 
 modifies = pytest.mark.modifies_card
+#: Local profile management (Enable, Disable, Delete, SetNickname, SGP.22 eUICCMemoryReset)
+#: is SGP.22's: an SGP.32 IoT eUICC does not offer it to the IPAd.
+consumer = pytest.mark.kind("consumer")
+iot = pytest.mark.kind("iot")
 
 TEST = ProfileSpec()
 OPERATIONAL = ProfileSpec(profile_class=ProfileClass.OPERATIONAL)
@@ -53,8 +57,11 @@ def by(request: pytest.FixtureRequest) -> Target:
 
 
 @pytest.fixture(params=[False, True], ids=["BF64", "BF34"])
-def sgp22(request: pytest.FixtureRequest) -> bool:
-    """eUICCMemoryReset in its SGP.32 v1.2 form (BF64), then in its SGP.22 form (BF34)."""
+def sgp22(request: pytest.FixtureRequest, card_kind: str) -> bool:
+    """eUICCMemoryReset in its SGP.32 v1.2 form (BF64) on an IoT card, in its SGP.22 form
+    (BF34) on a consumer card."""
+    if request.param != (card_kind == "consumer"):
+        pytest.skip(f"a {card_kind} eUICC has no eUICCMemoryReset {request.node.callspec.id}")
     return request.param
 
 
@@ -195,11 +202,14 @@ def _tag_name(tag: object) -> str:
 # -- GetEID ------------------------------------------------------------------------------------
 
 
-def test_get_eid_is_valid_and_matches_the_certificate(card, es10: Es10Client) -> None:
+def test_get_eid_is_valid_and_matches_the_certificate(
+    card, es10: Es10Client, card_kind: str
+) -> None:
     eid = es10.get_eid()
     assert is_valid_eid(eid)
-    euicc = pki.load_certificate(es10.get_certs().euicc_certificate)
-    assert pki.subject_serial_number(euicc) == eid
+    if card_kind == "iot":  # GetCerts is SGP.32's
+        euicc = pki.load_certificate(es10.get_certs().euicc_certificate)
+        assert pki.subject_serial_number(euicc) == eid
     known = card.known_eid()
     if known is not None:
         assert eid == known
@@ -208,6 +218,7 @@ def test_get_eid_is_valid_and_matches_the_certificate(card, es10: Es10Client) ->
 # -- EnableProfile -----------------------------------------------------------------------------
 
 
+@consumer
 @modifies
 def test_enable_a_disabled_profile(card, es10: Es10Client, by: Target) -> None:
     (p,) = card.provision([OPERATIONAL])
@@ -215,6 +226,7 @@ def test_enable_a_disabled_profile(card, es10: Es10Client, by: Target) -> None:
     assert state(es10, p) is ProfileState.ENABLED
 
 
+@consumer
 @modifies
 def test_enable_with_refresh_flag_is_accepted(card, es10: Es10Client, by: Target) -> None:
     (p,) = card.provision([OPERATIONAL])
@@ -224,6 +236,7 @@ def test_enable_with_refresh_flag_is_accepted(card, es10: Es10Client, by: Target
     assert state(es10, p) is ProfileState.DISABLED
 
 
+@consumer
 @modifies
 def test_enable_unknown_profile_is_iccid_or_aid_not_found(
     card, es10: Es10Client, by: Target
@@ -232,6 +245,7 @@ def test_enable_unknown_profile_is_iccid_or_aid_not_found(
     refused_unchanged(es10, 1, "iccidOrAidNotFound", es10.enable_profile, **by.unknown())
 
 
+@consumer
 @modifies
 def test_enable_the_enabled_profile_is_not_in_disabled_state(
     card, es10: Es10Client, by: Target
@@ -240,6 +254,7 @@ def test_enable_the_enabled_profile_is_not_in_disabled_state(
     refused_unchanged(es10, 2, "profileNotInDisabledState", es10.enable_profile, **by.of(p))
 
 
+@consumer
 @modifies
 def test_enable_switches_the_enabled_profile(card, es10: Es10Client, by: Target) -> None:
     a, b = card.provision([ENABLED_OPERATIONAL, OPERATIONAL])
@@ -251,6 +266,7 @@ def test_enable_switches_the_enabled_profile(card, es10: Es10Client, by: Target)
     assert (state(es10, a), state(es10, b)) == (ProfileState.ENABLED, ProfileState.DISABLED)
 
 
+@consumer
 @modifies
 def test_ppr1_of_the_enabled_operational_profile_blocks_a_switch(
     card, es10: Es10Client, by: Target
@@ -262,12 +278,14 @@ def test_ppr1_of_the_enabled_operational_profile_blocks_a_switch(
     assert (state(es10, a), state(es10, b)) == (ProfileState.ENABLED, ProfileState.DISABLED)
 
 
+@consumer
 @modifies
 def test_enable_a_provisioning_profile_is_disallowed(card, es10: Es10Client, by: Target) -> None:
     (p,) = card.provision([PROVISIONING])
     refused_unchanged(es10, 3, "disallowedByPolicy", es10.enable_profile, **by.of(p))
 
 
+@consumer
 @modifies
 def test_enable_switches_away_from_an_enabled_provisioning_profile(
     card, es10: Es10Client, by: Target
@@ -282,6 +300,7 @@ def test_enable_switches_away_from_an_enabled_provisioning_profile(
 # -- DisableProfile ----------------------------------------------------------------------------
 
 
+@consumer
 @modifies
 def test_disable_the_enabled_profile(card, es10: Es10Client, by: Target) -> None:
     (p,) = card.provision([ENABLED_OPERATIONAL])
@@ -290,6 +309,7 @@ def test_disable_the_enabled_profile(card, es10: Es10Client, by: Target) -> None
     assert enabled_count(es10) == 0
 
 
+@consumer
 @modifies
 def test_disable_unknown_profile_is_iccid_or_aid_not_found(
     card, es10: Es10Client, by: Target
@@ -298,6 +318,7 @@ def test_disable_unknown_profile_is_iccid_or_aid_not_found(
     refused_unchanged(es10, 1, "iccidOrAidNotFound", es10.disable_profile, **by.unknown())
 
 
+@consumer
 @modifies
 def test_disable_a_disabled_profile_is_not_in_enabled_state(
     card, es10: Es10Client, by: Target
@@ -306,12 +327,14 @@ def test_disable_a_disabled_profile_is_not_in_enabled_state(
     refused_unchanged(es10, 2, "profileNotInEnabledState", es10.disable_profile, **by.of(p))
 
 
+@consumer
 @modifies
 def test_state_is_checked_before_ppr1(card, es10: Es10Client, by: Target) -> None:
     (p,) = card.provision([ProfileSpec(profile_class=ProfileClass.OPERATIONAL, ppr1=True)])
     refused_unchanged(es10, 2, "profileNotInEnabledState", es10.disable_profile, **by.of(p))
 
 
+@consumer
 @modifies
 def test_ppr1_blocks_disabling_an_operational_profile(card, es10: Es10Client, by: Target) -> None:
     (p,) = card.provision(
@@ -321,6 +344,7 @@ def test_ppr1_blocks_disabling_an_operational_profile(card, es10: Es10Client, by
     assert state(es10, p) is ProfileState.ENABLED
 
 
+@consumer
 @modifies
 def test_disable_an_enabled_provisioning_profile_is_disallowed(
     card, es10: Es10Client, by: Target
@@ -332,6 +356,7 @@ def test_disable_an_enabled_provisioning_profile_is_disallowed(
 # -- DeleteProfile -----------------------------------------------------------------------------
 
 
+@consumer
 @modifies
 def test_delete_a_disabled_profile(card, es10: Es10Client, by: Target) -> None:
     a, b = card.provision([OPERATIONAL, ENABLED_TEST])
@@ -342,6 +367,7 @@ def test_delete_a_disabled_profile(card, es10: Es10Client, by: Target) -> None:
     refused(1, "iccidOrAidNotFound", es10.delete_profile, **by.of(a))
 
 
+@consumer
 @modifies
 def test_delete_unknown_profile_is_iccid_or_aid_not_found(
     card, es10: Es10Client, by: Target
@@ -350,6 +376,7 @@ def test_delete_unknown_profile_is_iccid_or_aid_not_found(
     refused_unchanged(es10, 1, "iccidOrAidNotFound", es10.delete_profile, **by.unknown())
 
 
+@consumer
 @modifies
 def test_delete_the_enabled_profile_is_not_in_disabled_state(
     card, es10: Es10Client, by: Target
@@ -358,12 +385,14 @@ def test_delete_the_enabled_profile_is_not_in_disabled_state(
     refused_unchanged(es10, 2, "profileNotInDisabledState", es10.delete_profile, **by.of(p))
 
 
+@consumer
 @modifies
 def test_ppr2_blocks_deleting_an_operational_profile(card, es10: Es10Client, by: Target) -> None:
     (p,) = card.provision([ProfileSpec(profile_class=ProfileClass.OPERATIONAL, ppr2=True)])
     refused_unchanged(es10, 3, "disallowedByPolicy", es10.delete_profile, **by.of(p))
 
 
+@consumer
 @modifies
 def test_state_is_checked_before_ppr2(card, es10: Es10Client, by: Target) -> None:
     (p,) = card.provision(
@@ -372,12 +401,14 @@ def test_state_is_checked_before_ppr2(card, es10: Es10Client, by: Target) -> Non
     refused_unchanged(es10, 2, "profileNotInDisabledState", es10.delete_profile, **by.of(p))
 
 
+@consumer
 @modifies
 def test_delete_a_provisioning_profile_is_disallowed(card, es10: Es10Client, by: Target) -> None:
     (p,) = card.provision([PROVISIONING])
     refused_unchanged(es10, 3, "disallowedByPolicy", es10.delete_profile, **by.of(p))
 
 
+@consumer
 @modifies
 def test_operational_profile_without_pprs_can_be_disabled_and_deleted(
     card, es10: Es10Client, by: Target
@@ -388,6 +419,7 @@ def test_operational_profile_without_pprs_can_be_disabled_and_deleted(
     assert info(es10, p) is None
 
 
+@consumer
 @modifies
 def test_pprs_are_ignored_for_test_profiles(card, es10: Es10Client, by: Target) -> None:
     a, b = card.provision(
@@ -401,6 +433,7 @@ def test_pprs_are_ignored_for_test_profiles(card, es10: Es10Client, by: Target) 
     assert info(es10, a) is None and info(es10, b) is None
 
 
+@consumer
 @modifies
 def test_ppr1_does_not_block_enabling_the_profile_itself(
     card, es10: Es10Client, by: Target
@@ -413,6 +446,7 @@ def test_ppr1_does_not_block_enabling_the_profile_itself(
 # -- SetNickname -------------------------------------------------------------------------------
 
 
+@consumer
 @modifies
 def test_set_and_clear_a_nickname(card, es10: Es10Client) -> None:
     a, b = card.provision([TEST, ProfileSpec(nickname="other")])
@@ -424,6 +458,7 @@ def test_set_and_clear_a_nickname(card, es10: Es10Client) -> None:
     assert info(es10, b).profile_nickname == "other"
 
 
+@consumer
 @modifies
 def test_nickname_on_any_class_and_state(card, es10: Es10Client) -> None:
     provisioned = card.provision([ENABLED_OPERATIONAL, PROVISIONING, TEST])
@@ -433,6 +468,7 @@ def test_nickname_on_any_class_and_state(card, es10: Es10Client) -> None:
     assert state(es10, provisioned[0]) is ProfileState.ENABLED
 
 
+@consumer
 @modifies
 def test_nickname_of_64_characters_is_accepted(card, es10: Es10Client) -> None:
     (p,) = card.provision([TEST])
@@ -440,6 +476,7 @@ def test_nickname_of_64_characters_is_accepted(card, es10: Es10Client) -> None:
     assert info(es10, p).profile_nickname == "n" * 64
 
 
+@consumer
 @modifies
 def test_nickname_of_65_characters_is_undefined_error(card, es10: Es10Client) -> None:
     (p,) = card.provision([ProfileSpec(nickname="kept")])
@@ -451,6 +488,7 @@ def test_nickname_of_65_characters_is_undefined_error(card, es10: Es10Client) ->
     assert info(es10, p).profile_nickname == "kept"
 
 
+@consumer
 @modifies
 def test_nickname_of_64_non_ascii_characters_is_accepted(card, es10: Es10Client) -> None:
     (p,) = card.provision([TEST])
@@ -458,6 +496,7 @@ def test_nickname_of_64_non_ascii_characters_is_accepted(card, es10: Es10Client)
     assert info(es10, p).profile_nickname == "é" * 64
 
 
+@consumer
 @modifies
 def test_nickname_of_unknown_iccid_is_iccid_not_found(card, es10: Es10Client) -> None:
     card.provision([TEST])
@@ -507,6 +546,7 @@ def test_reset_field_loaded_test_profiles_spares_preloaded_ones(
     assert es10.get_profiles_info() == before
 
 
+@iot
 @modifies
 def test_reset_preloaded_test_profiles(card, es10: Es10Client) -> None:
     provisioned = card.provision([ENABLED_TEST, TEST, OPERATIONAL, PROVISIONING])
@@ -518,6 +558,7 @@ def test_reset_preloaded_test_profiles(card, es10: Es10Client) -> None:
         assert (p.iccid in remaining) == (p.spec.profile_class is not ProfileClass.TEST)
 
 
+@iot
 @modifies
 def test_reset_provisioning_profiles(card, es10: Es10Client) -> None:
     provisioned = card.provision([TEST, PROVISIONING, ENABLED_OPERATIONAL])
@@ -528,6 +569,7 @@ def test_reset_provisioning_profiles(card, es10: Es10Client) -> None:
         assert (p.iccid in remaining) == (p.spec.profile_class is not ProfileClass.PROVISIONING)
 
 
+@consumer
 def test_sgp22_reset_has_no_sgp32_options(es10: Es10Client) -> None:
     for option in (ResetOption.DELETE_PRE_LOADED_TEST_PROFILES, ResetOption.RESET_EIM_CONFIG_DATA):
         with pytest.raises(ValueError):
@@ -572,6 +614,7 @@ def test_reset_all_sgp22_options_together(card, es10: Es10Client, sgp22: bool) -
     assert es10.get_euicc_configured_addresses().default_dp_address is None
 
 
+@iot
 @modifies
 @pytest.mark.exclusive_card  # compares every profile left on the card
 def test_reset_eim_and_immediate_enable_results(card, es10: Es10Client) -> None:
@@ -592,6 +635,7 @@ def test_reset_eim_and_immediate_enable_results(card, es10: Es10Client) -> None:
 # -- persistence -------------------------------------------------------------------------------
 
 
+@consumer
 @modifies
 @pytest.mark.persistence
 def test_profiles_states_and_nicknames_survive_reopen(card, es10: Es10Client) -> None:
@@ -619,3 +663,36 @@ def test_profiles_states_and_nicknames_survive_reopen(card, es10: Es10Client) ->
     es10 = card.reopen()
     assert state(es10, b) is ProfileState.DISABLED
     assert enabled_count(es10) == 0
+
+
+# -- an IoT eUICC refuses local profile management ------------------------------------------------
+
+
+def _local_management(es10: Es10Client, profile: CardProfile) -> dict:
+    return {
+        "EnableProfile": lambda: es10.enable_profile(iccid=profile.iccid),
+        "DisableProfile": lambda: es10.disable_profile(iccid=profile.iccid),
+        "DeleteProfile": lambda: es10.delete_profile(iccid=profile.iccid),
+        "SetNickname": lambda: es10.set_nickname(profile.iccid, "mine"),
+        "eUICCMemoryReset (BF34)": lambda: es10.euicc_memory_reset([0, 1, 2], sgp22=True),
+    }
+
+
+@iot
+@modifies
+@pytest.mark.parametrize(
+    "function",
+    ["EnableProfile", "DisableProfile", "DeleteProfile", "SetNickname", "eUICCMemoryReset (BF34)"],
+)
+def test_iot_card_does_not_offer_local_profile_management(
+    card, es10: Es10Client, function: str
+) -> None:
+    """SGP.32 gives the IPAd no ES10c profile management: the request tag is unknown (6A88)
+    and the profiles stay as they were."""
+    enabled, disabled = card.provision([ENABLED_OPERATIONAL, OPERATIONAL])
+    target = enabled if function == "DisableProfile" else disabled
+    before = es10.get_profiles_info()
+    with pytest.raises(StatusWordError) as excinfo:
+        _local_management(es10, target)[function]()
+    assert excinfo.value.sw == 0x6A88
+    assert es10.get_profiles_info() == before

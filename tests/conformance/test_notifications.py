@@ -12,7 +12,8 @@ from ipa.errors import Es10Error
 from ipa.es10 import Es10Client
 from ipa.types import NotificationEvent, PendingNotification, ProfileClass, ResetOption
 
-pytestmark = pytest.mark.modifies_card
+# The notifications come from local ES10c operations: a consumer (SGP.22) card.
+pytestmark = [pytest.mark.modifies_card, pytest.mark.kind("consumer")]
 
 ENABLE = NotificationEvent.NOTIFICATION_ENABLE
 DISABLE = NotificationEvent.NOTIFICATION_DISABLE
@@ -130,8 +131,7 @@ def test_nickname_and_memory_reset_create_no_notification_and_keep_pending_ones(
     pending = [n.raw for n in es10.retrieve_notifications_list()]
     assert len(pending) >= 3
     es10.set_nickname(a.iccid, "no notification")
-    es10.euicc_memory_reset([ResetOption.DELETE_OPERATIONAL_PROFILES])
-    es10.euicc_memory_reset([ResetOption.DELETE_PRE_LOADED_TEST_PROFILES])
+    es10.euicc_memory_reset([ResetOption.DELETE_OPERATIONAL_PROFILES], sgp22=True)
     assert es10.get_profiles_info(iccid=a.iccid) == []
     assert [n.raw for n in es10.retrieve_notifications_list()] == pending
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from backends import CardBackend, CardProfile, ProfileSpec
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -309,7 +310,8 @@ class ProfileMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.steps_since_reset >= 8)
     @rule(
-        sgp22=st.booleans(),
+        # The model runs on a consumer card: eUICCMemoryReset in its SGP.22 form (BF34).
+        sgp22=st.just(True),
         sgp22_options=st.sets(st.integers(0, 2), min_size=1),
         iot_options=st.sets(st.integers(0, 6), min_size=1),
     )
@@ -416,6 +418,7 @@ class ProfileMachine(RuleBasedStateMachine):
         assert addresses.default_dp_address == self.model.default_dp
 
 
+@pytest.mark.kind("consumer")  # local ES10c profile management
 def test_card_follows_the_profile_model(card_factory) -> None:
     class Run(ProfileMachine):
         new_card = staticmethod(card_factory)
