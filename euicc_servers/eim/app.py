@@ -1,6 +1,6 @@
 """The eIM as a Starlette ASGI app: both ESipa bindings and the operator API.
 
-ESipa, ASN.1 binding (PROTOCOL.md §5.9): ``POST /gsma/rsp2/asn1`` with
+ESipa, ASN.1 binding (SGP.32 v1.2 §6.3): ``POST /gsma/rsp2/asn1`` with
 ``Content-Type: application/x-gsma-rsp-asn1`` (else 415); the body is the DER of one
 EsipaMessageFromIpaToEim, the answer the DER of the EsipaMessageFromEimToIpa (200), or 204
 with no body for HandleNotification. A message the eIM does not take is 400 (plain text).
