@@ -75,6 +75,8 @@ PYCRATE_LENIENT = {
     Rule.TIME_FORM: "UTCTime/GeneralizedTime read as BER (no seconds, offsets)",
     Rule.STRING_FORM: "PrintableString/IA5String alphabets not checked",
     Rule.TAG_FORM: "non-minimal high tag numbers accepted",
+    # X.690 §8.14.3: an explicit tag holds exactly one TLV; pycrate reads the first, skips more.
+    Rule.EXPLICIT_FORM: "an explicit tag holding more than one TLV accepted",
     # A tag none of a CHOICE's alternatives has, inside an extensible SEQUENCE, is taken as
     # an unknown extension of the SEQUENCE by one decoder and of the CHOICE by the other.
     Rule.MISSING_FIELD: "an unknown tag in place of an untagged CHOICE component",
