@@ -44,7 +44,7 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
 
 def run(seconds: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        card = Euicc.create(Path(tmp) / "card")
+        card = Euicc.create(Path(tmp) / "card", kind="consumer")  # ES10c enable/disable
         packages = sorted(PROFILES.glob("*.der"))[:8]
         for package in packages:
             card.preload(package.read_bytes())
