@@ -33,34 +33,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pull import make_card  # the same provisioned device as the pull benchmark
+
 from euicc_protocol import saip
-from euicc_protocol.crypto import Curve
 from euicc_servers.eim import EimServer, OrderState, build_eim, run_in_thread
-from euicc_sim.card import Euicc
-from ipa import es10_iot
-from ipa.es10 import Es10Client
 from ipa.esipa import Binding, EsipaConfig
 from ipa.fleet import Device, Fleet, FleetConfig
 from ipa.pull import PollOutcome, PullConfig
-from ipa.transport import InProcessTransport
 
 PACKAGE = Path(__file__).resolve().parent.parent / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"
-
-
-def make_card(eim: EimServer, package: bytes) -> Euicc:
-    """A card with the profile preloaded, registered at the eIM and holding its eIM config."""
-    card = Euicc.create(None, curves=(Curve.NIST_P256,))
-    card.preload(package)
-    chain = card.credentials.chains[0]
-    eim.core.register(
-        card.eid,
-        euicc_certificate=chain.euicc_certificate,
-        eum_certificate=chain.eum_certificate,
-    )
-    request = bytes(eim.core.configuration(card.eid).add_initial_eim_request())
-    with Es10Client.open(InProcessTransport(card)) as client:
-        es10_iot.add_initial_eim(client, request)
-    return card
 
 
 class Operator:
