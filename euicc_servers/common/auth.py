@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import argparse
 import hmac
 import logging
 import os
@@ -115,3 +116,17 @@ def announce_auth(auth: OperatorAuth, state: str | None) -> None:
         print(f"operator API token: {auth.path} (mode 0600)", file=sys.stderr)
     elif state is None:
         print(f"operator API token (this run only): {auth.token}", file=sys.stderr)
+
+
+def add_auth_arguments(parser: argparse.ArgumentParser, api_path: str) -> None:
+    """Add ``--admin-token`` / ``--no-auth`` (mutually exclusive) for the operator API at
+    ``api_path`` to a server command's ``parser``."""
+    auth = parser.add_mutually_exclusive_group()
+    auth.add_argument(
+        "--admin-token",
+        help=f"operator API token ('Authorization: Bearer TOKEN' on {api_path}; default: one "
+        "made at first start, kept in --state as admin-token)",
+    )
+    auth.add_argument(
+        "--no-auth", action="store_true", help="serve the operator API WITHOUT authentication"
+    )

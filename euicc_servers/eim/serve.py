@@ -27,7 +27,7 @@ from typing import Any
 from euicc_protocol.pki import CertRole
 from euicc_protocol.testpki import Credential, TestPki, issue_server_certificate
 
-from ..common.auth import announce_auth
+from ..common.auth import add_auth_arguments, announce_auth
 from ..common.pkisets import load_pki_sets
 from ..common.serve import RunningServer
 from ..common.serve import run_in_thread as _run_app_in_thread
@@ -216,14 +216,6 @@ def add_eim_arguments(p: argparse.ArgumentParser) -> None:
         help="another SM-DP+ the eIM may relay to (besides --default-smdp and those of its "
         "own download orders); repeatable",
     )
-    auth = p.add_mutually_exclusive_group()
-    auth.add_argument(
-        "--admin-token",
-        help="operator API token ('Authorization: Bearer TOKEN' on /api; default: one made "
-        "at first start, kept in --state as admin-token)",
-    )
-    auth.add_argument(
-        "--no-auth", action="store_true", help="serve the operator API WITHOUT authentication"
-    )
+    add_auth_arguments(p, "/api")
     p.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
     p.set_defaults(run=_run)

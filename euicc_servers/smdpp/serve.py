@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..common.auth import announce_auth
+from ..common.auth import add_auth_arguments, announce_auth
 from ..common.serve import RunningServer, run_in_thread, serve
 from .app import create_app
 from .config import DEFAULT_MAX_CC_ATTEMPTS, DEFAULT_SESSION_TIMEOUT, SmdpConfig
@@ -144,14 +144,6 @@ def add_smdpp_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds of inactivity before a session is dropped",
     )
     p.add_argument("--max-cc-attempts", type=int, default=DEFAULT_MAX_CC_ATTEMPTS)
-    auth = p.add_mutually_exclusive_group()
-    auth.add_argument(
-        "--admin-token",
-        help="operator API token ('Authorization: Bearer TOKEN' on /admin; default: one "
-        "made at first start, kept in --state as admin-token)",
-    )
-    auth.add_argument(
-        "--no-auth", action="store_true", help="serve the operator API WITHOUT authentication"
-    )
+    add_auth_arguments(p, "/admin")
     p.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
     p.set_defaults(run=_run)
