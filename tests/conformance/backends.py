@@ -316,7 +316,55 @@ class VpcdSlot:
     reader: str
 
 
-class VpcdBackend(EmulatorBackend):
+class _SlotBackend(EmulatorBackend):
+    """The emulator in a slot shared by a test module (a vpcd reader, an emulated modem),
+    reached through a real transport held for the backend's lifetime.
+
+    Each backend puts its own new card into the slot; every connection resets the card through
+    the transport, so no state of an earlier test survives. Provisioning preloads the card
+    object directly, as the emulator backend does.
+    """
+
+    def __init__(
+        self,
+        framing: ChannelConfig,
+        slot: VpcdSlot | ModemSlot,
+        directory: Path | None = None,
+        kind: str = "consumer",
+    ) -> None:
+        self._slot = slot
+        self._transport: PcscTransport | ModemTransport | None = None
+        try:
+            super().__init__(framing, directory, kind)
+        except BaseException:
+            if self._transport is not None:
+                self._transport.close()
+            raise
+
+    def _open_transport(self) -> PcscTransport | ModemTransport:
+        raise NotImplementedError  # each kind of slot says how it is reached
+
+    def _connect(self, *, reset: bool) -> Es10Client:
+        self._slot.card.put(self._card)
+        if self._transport is None:
+            self._transport = self._open_transport()
+        self._transport.reset()
+        return Es10Client.open(self._transport, self.framing)
+
+    def provision(self, profiles: Sequence[ProfileSpec]) -> list[CardProfile]:
+        with self._slot.card.lock:
+            return super().provision(profiles)
+
+    def close(self) -> None:
+        try:
+            with contextlib.suppress(IpaError):
+                self._client.close()
+        finally:
+            if self._transport is not None:
+                self._transport.close()
+
+
+class VpcdBackend(_SlotBackend):
     """The emulator through real PC/SC: pcscd's vpcd driver and :class:`PcscTransport`.
 
     Each backend puts its own new card into the module's vpcd slot and holds one
@@ -340,34 +388,10 @@ class VpcdBackend(EmulatorBackend):
         directory: Path | None = None,
         kind: str = "consumer",
     ) -> None:
-        self._slot = slot
-        self._transport: PcscTransport | None = None
-        try:
-            super().__init__(framing, directory, kind)
-        except BaseException:
-            if self._transport is not None:
-                self._transport.close()
-            raise
+        super().__init__(framing, slot, directory, kind)
 
-    def _connect(self, *, reset: bool) -> Es10Client:
-        # Every connection resets: the slot may still hold another test's card state.
-        self._slot.card.put(self._card)
-        if self._transport is None:
-            self._transport = PcscTransport(self._slot.reader)
-        self._transport.reset()
-        return Es10Client.open(self._transport, self.framing)
-
-    def provision(self, profiles: Sequence[ProfileSpec]) -> list[CardProfile]:
-        with self._slot.card.lock:
-            return super().provision(profiles)
-
-    def close(self) -> None:
-        try:
-            with contextlib.suppress(IpaError):
-                self._client.close()
-        finally:
-            if self._transport is not None:
-                self._transport.close()
+    def _open_transport(self) -> PcscTransport | ModemTransport:
+        return PcscTransport(self._slot.reader)
 
 
 # -- a card in a PC/SC reader --------------------------------------------------------------------
@@ -545,7 +569,7 @@ class ModemSlot:
     quirks: str
 
 
-class ModemBackend(EmulatorBackend):
+class ModemBackend(_SlotBackend):
     """The emulator behind ``euicc-sim modem`` (a thread serving a pty), through AT commands.
 
     Each backend puts its own new card into the module's modem slot and holds one
@@ -561,33 +585,10 @@ class ModemBackend(EmulatorBackend):
     def __init__(
         self, framing: ChannelConfig, slot: ModemSlot, directory: Path | None = None
     ) -> None:
-        self._slot = slot
-        self._transport: ModemTransport | None = None
-        try:
-            super().__init__(framing, directory)
-        except BaseException:
-            if self._transport is not None:
-                self._transport.close()
-            raise
+        super().__init__(framing, slot, directory)
 
-    def _connect(self, *, reset: bool) -> Es10Client:
-        self._slot.card.put(self._card)
-        if self._transport is None:
-            self._transport = open_modem_transport(self._slot.device, quirks=self._slot.quirks)
-        self._transport.reset()
-        return Es10Client.open(self._transport, self.framing)
-
-    def provision(self, profiles: Sequence[ProfileSpec]) -> list[CardProfile]:
-        with self._slot.card.lock:
-            return super().provision(profiles)
-
-    def close(self) -> None:
-        try:
-            with contextlib.suppress(IpaError):
-                self._client.close()
-        finally:
-            if self._transport is not None:
-                self._transport.close()
+    def _open_transport(self) -> PcscTransport | ModemTransport:
+        return open_modem_transport(self._slot.device, quirks=self._slot.quirks)
 
 
 class ModemDeviceBackend(PcscBackend):
