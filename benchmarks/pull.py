@@ -40,6 +40,9 @@ Printed (``--json``: one object):
   rss_mb_per_device    (RSS after creating and registering the N devices and opening their
                        IPAds - RSS before) / N, from /proc/self/status VmRSS
   rss_kb_per_device    the same in KiB
+  cpu_ms_per_cycle     CPU milliseconds this process spent per cycle in the window (the
+                       devices, and with the eIM in a thread the eIM too)
+  eim_cpu_ms_per_cycle with ``--eim-process``: the eIM process's CPU milliseconds per cycle
   eim                  "thread" (in this process) or "process"
 Floors: 600 cycles/s at N=1000 with ``--eim-process`` (issue #15; 200 in-thread, issue #4);
 64 KiB per idle device at N=10,000.
@@ -142,7 +145,8 @@ def _serve_eim(state_dir: str, conn: Any) -> None:
     eim = build_eim("sgp26", state_dir=state_dir)
     with run_in_thread(eim.core, tls=eim.tls) as server:
         conn.send(server.base_url)
-        conn.recv()
+        while conn.recv() == "cpu":  # else "stop"
+            conn.send(time.process_time())
     eim.core.store.close()
 
 
@@ -155,10 +159,15 @@ async def measure_idle(fleet: Fleet) -> float:
 
 
 async def measure(
-    fleet: Fleet, operator: Operator, warmup: float, seconds: float
-) -> tuple[FleetStats, float, float]:
+    fleet: Fleet,
+    operator: Operator,
+    warmup: float,
+    seconds: float,
+    eim_cpu: Callable[[], float] = lambda: 0.0,
+) -> tuple[FleetStats, float, float, float]:
     """Open the fleet (RSS after it), then the stats of the cycles that end in ``seconds``
-    after ``warmup`` seconds of cycling, and the process CPU seconds spent in the window."""
+    after ``warmup`` seconds of cycling, and the CPU seconds this process and the eIM process
+    (``eim_cpu``: its CPU clock) spent in the window."""
     await fleet.open()
     after = rss_mb()
     if operator.low:  # else all was queued before the eIM process started
@@ -167,11 +176,11 @@ async def measure(
             operator.fill(device.eid)
     await fleet.start()
     await asyncio.sleep(warmup)
-    since, cpu = fleet.clock(), time.process_time()
+    since, cpu, eim = fleet.clock(), time.process_time(), eim_cpu()
     await asyncio.sleep(seconds)
-    until, cpu = fleet.clock(), time.process_time() - cpu
+    until, cpu, eim = fleet.clock(), time.process_time() - cpu, eim_cpu() - eim
     await fleet.stop()
-    return fleet.stats(since, until), after, cpu
+    return fleet.stats(since, until), after, cpu, eim
 
 
 def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
@@ -211,7 +220,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             assert state_dir is not None
             eim_process = ExitStack()
             stack.callback(eim_process.close)
-            eim_url = eim_process.enter_context(_eim_process(state_dir))
+            child = _eim_process(state_dir)
+            eim_url = eim_process.enter_context(child)
             say(f"eIM serving {eim_url} from process of its own")
         else:  # enough for the whole run at 500 cycles/s
             depth = math.ceil(500 * (args.warmup + args.seconds) / args.devices) + 2
@@ -235,7 +245,11 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
                 "rss_kb_per_device": round((after - before) * 1024 / args.devices, 1),
                 **per_device,
             }
-        stats, after, cpu = asyncio.run(measure(fleet, operator, args.warmup, args.seconds))
+        clock = child.cpu if args.eim_process else (lambda: 0.0)
+        stats, after, cpu, eim_cpu = asyncio.run(
+            measure(fleet, operator, args.warmup, args.seconds, clock)
+        )
+        cycles = max(stats.cycles, 1)
         say(f"fleet opened: {after - before:.1f} MiB for {args.devices} devices")
         if isinstance(fleet.http, FleetHttpClient):
             say(f"{fleet.http.pool.connections_opened} connection(s) to the eIM opened in all")
@@ -247,7 +261,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
         say(
             f"{stats.cycles} cycles measured, {stats.failed} failed, {operator.refused} refused;"
             f" eIM: {verified} of {len(done)} done orders verified;"
-            f" {cpu * 1000 / max(stats.cycles, 1):.2f} ms CPU per cycle"
+            f" {cpu * 1000 / cycles:.2f} ms CPU per cycle"
         )
         if stats.failed or operator.refused or verified != len(done):
             raise SystemExit("some cycles failed or some results were not verified")
@@ -263,6 +277,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
         "p99_ms": round(stats.p99_ms, 2),
         "rss_mb_per_device": round((after - before) / args.devices, 3),
         "rss_kb_per_device": round((after - before) * 1024 / args.devices, 1),
+        "cpu_ms_per_cycle": round(cpu * 1000 / cycles, 3),
+        **({"eim_cpu_ms_per_cycle": round(eim_cpu * 1000 / cycles, 3)} if args.eim_process else {}),
         **per_device,
     }
 
@@ -283,6 +299,11 @@ class _eim_process:  # noqa: N801 - used as a context manager, like a function
             self.process.kill()
             raise SystemExit("the eIM process did not start")
         return str(self.conn.recv())
+
+    def cpu(self) -> float:
+        """The eIM process's CPU seconds so far."""
+        self.conn.send("cpu")
+        return float(self.conn.recv())
 
     def __exit__(self, *exc: object) -> None:
         self.conn.send("stop")
