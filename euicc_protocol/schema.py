@@ -244,8 +244,9 @@ def _compile(files: tuple[str, ...] = MODULE_FILES) -> Any:
 def spec(sgp32: str = "1.2") -> Any:
     """The compiled asn1tools specification with SGP.32 version ``sgp32`` (loaded from the disk
     cache when possible)."""
-    # One cache key per version: spec(), spec("1.2") and spec(sgp32="1.2") are one load.
-    return _spec(sgp32)
+    # One cache key per version: spec(), spec("1.2") and spec(sgp32="1.2") are one load, and
+    # so is a str subclass equal to "1.2" (an enum member), which hashes differently.
+    return _spec(sgp32 if type(sgp32) is str else str(sgp32))
 
 
 @cache
@@ -336,6 +337,8 @@ def _decode(
     constraints: bool = True,
     sgp32: str = "1.2",
 ) -> Any:
+    if type(sgp32) is not str:  # an enum member: one cache entry, and a cheap hash
+        sgp32 = str(sgp32)
     root = _decoder(type_name, constraints, sgp32)
     if type(data) is not bytes:
         data = bytes(data)

@@ -28,7 +28,7 @@ import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -157,6 +157,17 @@ class EsipaConfig:
 # -- the transport --------------------------------------------------------------------------------
 
 
+class HttpAnswerLike(Protocol):
+    """What the transport reads of an HTTP answer (an ``httpx.Response`` has both)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+
+
 class EsipaTransport:
     """POSTs ESipa messages to one eIM in either binding; checks each answer's envelope.
 
@@ -250,14 +261,18 @@ class EsipaTransport:
 
     async def _post(
         self, function: str, url: str, content: bytes, headers: dict[str, str]
-    ) -> httpx.Response:
+    ) -> HttpAnswerLike:
         extensions = {}
         if self.config.pinned_public_key is not None and not self.config.insecure:
             extensions["trace"] = self._check_pin
-        if log.isEnabledFor(logging.DEBUG):
+        debug = log.isEnabledFor(logging.DEBUG)
+        if debug:
             log.debug("ESipa %s -> %s %s", function, url, content.hex().upper())
+        # A fleet's client (ipa.http_pool.FleetHttpClient) answers a plain POST without
+        # building an httpx.Response; only status_code and content are read below.
+        post = getattr(self._http, "post_lean", None) or self._http.post
         try:
-            answer = await self._http.post(
+            answer: HttpAnswerLike = await post(
                 url, content=content, headers=headers, extensions=extensions
             )
         except EsipaError:
@@ -270,7 +285,7 @@ class EsipaTransport:
             raise EsipaConnectionError(
                 f"ESipa.{function}: cannot reach {self.base_url}: {exc!r}", function=function
             ) from exc
-        if log.isEnabledFor(logging.DEBUG):
+        if debug:
             log.debug("ESipa %s <- HTTP %d %s", function, answer.status_code, answer.content.hex())
         return answer
 
@@ -290,7 +305,7 @@ class EsipaTransport:
         raise TlsPinMismatch(f"{self.base_url}: the TLS certificate does not carry the pinned key")
 
 
-def _parse_json_answer(function: str, answer: httpx.Response, empty_ok: bool) -> dict[str, Any]:
+def _parse_json_answer(function: str, answer: HttpAnswerLike, empty_ok: bool) -> dict[str, Any]:
     status, raw = answer.status_code, answer.content
     if not raw.strip():
         if empty_ok and status in (200, 204):

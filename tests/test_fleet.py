@@ -414,9 +414,11 @@ def test_benchmark_runs_with_a_tiny_fleet() -> None:
         "p99_ms",
         "rss_mb_per_device",
         "rss_kb_per_device",
+        "cpu_ms_per_cycle",
         "eim",
     }
     assert result["devices"] == 3 and result["psmo_cycles_per_s"] > 0
+    assert result["cpu_ms_per_cycle"] > 0
     assert result["eim"] == "thread"
 
 

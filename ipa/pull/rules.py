@@ -90,8 +90,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Any, TypeVar
 
 from ipa.esipa_answers import EimPackageKind
 from ipa.esipa_codes import StateChangeCause
@@ -201,6 +202,37 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
+# -- immutable updates ----------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+_GETTERS: dict[type, attrgetter[Any]] = {}
+_set_field = object.__setattr__
+
+
+def _evolve(obj: _T, **changes: Any) -> _T:
+    """``dataclasses.replace`` for the frozen, slotted records the rules keep (no
+    ``__post_init__``, every field an ``__init__`` argument), at a third of its cost: the rules
+    make several per event. The copy is built from every field, then the changed fields are
+    set on it before anyone else sees it; a name that is no field raises AttributeError."""
+    cls = type(obj)
+    getter = _GETTERS.get(cls)
+    if getter is None:
+        getter = _GETTERS[cls] = _getter_for(cls)
+    new = cls(*getter(obj))
+    for name, value in changes.items():
+        _set_field(new, name, value)
+    return new
+
+
+def _getter_for(cls: type) -> attrgetter[Any]:
+    names = [f.name for f in fields(cls)]
+    if hasattr(cls, "__post_init__") or "__slots__" not in cls.__dict__ or len(names) < 2:
+        raise TypeError(f"_evolve needs a slotted dataclass of 2+ fields, not {cls.__name__}")
+    if any(not f.init for f in fields(cls)):
+        raise TypeError(f"_evolve: {cls.__name__} has fields outside __init__")
+    return attrgetter(*names)
+
+
 # -- memory ---------------------------------------------------------------------------------------
 
 
@@ -284,15 +316,15 @@ def step(memory: Memory, event: Event) -> Step:
 def _go(m: Memory, state: State) -> Memory:
     if state is not m.state and state not in TRANSITIONS[m.state]:
         raise RuntimeError(f"pull flow: no transition {m.state.value} -> {state.value}")
-    return replace(m, state=state)
+    return _evolve(m, state=state)
 
 
 def _save(m: Memory, saved: SavedState) -> tuple[Memory, Action]:
-    return replace(m, saved=saved), Persist(saved)
+    return _evolve(m, saved=saved), Persist(saved)
 
 
 def _cycle_started(m: Memory, e: CycleStarted) -> Step:
-    m = replace(
+    m = _evolve(
         m,
         now=e.now,
         boot_only=False,
@@ -313,12 +345,12 @@ def _cycle_started(m: Memory, e: CycleStarted) -> Step:
 
 
 def _boot_asked(m: Memory, e: BootAsked) -> Step:
-    m = replace(m, now=e.now, boot_only=True)
+    m = _evolve(m, now=e.now, boot_only=True)
     return _go(m, S.BOOT), (Boot(),)
 
 
 def _state_change_noticed(m: Memory, e: StateChangeNoticed) -> Step:
-    m, persist = _save(m, replace(m.saved, state_change_cause=e.cause))
+    m, persist = _save(m, _evolve(m.saved, state_change_cause=e.cause))
     return m, (persist,)
 
 
@@ -333,16 +365,16 @@ def _booted(m: Memory, e: Booted) -> Step:
             restored = SavedState()
         saved = restored
         if saved.state_change_cause is None and asked is not None:
-            saved = replace(saved, state_change_cause=asked)
+            saved = _evolve(saved, state_change_cause=asked)
         before, now = saved.enabled_iccid, e.enabled_iccid
         if now is not None and before is not None and now != before:
             if saved.state_change_cause is None:  # rule 11
                 effects.append(Log(20, f"enabled profile changed from {before!r} to {now!r}"))
-                saved = replace(saved, state_change_cause=int(StateChangeCause.UNDEFINED))
+                saved = _evolve(saved, state_change_cause=int(StateChangeCause.UNDEFINED))
         if now is not None:
-            saved = replace(saved, enabled_iccid=now)
-    saved = replace(saved, eid=e.eid, eim_id=e.eim_id, sgp32=e.sgp32)
-    m, persist = _save(replace(m, booted=True, reboot=False), saved)
+            saved = _evolve(saved, enabled_iccid=now)
+    saved = _evolve(saved, eid=e.eid, eim_id=e.eim_id, sgp32=e.sgp32)
+    m, persist = _save(_evolve(m, booted=True, reboot=False), saved)
     effects.append(persist)
     if m.boot_only:
         return _go(m, S.IDLE), tuple(effects)
@@ -350,17 +382,17 @@ def _booted(m: Memory, e: Booted) -> Step:
 
 
 def _unprovisioned(m: Memory, e: Unprovisioned) -> Step:
-    m = _go(replace(m, booted=False), S.UNPROVISIONED)
+    m = _go(_evolve(m, booted=False), S.UNPROVISIONED)
     if m.boot_only:
         return m, ()
     return m, (End(_outcome(m, S.UNPROVISIONED, failures=m.failures)),)
 
 
 def _card_failed(m: Memory, e: CardFailed) -> Step:
-    m = replace(m, booted=False, current=None, package=None)
+    m = _evolve(m, booted=False, current=None, package=None)
     if m.boot_only:
         return _go(m, S.IDLE), ()
-    return _end(replace(m, error=f"card: {e.error}"), ())
+    return _end(_evolve(m, error=f"card: {e.error}"), ())
 
 
 # -- rule 3: pending results first ----------------------------------------------------------------
@@ -372,7 +404,7 @@ def _pending_first(m: Memory, effects: tuple[Action, ...]) -> Step:
         return _notify(m, effects)
     item = todo[0]
     delivery = Delivery(Phase.RETRY, item, retries=not item.set_aside)
-    m = replace(_go(m, S.REPORT), current=delivery, tried=m.tried | {item.result})
+    m = _evolve(_go(m, S.REPORT), current=delivery, tried=m.tried | {item.result})
     return m, (*effects, Deliver(item))
 
 
@@ -380,7 +412,7 @@ def _pending_first(m: Memory, effects: tuple[Action, ...]) -> Step:
 
 
 def _notify(m: Memory, effects: tuple[Action, ...]) -> Step:
-    return replace(_go(m, S.NOTIFY), current=None), (*effects, ReadNotifications())
+    return _evolve(_go(m, S.NOTIFY), current=None), (*effects, ReadNotifications())
 
 
 def _notifications_read(m: Memory, e: NotificationsRead) -> Step:
@@ -390,18 +422,18 @@ def _notifications_read(m: Memory, e: NotificationsRead) -> Step:
     kept = tuple(n for n in m.saved.notifications if n.seq_number in on_card)
     effects: tuple[Action, ...] = ()
     if kept != m.saved.notifications:  # gone from the card: nothing left to deliver
-        m, persist = _save(m, replace(m.saved, notifications=kept))
+        m, persist = _save(m, _evolve(m.saved, notifications=kept))
         effects = (persist,)
-    return _next_notice(replace(m, notices=notices), effects)
+    return _next_notice(_evolve(m, notices=notices), effects)
 
 
 def _next_notice(m: Memory, effects: tuple[Action, ...]) -> Step:
     if not m.notices or m.budget <= 0:
-        return _poll(replace(m, notices=()), effects)
+        return _poll(_evolve(m, notices=()), effects)
     notice, rest = m.notices[0], m.notices[1:]
     aside = any(n.seq_number == notice.seq_number for n in m.saved.notifications)
     delivery = Delivery(Phase.NOTIFY, notice, retries=not aside)
-    return replace(m, notices=rest, current=delivery), (*effects, HandOver(notice))
+    return _evolve(m, notices=rest, current=delivery), (*effects, HandOver(notice))
 
 
 # -- rule 5: S2 -----------------------------------------------------------------------------------
@@ -410,14 +442,14 @@ def _next_notice(m: Memory, effects: tuple[Action, ...]) -> Step:
 def _poll(m: Memory, effects: tuple[Action, ...]) -> Step:
     if m.handled >= m.policy.max_packages:
         return _finish(m, effects)
-    m = replace(_go(m, S.POLL), current=None)
+    m = _evolve(_go(m, S.POLL), current=None)
     return m, (*effects, Poll(m.saved.state_change_cause))
 
 
 def _told(m: Memory) -> tuple[Memory, tuple[Action, ...]]:
     if m.saved.state_change_cause is None:
         return m, ()
-    m, persist = _save(m, replace(m.saved, state_change_cause=None))
+    m, persist = _save(m, _evolve(m.saved, state_change_cause=None))
     return m, (persist,)
 
 
@@ -427,7 +459,7 @@ def _no_package(m: Memory, e: NoPackage) -> Step:
 
 
 def _poll_failed(m: Memory, e: PollFailed) -> Step:
-    return _end(replace(m, error=f"getEimPackage: {e.reason}"), ())
+    return _end(_evolve(m, error=f"getEimPackage: {e.reason}"), ())
 
 
 _PACKAGE_STATES = {
@@ -439,8 +471,8 @@ _PACKAGE_STATES = {
 
 def _package_received(m: Memory, e: PackageReceived) -> Step:
     m, effects = _told(m)
-    m = replace(_go(m, _PACKAGE_STATES[e.kind]), handled=m.handled + 1)
-    m = replace(m, current=Delivery(Phase.PACKAGE, PendingResult(b""), kind=e.kind))
+    m = _evolve(_go(m, _PACKAGE_STATES[e.kind]), handled=m.handled + 1)
+    m = _evolve(m, current=Delivery(Phase.PACKAGE, PendingResult(b""), kind=e.kind))
     return m, (*effects, HandlePackage(e.kind, e.raw))
 
 
@@ -448,22 +480,22 @@ def _package_handled(m: Memory, e: PackageHandled) -> Step:
     if e.cancelled:
         m = _go(m, S.CANCEL)
     if e.reconfigured:
-        m = replace(m, reboot=True)
+        m = _evolve(m, reboot=True)
     if e.installed:
-        m = replace(m, switched=True)  # a new profile is there (rule 11)
+        m = _evolve(m, switched=True)  # a new profile is there (rule 11)
         if m.policy.immediate_enable:
-            return replace(m, package=e), (ImmediateEnable(),)
+            return _evolve(m, package=e), (ImmediateEnable(),)
     return _keep_result(m, e, e.switched, ())
 
 
 def _immediate_enabled(m: Memory, e: ImmediateEnabled) -> Step:
     handled = m.package
     assert handled is not None
-    m = replace(m, package=None)
+    m = _evolve(m, package=None)
     effects: tuple[Action, ...] = ()
     if e.ok:
         cause = int(StateChangeCause.IMMEDIATE_ENABLE_PROFILE)
-        m, persist = _save(m, replace(m.saved, state_change_cause=cause))
+        m, persist = _save(m, _evolve(m.saved, state_change_cause=cause))
         effects = (persist,)
     return _keep_result(m, handled, e.ok, effects)
 
@@ -471,14 +503,14 @@ def _immediate_enabled(m: Memory, e: ImmediateEnabled) -> Step:
 def _keep_result(m: Memory, e: PackageHandled, switched: bool, effects: tuple[Action, ...]) -> Step:
     """Rule 6: save the fresh result, re-attach after a switch (rule 7), send it."""
     pending = PendingResult(e.result, e.remove, e.rollback, m.now)
-    m, persist = _save(m, replace(m.saved, pending=(*m.saved.pending, pending)))
+    m, persist = _save(m, _evolve(m.saved, pending=(*m.saved.pending, pending)))
     assert m.current is not None
-    delivery = replace(m.current, item=pending)
-    m = replace(_go(m, S.REPORT), current=delivery, tried=m.tried | {pending.result})
+    delivery = _evolve(m.current, item=pending)
+    m = _evolve(_go(m, S.REPORT), current=delivery, tried=m.tried | {pending.result})
     if m.budget <= 0:  # rule 2: no try left in this cycle
         return _set_aside(m, "no delivery left in this cycle", False, (*effects, persist))
     if switched:
-        return replace(m, switched=True), (*effects, persist, Reattach())
+        return _evolve(m, switched=True), (*effects, persist, Reattach())
     return m, (*effects, persist, Deliver(pending))
 
 
@@ -492,8 +524,8 @@ def _reattached(m: Memory, e: Reattached) -> Step:
         return m, (Deliver(d.item),)
     # Rule 7: no connectivity uses up the tries (no budget spent: nothing was sent).
     reason = "no connectivity after the profile switch"
-    d = replace(d, attempts=m.policy.report_attempts, last=(reason, True))
-    return _gave_up(replace(m, current=d), "no connectivity after the profile switch", True)
+    d = _evolve(d, attempts=m.policy.report_attempts, last=(reason, True))
+    return _gave_up(_evolve(m, current=d), "no connectivity after the profile switch", True)
 
 
 def _slept(m: Memory, e: Slept) -> Step:
@@ -512,16 +544,16 @@ def _delivered(m: Memory, e: Delivered) -> Step:
         effects: tuple[Action, ...] = (Remove((seq,)),)
         aside = tuple(n for n in m.saved.notifications if n.seq_number != seq)
         if aside != m.saved.notifications:
-            m, persist = _save(m, replace(m.saved, notifications=aside))
+            m, persist = _save(m, _evolve(m.saved, notifications=aside))
             effects += (persist,)
-        return _next_notice(replace(m, current=None, notified=m.notified + 1), effects)
+        return _next_notice(_evolve(m, current=None, notified=m.notified + 1), effects)
     pending = d.item
     remove = tuple(dict.fromkeys(pending.remove + e.acknowledged))
-    m, persist = _save(m, replace(m.saved, pending=_without(m.saved.pending, pending)))
+    m, persist = _save(m, _evolve(m.saved, pending=_without(m.saved.pending, pending)))
     outcome = PackageOutcome(
         d.kind, pending.result, True, e.acknowledged, d.rolled_back, "delivered"
     )
-    m = replace(m, outcomes=(*m.outcomes, outcome), current=None)
+    m = _evolve(m, outcomes=(*m.outcomes, outcome), current=None)
     effects = (Remove(remove), persist) if remove else (persist,)
     if d.phase is Phase.RETRY:
         return _pending_first(m, effects)
@@ -531,10 +563,10 @@ def _delivered(m: Memory, e: Delivered) -> Step:
 def _delivery_failed(m: Memory, e: DeliveryFailed) -> Step:
     d = m.current
     assert d is not None
-    d = replace(d, attempts=d.attempts + 1)
-    m = replace(m, current=d, budget=m.budget - 1)
-    d = replace(d, last=(e.reason, e.unreachable))
-    m = replace(m, current=d)
+    d = _evolve(d, attempts=d.attempts + 1)
+    m = _evolve(m, current=d, budget=m.budget - 1)
+    d = _evolve(d, last=(e.reason, e.unreachable))
+    m = _evolve(m, current=d)
     if d.retries and d.attempts < m.policy.report_attempts and m.budget > 0:
         return m, (Sleep(d.attempts),)
     return _gave_up(m, e.reason, e.unreachable)
@@ -550,9 +582,9 @@ def _gave_up(m: Memory, reason: str, unreachable: bool) -> Step:
         before = {n.seq_number: n.attempts for n in m.saved.notifications}
         before[seq] = before.get(seq, 0) + d.attempts
         aside = tuple(SetAsideNotification(s, n) for s, n in before.items())
-        m, persist = _save(replace(m, current=None), replace(m.saved, notifications=aside))
+        m, persist = _save(_evolve(m, current=None), _evolve(m.saved, notifications=aside))
         if unreachable:
-            return _end(replace(m, error=f"{function}: {reason}"), (persist,))
+            return _end(_evolve(m, error=f"{function}: {reason}"), (persist,))
         return _next_notice(m, (persist,))
     if d.item.rollback and not d.rolled_back:
         return m, (Rollback(),)
@@ -565,9 +597,9 @@ def _set_aside(m: Memory, reason: str, unreachable: bool, effects: tuple[Action,
     assert d is not None and isinstance(d.item, PendingResult)
     pending = d.item
     function = "provideEimPackageResult"
-    kept = replace(pending, attempts=pending.attempts + d.attempts, set_aside=True, rollback=False)
+    kept = _evolve(pending, attempts=pending.attempts + d.attempts, set_aside=True, rollback=False)
     rest = _without(m.saved.pending, pending)
-    m, persist = _save(m, replace(m.saved, pending=(*rest, kept)))
+    m, persist = _save(m, _evolve(m.saved, pending=(*rest, kept)))
     effects = (*effects, persist)
     outcome = PackageOutcome(
         d.kind,
@@ -579,9 +611,9 @@ def _set_aside(m: Memory, reason: str, unreachable: bool, effects: tuple[Action,
         refused=not unreachable,
         set_aside=True,
     )
-    m = replace(m, outcomes=(*m.outcomes, outcome), current=None)
+    m = _evolve(m, outcomes=(*m.outcomes, outcome), current=None)
     if unreachable:
-        return _end(replace(m, error=f"{function}: {reason}"), effects)
+        return _end(_evolve(m, error=f"{function}: {reason}"), effects)
     if d.phase is Phase.RETRY:
         return _notify(m, effects)  # rule 3: the eIM still refuses; on with the cycle
     return _finish(m, effects)  # rule 5: no new package while the eIM refuses results
@@ -592,23 +624,23 @@ def _rolled_back(m: Memory, e: RolledBack) -> Step:
     assert d is not None and isinstance(d.item, PendingResult)
     old = d.item
     if e.replacement is None:
-        plain = replace(old, rollback=False)
+        plain = _evolve(old, rollback=False)
         pending = tuple(plain if p == old else p for p in m.saved.pending)
-        m, persist = _save(m, replace(m.saved, pending=pending))
-        m = replace(m, current=replace(d, item=plain))
+        m, persist = _save(m, _evolve(m.saved, pending=pending))
+        m = _evolve(m, current=_evolve(d, item=plain))
         return _set_aside(m, d.last[0] or "undeliverable", d.last[1], (persist,))
     new = e.replacement
     pending = tuple(new if p == old else p for p in m.saved.pending)
-    m, persist = _save(m, replace(m.saved, pending=pending))
+    m, persist = _save(m, _evolve(m.saved, pending=pending))
     # A new result on the old profile: a fresh set of tries (rule 6).
     d = Delivery(d.phase, new, 0, True, True, d.kind)
-    m = replace(m, current=d, budget=m.policy.report_attempts, switched=True)
+    m = _evolve(m, current=d, budget=m.policy.report_attempts, switched=True)
     return m, (persist, Reattach())
 
 
 def _after_result(m: Memory, effects: tuple[Action, ...]) -> Step:
     if m.reboot:  # an eCO: the eIMs may have changed
-        return replace(_go(m, S.BOOT), current=None), (*effects, Boot())
+        return _evolve(_go(m, S.BOOT), current=None), (*effects, Boot())
     return _poll(m, effects)
 
 
@@ -617,21 +649,21 @@ def _after_result(m: Memory, effects: tuple[Action, ...]) -> Step:
 
 def _finish(m: Memory, effects: tuple[Action, ...]) -> Step:
     if m.switched:  # rule 11
-        return replace(m, current=None), (*effects, RecordEnabled())
+        return _evolve(m, current=None), (*effects, RecordEnabled())
     return _end(m, effects)
 
 
 def _enabled_read(m: Memory, e: EnabledRead) -> Step:
-    m = replace(m, switched=False)
+    m = _evolve(m, switched=False)
     if e.iccid is None:
         return _end(m, ())
-    m, persist = _save(m, replace(m.saved, enabled_iccid=e.iccid))
+    m, persist = _save(m, _evolve(m.saved, enabled_iccid=e.iccid))
     return _end(m, (persist,))
 
 
 def _end(m: Memory, effects: tuple[Action, ...]) -> Step:
     failures = 0 if m.error is None else m.failures + 1
-    m = replace(_go(m, S.IDLE), failures=failures, current=None, notices=(), package=None)
+    m = _evolve(_go(m, S.IDLE), failures=failures, current=None, notices=(), package=None)
     return m, (*effects, End(_outcome(m, S.IDLE, failures)))
 
 
