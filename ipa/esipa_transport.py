@@ -167,7 +167,6 @@ class HttpAnswerLike(Protocol):
     def content(self) -> bytes: ...
 
 
-
 class EsipaTransport:
     """POSTs ESipa messages to one eIM in either binding; checks each answer's envelope.
 

@@ -236,9 +236,7 @@ class FleetHttpClient(httpx.AsyncClient):
         way.)"""
         target = self._target(url) if type(url) is str else None
         if target is None or type(content) is not bytes or type(headers) is not dict:
-            return await super().post(
-                url, content=content, headers=headers, extensions=extensions
-            )
+            return await super().post(url, content=content, headers=headers, extensions=extensions)
         origin, head = target
         lines = [head]
         for name, value in headers.items():
