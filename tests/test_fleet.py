@@ -26,7 +26,7 @@ from euicc_servers.eim import EimServer, OrderState, build_eim, create_app, run_
 from euicc_sim.card import Euicc
 from ipa import es10_iot
 from ipa.es10 import Es10Client
-from ipa.esipa import Binding, EsipaConfig
+from ipa.esipa import Binding, EsipaClient, EsipaConfig
 from ipa.fleet import (
     Device,
     Fleet,
@@ -36,7 +36,7 @@ from ipa.fleet import (
     HttpMode,
     percentile,
 )
-from ipa.http_pool import FleetHttpClient, PooledTransport
+from ipa.http_pool import FleetHttpClient, HttpAnswer, PooledTransport
 from ipa.pull import PollOutcome, PullConfig, State
 from ipa.transport import InProcessTransport
 
@@ -380,6 +380,57 @@ def test_pool_reports_a_connection_closed_without_answer() -> None:
         await server.wait_closed()
 
     asyncio.run(go())
+
+
+def test_post_lean_answers_a_plain_post_without_an_httpx_response() -> None:
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Type: a/b\r\nContent-Length: 3\r\n\r\none",
+        b"HTTP/1.1 500 Oops\r\nContent-Length: 3\r\n\r\ntwo",
+    ]
+
+    async def go() -> list[object]:
+        server, _ = await scripted_server(answers)
+        port = server.sockets[0].getsockname()[1]
+        url = f"http://127.0.0.1:{port}/x"
+        async with FleetHttpClient(PooledTransport(max_connections=1), timeout=5) as client:
+            lean = await client.post_lean(url, content=b"body", headers={"A": "b"})
+            # not a plain POST (a header the pool writes itself): httpx's way, same pool
+            other = await client.post_lean(url, content=b"b", headers={"Host": "elsewhere"})
+        server.close()
+        await server.wait_closed()
+        return [lean, other]
+
+    lean, other = asyncio.run(go())
+    assert isinstance(lean, HttpAnswer)
+    assert (lean.status_code, lean.content, lean.keep_alive) == (200, b"one", True)
+    assert (b"content-type", b"a/b") in lean.headers
+    assert isinstance(other, httpx.Response)
+    assert (other.status_code, other.content) == (500, b"two")
+
+
+def test_esipa_client_posts_through_post_lean_when_the_client_has_it() -> None:
+    # The eIM answers GetEimPackage with "no package" (BF4F 03 02 01 01).
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n\xbf\x4f\x03\x02\x01\x01"]
+
+    class Counting(FleetHttpClient):
+        lean = 0
+
+        async def post_lean(self, *args: Any, **kwargs: Any) -> HttpAnswer | httpx.Response:
+            Counting.lean += 1
+            return await super().post_lean(*args, **kwargs)
+
+    async def go() -> object:
+        server, _ = await scripted_server(answers)
+        port = server.sockets[0].getsockname()[1]
+        async with Counting(PooledTransport(), timeout=5) as http:
+            esipa = EsipaClient(f"http://127.0.0.1:{port}", EsipaConfig(), http=http)
+            package = await esipa.get_eim_package("89" + "0" * 30)
+        server.close()
+        await server.wait_closed()
+        return package
+
+    assert asyncio.run(go()) is None
+    assert Counting.lean == 1
 
 
 def test_percentile_is_nearest_rank() -> None:

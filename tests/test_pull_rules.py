@@ -225,3 +225,21 @@ def test_no_cycle_spends_more_than_the_budget_and_no_result_is_lost(
         kept = {p.result for p in m.saved.pending}
         assert set(env.made) == kept | set(env.delivered)
         assert not kept & set(env.delivered)
+
+
+def test_evolve_copies_a_record_with_changes_and_leaves_the_original() -> None:
+    m = rules.Memory(booted=True, failures=2)
+    n = rules._evolve(m, failures=0, state=rules.State.POLL)
+    assert (n.booted, n.failures, n.state) == (True, 0, rules.State.POLL)
+    assert (m.failures, m.state) == (2, rules.State.IDLE)
+    assert n == rules.Memory(booted=True, failures=0, state=rules.State.POLL)
+    with pytest.raises(AttributeError):
+        rules._evolve(m, no_such_field=1)
+    with pytest.raises(TypeError):  # only slotted records without __post_init__
+
+        @dataclass(frozen=True)
+        class Plain:
+            a: int = 0
+            b: int = 0
+
+        rules._evolve(Plain())

@@ -313,10 +313,11 @@ def step(memory: Memory, event: Event) -> Step:
     return handler(memory, event)
 
 
-def _go(m: Memory, state: State) -> Memory:
+def _go(m: Memory, state: State, **changes: Any) -> Memory:
+    """``m`` in ``state`` (an allowed transition) with ``changes``, in one copy."""
     if state is not m.state and state not in TRANSITIONS[m.state]:
         raise RuntimeError(f"pull flow: no transition {m.state.value} -> {state.value}")
-    return _evolve(m, state=state)
+    return _evolve(m, state=state, **changes)
 
 
 def _save(m: Memory, saved: SavedState) -> tuple[Memory, Action]:
@@ -382,7 +383,7 @@ def _booted(m: Memory, e: Booted) -> Step:
 
 
 def _unprovisioned(m: Memory, e: Unprovisioned) -> Step:
-    m = _go(_evolve(m, booted=False), S.UNPROVISIONED)
+    m = _go(m, S.UNPROVISIONED, booted=False)
     if m.boot_only:
         return m, ()
     return m, (End(_outcome(m, S.UNPROVISIONED, failures=m.failures)),)
@@ -404,7 +405,7 @@ def _pending_first(m: Memory, effects: tuple[Action, ...]) -> Step:
         return _notify(m, effects)
     item = todo[0]
     delivery = Delivery(Phase.RETRY, item, retries=not item.set_aside)
-    m = _evolve(_go(m, S.REPORT), current=delivery, tried=m.tried | {item.result})
+    m = _go(m, S.REPORT, current=delivery, tried=m.tried | {item.result})
     return m, (*effects, Deliver(item))
 
 
@@ -412,7 +413,7 @@ def _pending_first(m: Memory, effects: tuple[Action, ...]) -> Step:
 
 
 def _notify(m: Memory, effects: tuple[Action, ...]) -> Step:
-    return _evolve(_go(m, S.NOTIFY), current=None), (*effects, ReadNotifications())
+    return _go(m, S.NOTIFY, current=None), (*effects, ReadNotifications())
 
 
 def _notifications_read(m: Memory, e: NotificationsRead) -> Step:
@@ -442,7 +443,7 @@ def _next_notice(m: Memory, effects: tuple[Action, ...]) -> Step:
 def _poll(m: Memory, effects: tuple[Action, ...]) -> Step:
     if m.handled >= m.policy.max_packages:
         return _finish(m, effects)
-    m = _evolve(_go(m, S.POLL), current=None)
+    m = _go(m, S.POLL, current=None)
     return m, (*effects, Poll(m.saved.state_change_cause))
 
 
@@ -471,8 +472,8 @@ _PACKAGE_STATES = {
 
 def _package_received(m: Memory, e: PackageReceived) -> Step:
     m, effects = _told(m)
-    m = _evolve(_go(m, _PACKAGE_STATES[e.kind]), handled=m.handled + 1)
-    m = _evolve(m, current=Delivery(Phase.PACKAGE, PendingResult(b""), kind=e.kind))
+    delivery = Delivery(Phase.PACKAGE, PendingResult(b""), kind=e.kind)
+    m = _go(m, _PACKAGE_STATES[e.kind], handled=m.handled + 1, current=delivery)
     return m, (*effects, HandlePackage(e.kind, e.raw))
 
 
@@ -506,7 +507,7 @@ def _keep_result(m: Memory, e: PackageHandled, switched: bool, effects: tuple[Ac
     m, persist = _save(m, _evolve(m.saved, pending=(*m.saved.pending, pending)))
     assert m.current is not None
     delivery = _evolve(m.current, item=pending)
-    m = _evolve(_go(m, S.REPORT), current=delivery, tried=m.tried | {pending.result})
+    m = _go(m, S.REPORT, current=delivery, tried=m.tried | {pending.result})
     if m.budget <= 0:  # rule 2: no try left in this cycle
         return _set_aside(m, "no delivery left in this cycle", False, (*effects, persist))
     if switched:
@@ -640,7 +641,7 @@ def _rolled_back(m: Memory, e: RolledBack) -> Step:
 
 def _after_result(m: Memory, effects: tuple[Action, ...]) -> Step:
     if m.reboot:  # an eCO: the eIMs may have changed
-        return _evolve(_go(m, S.BOOT), current=None), (*effects, Boot())
+        return _go(m, S.BOOT, current=None), (*effects, Boot())
     return _poll(m, effects)
 
 
@@ -663,7 +664,7 @@ def _enabled_read(m: Memory, e: EnabledRead) -> Step:
 
 def _end(m: Memory, effects: tuple[Action, ...]) -> Step:
     failures = 0 if m.error is None else m.failures + 1
-    m = _evolve(_go(m, S.IDLE), failures=failures, current=None, notices=(), package=None)
+    m = _go(m, S.IDLE, failures=failures, current=None, notices=(), package=None)
     return m, (*effects, End(_outcome(m, S.IDLE, failures)))
 
 
