@@ -291,7 +291,11 @@ class EsipaClient:
             answer = await self._transport.post_asn1(fn, message)
             return acknowledgements_v1_0(fn, answer)
         if self.binding is Binding.ASN1:
-            tag, raw, _ = await self._asn1_answer(fn, message)
+            answer, value = await self._transport.post_asn1_decoded(fn, message)
+            if value is not None and value[0] == "eimAcknowledgements":
+                # the seqNumbers as the one strict decode of the answer read them
+                return tuple(value[1])
+            tag, raw, _ = answer_alternative(fn, answer)
             if tag == b"\x02":
                 raise EsipaFunctionError(fn, code=error_code(fn, raw))
             return acknowledgements(fn, raw) if tag == b"\xbf\x53" else ()

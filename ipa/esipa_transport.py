@@ -184,6 +184,16 @@ class EsipaTransport:
 
     async def post_asn1(self, function: str, message: bytes, *, empty_ok: bool = False) -> bytes:
         """POST one ASN.1-binding message; return the answer message (b"" if allowed empty)."""
+        body, _ = await self.post_asn1_decoded(function, message, empty_ok=empty_ok)
+        return body
+
+    async def post_asn1_decoded(
+        self, function: str, message: bytes, *, empty_ok: bool = False
+    ) -> tuple[bytes, Any]:
+        """:meth:`post_asn1`, also returning the answer's value as the strict decoder read it
+        (the value of its one EsipaMessageFromEimToIpa alternative), so the caller acts on
+        that one decode; None for GetEimPackage (only its envelope is checked here) and for an
+        empty answer."""
         headers = {
             "Content-Type": CONTENT_TYPE_ASN1,
             "X-Admin-Protocol": self.config.admin_protocol,
@@ -193,7 +203,7 @@ class EsipaTransport:
         status, body = answer.status_code, answer.content
         if not body:
             if empty_ok and status in (200, 204):
-                return b""
+                return b"", None
             raise EsipaProtocolError(
                 f"ESipa.{function}: HTTP {status} without a body",
                 function=function,
@@ -220,10 +230,10 @@ class EsipaTransport:
                     function=function,
                     status_code=status,
                 )
-            return body
+            return body, None
         expected = _ANSWER_OF.get(function)
         try:
-            alternative, _ = schema.decode("EsipaMessageFromEimToIpa", body, sgp32=self.sgp32)
+            alternative, value = schema.decode("EsipaMessageFromEimToIpa", body, sgp32=self.sgp32)
         except schema.DecodeError as exc:
             raise EsipaProtocolError(
                 f"ESipa.{function}: not an EsipaMessageFromEimToIpa: {exc}",
@@ -242,7 +252,7 @@ class EsipaTransport:
                 function=function,
                 status_code=status,
             )
-        return body
+        return body, value
 
     async def post_json(
         self, function: str, request: Mapping[str, Any], *, empty_ok: bool = False

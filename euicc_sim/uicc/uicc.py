@@ -74,8 +74,10 @@ class ProfileSource:
     stored: bytes | None  # the UICC state blob saved before, if any
 
 
+@functools.cache
 def _empty_image() -> ProfileImage:
-    """No enabled profile: an MF with one unused EF.DIR record."""
+    """No enabled profile: an MF with one unused EF.DIR record (one image shared by every
+    card and reset: images are never changed after the build, see :func:`_cached_image`)."""
     from .files import Node as _Node
 
     mf = _Node("3F00", "mf", Structure.MF, 0x3F00, arr=b"\x2f\x06\x01")

@@ -186,8 +186,10 @@ class PullFlow:
     async def _drive(self, event: rules.Event, *, catch_card_errors: bool) -> Any:
         """Feed ``event`` and every following one to the rules; the :class:`End` outcome, or
         the last event when the rules asked for nothing more."""
+        debug = log.isEnabledFor(logging.DEBUG)
         while True:
-            log.debug("pull flow %s <- %s", self.memory.state.value, type(event).__name__)
+            if debug:
+                log.debug("pull flow %s <- %s", self.memory.state.value, type(event).__name__)
             self.memory, actions = rules.step(self.memory, event)
             following: rules.Event | None = None
             for action in actions:
