@@ -1,7 +1,8 @@
 """PSMO cycles of a fleet of emulated devices against the reference eIM, in one process.
 
     python benchmarks/pull.py [--json] [--devices N] [--seconds S] [--warmup S]
-                              [--concurrency C] [--transport loopback|asgi] [--http pool|httpx]
+                              [--concurrency C] [--transport loopback|asgi|direct]
+                              [--http pool|httpx]
                               [--binding asn1|json] [--eim-state disk|memory] [--live-queue]
                               [--eim-process] [--idle]
 
@@ -20,7 +21,8 @@ package only once its result is in, so the operator's work falls inside the wind
 
 Set-up (not timed): the reference eIM (SGP.26 test PKI) serving HTTPS on 127.0.0.1 in a
 background thread of this process, its SQLite state in a temporary directory (``--eim-state
-memory``: in memory; ``--transport asgi``: the eIM app called in-process, no socket); N
+memory``: in memory; ``--transport asgi``: the eIM app called in-process, no socket;
+``--transport direct``: no HTTP at all, see below); N
 in-memory cards (``Euicc.create(None)``: a NIST P-256 key and certificate each, issued under
 the SGP.26 EUM), the TS.48 profile preloaded, each registered with the eIM with its
 certificates (so the eIM knows its key) and given the eIM by AddInitialEim.
@@ -29,6 +31,12 @@ certificates (so the eIM knows its key) and given the eIM by AddInitialEim.
 state directory): the devices are registered and every PSMO of the run is queued before it
 starts, in this process, through the eIM's core, and the results are checked on its state
 afterwards. The fleet's and the eIM's CPU then no longer share one interpreter.
+
+``--transport direct``: the devices' ESipa client hands each message straight to the eIM's
+core (no HTTP, TLS or ASGI) and ``cpu_ms_per_cycle`` leaves out the CPU the core spent (its
+thread time around each call, printed as ``eim_cpu_ms_per_cycle``): the devices' own CPU
+per cycle (cards, IPAds, pull rules, the ESipa client) with nothing of the network, a figure
+that moves less with the machine's other load than the loopback ones.
 
 ``--idle``: no cycles; make and open N devices and report only the memory they take
 (``rss_kb_per_device``; floor 64 KiB at N=10,000).
@@ -41,8 +49,10 @@ Printed (``--json``: one object):
                        IPAds - RSS before) / N, from /proc/self/status VmRSS
   rss_kb_per_device    the same in KiB
   cpu_ms_per_cycle     CPU milliseconds this process spent per cycle in the window (the
-                       devices, and with the eIM in a thread the eIM too)
-  eim_cpu_ms_per_cycle with ``--eim-process``: the eIM process's CPU milliseconds per cycle
+                       devices, and with the eIM in a thread the eIM too; ``--transport
+                       direct``: the devices only)
+  eim_cpu_ms_per_cycle with ``--eim-process``: the eIM process's CPU milliseconds per cycle;
+                       with ``--transport direct``: the eIM core's
   eim                  "thread" (in this process) or "process"
 Floors: 600 cycles/s at N=1000 with ``--eim-process`` (issue #15; 200 in-thread, issue #4);
 64 KiB per idle device at N=10,000.
@@ -106,6 +116,45 @@ def make_card(eim: EimServer, package: bytes) -> Euicc:
     with Es10Client.open(InProcessTransport(card)) as client:
         es10_iot.add_initial_eim(client, request)
     return card
+
+
+class _DirectAnswer:
+    __slots__ = ("status_code", "content")
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code, self.content = status_code, content
+
+
+class DirectEim:
+    """``--transport direct``: stands in for the fleet's HTTP client; each ESipa message goes
+    straight to the eIM core (synchronously, in this thread), whose CPU is added up in
+    ``cpu`` (thread time around each call)."""
+
+    def __init__(self, eim: EimServer) -> None:
+        self.core = eim.core
+        self.cpu = 0.0
+
+    async def post_lean(self, url: str, *, content: bytes, **_: Any) -> _DirectAnswer:
+        start = time.thread_time()
+        answer = self.core.handle(content)
+        self.cpu += time.thread_time() - start
+        return _DirectAnswer(200, b"" if answer is None else answer.message)
+
+    post = post_lean
+
+    async def aclose(self) -> None:
+        pass
+
+
+class DirectFleet(Fleet):
+    """A fleet whose devices post through a :class:`DirectEim`."""
+
+    def __init__(self, *args: Any, direct: DirectEim, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.direct = direct
+
+    def _http_client(self, esipa: EsipaConfig) -> Any:
+        return self.direct
 
 
 class Operator:
@@ -192,7 +241,12 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="eim-bench-"))
         eim = build_eim("sgp26", state_dir=state_dir)
         esipa = EsipaConfig(binding=Binding(args.binding), timeout=60.0)
-        if args.transport == "asgi":
+        direct = None
+        if args.transport == "direct":
+            eim.core.eim_fqdn = "eim.bench.test"
+            eim_url = "https://eim.bench.test"
+            direct = DirectEim(eim)
+        elif args.transport == "asgi":
             eim.core.eim_fqdn = "eim.bench.test"
             eim_url = "https://eim.bench.test"
             esipa = EsipaConfig(
@@ -223,6 +277,12 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             child = _eim_process(state_dir)
             eim_url = eim_process.enter_context(child)
             say(f"eIM serving {eim_url} from process of its own")
+        elif direct is not None:  # all of it now (outside the window), as for --eim-process
+            depth = math.ceil(1500 * (args.warmup + args.seconds) / args.devices) + 2
+            operator = Operator(eim, iccid, depth=depth, low=0)
+            if not args.idle:
+                for card in cards:
+                    operator.fill(card.eid)
         else:  # enough for the whole run at 500 cycles/s
             depth = math.ceil(500 * (args.warmup + args.seconds) / args.devices) + 2
             operator = Operator(eim, iccid, depth=depth, low=2)
@@ -234,7 +294,10 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             pace=0.0,
             http=HttpMode(args.http),
         )
-        fleet = Fleet(cards, config, on_cycle=operator.on_cycle)
+        if direct is not None:
+            fleet: Fleet = DirectFleet(cards, config, on_cycle=operator.on_cycle, direct=direct)
+        else:
+            fleet = Fleet(cards, config, on_cycle=operator.on_cycle)
         per_device = {"eim": "process" if args.eim_process else "thread"}
         if args.idle:
             after = asyncio.run(measure_idle(fleet))
@@ -246,10 +309,14 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
                 **per_device,
             }
         clock = child.cpu if args.eim_process else (lambda: 0.0)
+        if direct is not None:
+            clock = lambda: direct.cpu  # noqa: E731 - the eIM core's thread time so far
         stats, after, cpu, eim_cpu = asyncio.run(
             measure(fleet, operator, args.warmup, args.seconds, clock)
         )
         cycles = max(stats.cycles, 1)
+        if direct is not None:
+            cpu -= eim_cpu  # the devices' own CPU
         say(f"fleet opened: {after - before:.1f} MiB for {args.devices} devices")
         if isinstance(fleet.http, FleetHttpClient):
             say(f"{fleet.http.pool.connections_opened} connection(s) to the eIM opened in all")
@@ -278,7 +345,11 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
         "rss_mb_per_device": round((after - before) / args.devices, 3),
         "rss_kb_per_device": round((after - before) * 1024 / args.devices, 1),
         "cpu_ms_per_cycle": round(cpu * 1000 / cycles, 3),
-        **({"eim_cpu_ms_per_cycle": round(eim_cpu * 1000 / cycles, 3)} if args.eim_process else {}),
+        **(
+            {"eim_cpu_ms_per_cycle": round(eim_cpu * 1000 / cycles, 3)}
+            if args.eim_process or direct is not None
+            else {}
+        ),
         **per_device,
     }
 
@@ -321,9 +392,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="cycles in flight")
     parser.add_argument(
         "--transport",
-        choices=("loopback", "asgi"),
+        choices=("loopback", "asgi", "direct"),
         default="loopback",
-        help="real HTTPS on 127.0.0.1 (default) or the eIM app in-process",
+        help="real HTTPS on 127.0.0.1 (default), the eIM app in-process, or the eIM core direct",
     )
     parser.add_argument("--http", choices=[m.value for m in HttpMode], default="pool")
     parser.add_argument("--binding", choices=[b.value for b in Binding], default="asn1")
@@ -346,6 +417,8 @@ def main() -> int:
         args.transport != "loopback" or args.eim_state != "disk" or args.live_queue
     ):
         parser.error("--eim-process needs --transport loopback, --eim-state disk, no --live-queue")
+    if args.transport == "direct" and (args.binding != "asn1" or args.live_queue):
+        parser.error("--transport direct needs the ASN.1 binding and no --live-queue")
     logging.basicConfig(level=logging.ERROR)
 
     def say(text: str) -> None:

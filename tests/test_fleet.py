@@ -484,6 +484,19 @@ def test_benchmark_with_the_eim_in_its_own_process_checks_every_result() -> None
     assert result["eim"] == "process" and result["psmo_cycles_per_s"] > 0
 
 
+def test_benchmark_direct_transport_reports_the_devices_cpu_apart_from_the_eims() -> None:
+    # No HTTP: the devices hand each ESipa message to the eIM core; every result is checked
+    # on the eIM's state (the run exits non-zero otherwise).
+    command = [sys.executable, str(ROOT / "benchmarks" / "pull.py"), "--json"]
+    command += ["--transport", "direct", "--eim-state", "memory"]
+    command += ["--devices", "3", "--seconds", "1", "--warmup", "0.5"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["psmo_cycles_per_s"] > 0
+    assert result["cpu_ms_per_cycle"] > 0 and result["eim_cpu_ms_per_cycle"] > 0
+
+
 def test_benchmark_idle_reports_memory_per_device() -> None:
     command = [sys.executable, str(ROOT / "benchmarks" / "pull.py"), "--json", "--idle"]
     command += ["--devices", "5"]
