@@ -67,7 +67,7 @@ from .ecasd import SigningChain
 from .isdr import IsdrContext, RawHandler
 from .profiles import Actor, Transition
 from .registry import HandlerTable
-from .state import CardState, EimConfig, RollbackInfo, StoredPackageResult
+from .state import CardState, EimConfig, RollbackInfo, StoredPackageResult, evolve
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def _enable(run: _Run, value: dict, op: schema.FieldPath) -> None:
                 token_tlv=run.signer.token_tlv,
                 seq_number=0,
             )
-        run.state = replace(run.state, rollback=info, fallback=None)
+        run.state = evolve(run.state, rollback=info, fallback=None)
     run.result(("enableResult", code))
 
 
@@ -246,7 +246,7 @@ def _disable(run: _Run, value: dict, op: schema.FieldPath) -> None:
     t = profiles.disable(run.state, iccid=value["iccid"], actor=Actor.EIM)
     if t.ok:
         run.switch(t)
-        run.state = replace(run.state, rollback=None, fallback=None)
+        run.state = evolve(run.state, rollback=None, fallback=None)
     run.result(("disableResult", t.result))
 
 
@@ -367,9 +367,9 @@ def load_euicc_package(ctx: IsdrContext, request: bytes) -> bytes:
     if len(received.operations) > MAX_OPERATIONS:
         return signer.error(received, SIZE_OVERFLOW)
 
-    stored = replace(config, counter_value=counter)
+    stored = evolve(config, counter_value=counter)
     configs = tuple(stored if c is config else c for c in state.eim_configs)
-    run = _Run(ctx, received, signer, replace(state, eim_configs=configs, rollback=None))
+    run = _Run(ctx, received, signer, evolve(state, eim_configs=configs, rollback=None))
     _execute(run)
 
     state = run.state
@@ -378,7 +378,7 @@ def load_euicc_package(ctx: IsdrContext, request: bytes) -> bytes:
     data = eim.result_data_signed(received.eim_id, counter, received.transaction_id, seq, items)
     epr = eim.package_result(signer.chain, data, token_tlv)
     result = StoredPackageResult(seq, received.eim_id, epr)
-    state = replace(
+    state = evolve(
         state, package_results=state.package_results + (result,), next_seq_number=seq + 1
     )
     if state.rollback is not None:

@@ -74,6 +74,7 @@ from euicc_sim.state import (
     Profile,
     ProfileClass,
     ProfileState,
+    evolve,
 )
 
 # ES10c / PSMO result codes (EnableProfileResult, DisableProfileResult, DeleteProfileResult,
@@ -254,10 +255,10 @@ def _apply(state: CardState, rule: _Rule, profile: Profile) -> tuple[CardState, 
         profiles = tuple(p for p in state.profiles if p is not profile)
         after = profile
     else:
-        after = replace(profile, state=rule.becomes)
+        after = evolve(profile, state=rule.becomes)
         profiles = tuple(after if p is profile else p for p in state.profiles)
     events: Events = ((rule.event, after),) if notification_addresses(after, rule.event) else ()
-    return replace(state, profiles=profiles), events
+    return evolve(state, profiles=profiles), events
 
 
 # --- operations -----------------------------------------------------------------------------
