@@ -174,6 +174,18 @@ def _flipped(tag: bytes) -> bytes:
     return bytes((tag[0] ^ 0x20,)) + tag[1:]
 
 
+def _header(data: bytes, pos: int, end: int) -> tuple[bytes, int, int]:
+    """:func:`tlv.read_header`, its refusals raised as :class:`StrictDecodeError`."""
+    try:
+        return tlv.read_header(data, pos, end)
+    except tlv.TlvError as exc:
+        raise _from_tlv(exc) from None
+
+
+#: One-octet tags as ``bytes`` by octet: the decoder's loops read most headers in place.
+_TAG1 = tlv.ONE_OCTET_TAGS
+
+
 def _form_error(tag: bytes, offset: int) -> StrictDecodeError:
     form = "constructed" if tag[0] & 0x20 else "primitive"
     return _fail(Rule.WRONG_TAG, f"tag {tag.hex().upper()} in the wrong ({form}) form", offset)
@@ -243,9 +255,29 @@ class _Member:
 
 
 class _Members(_Node):
-    """SEQUENCE and SET (asn1tools lists SET components in DER's canonical tag order)."""
+    """SEQUENCE and SET (asn1tools lists SET components in DER's canonical tag order).
 
-    __slots__ = ("any_slots", "extensible", "index", "members")
+    ``setup`` lays the components out as parallel tuples, so the loop in ``read`` indexes
+    them instead of looking up attributes per element, and reads a plain OCTET STRING
+    component (the commonest leaf by far: every SAIP file content) in place.
+    """
+
+    __slots__ = (
+        "any_slots",
+        "defaults",
+        "extensible",
+        "first",
+        "highs",
+        "index",
+        "is_default",
+        "last_required",
+        "lows",
+        "members",
+        "names",
+        "octets",
+        "readers",
+        "required",
+    )
 
     def setup(self, members: list[_Member], extensible: bool) -> None:
         self.members = tuple(members)
@@ -259,79 +291,115 @@ class _Members(_Node):
             else:
                 for t in member.node.tags:
                     self.index[t] = (*self.index.get(t, ()), i)
+        #: The first component each tag can start (the others sharing it are in ``index``).
+        self.first = {t: slots[0] for t, slots in self.index.items()}
+        self.names = tuple(m.name for m in members)
+        self.readers = tuple(m.node.read for m in members)
+        self.required = tuple(m.required for m in members)
+        self.last_required = max((k for k, m in enumerate(members) if m.required), default=-1)
+        self.is_default = tuple(m.is_default if m.has_default else None for m in members)
+        self.defaults = tuple((m.name, m.default) for m in members if m.has_default)
+        self.octets = tuple(type(m.node) is _OctetString and not m.has_default for m in members)
+        sizes = [m.node.size or (None, None) for m in members]
+        self.lows = tuple(0 if low is None else low for low, _ in sizes)
+        self.highs = tuple(sys.maxsize if high is None else high for _, high in sizes)
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
-        members = self.members
-        index = self.index
+        first = self.first
+        names = self.names
+        octets = self.octets
         out: dict[str, Any] = {}
         i = 0
         pos = vs
         unknown_at = -1
-        read_header = tlv.read_header
         while pos < ve:
-            try:
-                t, cs, ce = read_header(data, pos, ve)
-            except tlv.TlvError as exc:
-                raise _from_tlv(exc) from None
-            j = None
-            for k in index.get(t, ()):
-                j = k
-                if k >= i:
-                    break
-            if (j is None or j < i) and self.any_slots:
-                # ANY takes every tag; a tag seen before goes to an ANY still ahead
-                j = next((k for k in self.any_slots if k >= i), j)
-            if j is None:
-                if _flipped(t) in index:
-                    raise _form_error(t, pos)
-                if not self.extensible:
-                    raise _fail(Rule.UNKNOWN_FIELD, f"no component has tag {t.hex().upper()}", pos)
-                if t[0] & 0x20:
-                    check_tree(data, cs, ce)
-                unknown_at = pos
-                pos = ce
-                continue
-            member = members[j]
-            if j < i:
-                if member.name in out:
-                    raise _fail(Rule.DUPLICATE_FIELD, f"{member.name} present twice", pos)
-                raise _fail(Rule.FIELD_ORDER, f"{member.name} out of order", pos)
+            # tlv.read_header's fast path, inlined: one-octet tag, short length, inside.
+            b = data[pos]
+            if (
+                b & 0x1F != 0x1F
+                and pos + 1 < ve
+                and (length := data[pos + 1]) < 0x80
+                and pos + 2 + length <= ve
+            ):
+                t = _TAG1[b]
+                cs = pos + 2
+                ce = cs + length
+            else:
+                t, cs, ce = _header(data, pos, ve)
+            j = first.get(t)
+            if j is None or j < i:
+                j = self._slot(t, i)
+                if j is None:
+                    self._unknown(data, pos, t, cs, ce)
+                    unknown_at = pos
+                    pos = ce
+                    continue
+                if j < i:
+                    name = names[j]
+                    if name in out:
+                        raise _fail(Rule.DUPLICATE_FIELD, f"{name} present twice", pos)
+                    raise _fail(Rule.FIELD_ORDER, f"{name} out of order", pos)
+            name = names[j]
             if unknown_at >= 0:
                 raise _fail(
-                    Rule.FIELD_ORDER,
-                    f"{member.name} after an unknown element at offset {unknown_at}",
-                    pos,
+                    Rule.FIELD_ORDER, f"{name} after an unknown element at offset {unknown_at}", pos
                 )
-            for k in range(i, j):
-                if members[k].required:
-                    raise _fail(Rule.MISSING_FIELD, f"{members[k].name} missing", pos)
+            if j > i:
+                self._check_skipped(i, j, pos)
             try:
-                value = member.node.read(
-                    data,
-                    pos,
-                    t,
-                    cs,
-                    ce,
-                    spans,
-                    prefix + (member.name,) if spans is not None else prefix,
-                )
-                if member.has_default and member.is_default(value):
-                    raise _fail(Rule.DEFAULT_ENCODED, "encoded with its DEFAULT value", pos)
+                if octets[j]:
+                    value = data[cs:ce]
+                    if not self.lows[j] <= ce - cs <= self.highs[j]:
+                        self.members[j].node._check_size(ce - cs, cs)
+                else:
+                    path = prefix + (name,) if spans is not None else prefix
+                    value = self.readers[j](data, pos, t, cs, ce, spans, path)
+                    is_default = self.is_default[j]
+                    if is_default is not None and is_default(value):
+                        raise _fail(Rule.DEFAULT_ENCODED, "encoded with its DEFAULT value", pos)
             except StrictDecodeError as exc:
-                exc._reversed_path.append(member.name)
+                exc._reversed_path.append(name)
                 raise
-            out[member.name] = value
+            out[name] = value
             if spans is not None:
-                spans[prefix + (member.name,)] = (pos, ce)
+                spans[prefix + (name,)] = (pos, ce)
             i = j + 1
             pos = ce
-        for k in range(i, len(members)):
-            if members[k].required:
-                raise _fail(Rule.MISSING_FIELD, f"{members[k].name} missing", ve)
-        for member in members:
-            if member.has_default and member.name not in out:
-                out[member.name] = member.default
+        if i <= self.last_required:
+            self._check_skipped(i, len(names), ve)
+        for name, default in self.defaults:
+            if name not in out:
+                out[name] = default
         return out
+
+    def _slot(self, t: bytes, i: int) -> int | None:
+        """The component a TLV with tag ``t`` is, the next one expected being ``i``: the first
+        at or after ``i`` with that tag (else the last before it), or an ANY still ahead."""
+        j = None
+        for k in self.index.get(t, ()):
+            j = k
+            if k >= i:
+                break
+        if (j is None or j < i) and self.any_slots:
+            # ANY takes every tag; a tag seen before goes to an ANY still ahead
+            j = next((k for k in self.any_slots if k >= i), j)
+        return j
+
+    def _unknown(self, data: bytes, pos: int, t: bytes, cs: int, ce: int) -> None:
+        """Judge an element that is none of the components (raises unless it is a well-formed
+        extension addition)."""
+        if _flipped(t) in self.index:
+            raise _form_error(t, pos)
+        if not self.extensible:
+            raise _fail(Rule.UNKNOWN_FIELD, f"no component has tag {t.hex().upper()}", pos)
+        if t[0] & 0x20:
+            check_tree(data, cs, ce)
+
+    def _check_skipped(self, i: int, j: int, offset: int) -> None:
+        """Components ``i`` up to ``j`` are absent: none of them may be required."""
+        for k in range(i, j):
+            if self.required[k]:
+                raise _fail(Rule.MISSING_FIELD, f"{self.names[k]} missing", offset)
 
 
 class _List(_Node):
@@ -345,28 +413,35 @@ class _List(_Node):
         self.check_tags = element.tags is not None and not isinstance(element, _Choice)
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
-        element = self.element
-        check = self.check_tags
-        tags = element.tags
+        read_element = self.element.read
+        tags = self.element.tags if self.check_tags else None
+        is_set = self.is_set
         out: list[Any] = []
         pos = vs
         previous = b""
-        read_header = tlv.read_header
         while pos < ve:
-            try:
-                t, cs, ce = read_header(data, pos, ve)
-            except tlv.TlvError as exc:
-                raise _from_tlv(exc) from None
+            b = data[pos]
+            if (
+                b & 0x1F != 0x1F
+                and pos + 1 < ve
+                and (length := data[pos + 1]) < 0x80
+                and pos + 2 + length <= ve
+            ):
+                t = _TAG1[b]
+                cs = pos + 2
+                ce = cs + length
+            else:
+                t, cs, ce = _header(data, pos, ve)
             n = len(out)
             try:
-                if check and t not in tags:  # type: ignore[operator]
+                if tags is not None and t not in tags:
                     raise _fail(Rule.WRONG_TAG, f"element with tag {t.hex().upper()}", pos)
                 out.append(
-                    element.read(
+                    read_element(
                         data, pos, t, cs, ce, spans, prefix + (n,) if spans is not None else prefix
                     )
                 )
-                if self.is_set:
+                if is_set:
                     encoding = data[pos:ce]
                     width = max(len(encoding), len(previous))
                     if encoding.ljust(width, b"\0") < previous.ljust(width, b"\0"):
