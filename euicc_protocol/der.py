@@ -277,6 +277,7 @@ class _Members(_Node):
         "octets",
         "readers",
         "required",
+        "required_before",
     )
 
     def setup(self, members: list[_Member], extensible: bool) -> None:
@@ -297,6 +298,11 @@ class _Members(_Node):
         self.readers = tuple(m.node.read for m in members)
         self.required = tuple(m.required for m in members)
         self.last_required = max((k for k, m in enumerate(members) if m.required), default=-1)
+        #: For each component, the last required one before it (-1: none).
+        self.required_before = tuple(
+            max((k for k in range(j) if members[k].required), default=-1)
+            for j in range(len(members))
+        )
         self.is_default = tuple(m.is_default if m.has_default else None for m in members)
         self.defaults = tuple((m.name, m.default) for m in members if m.has_default)
         self.octets = tuple(type(m.node) is _OctetString and not m.has_default for m in members)
@@ -344,7 +350,7 @@ class _Members(_Node):
                 raise _fail(
                     Rule.FIELD_ORDER, f"{name} after an unknown element at offset {unknown_at}", pos
                 )
-            if j > i:
+            if j > i and self.required_before[j] >= i:
                 self._check_skipped(i, j, pos)
             try:
                 if octets[j]:
@@ -463,10 +469,12 @@ class _Choice(_Node):
 
     def setup(self, arms: list[tuple[str, _Node]], extensible: bool) -> None:
         self.extensible = extensible
-        self.arms: dict[bytes, tuple[str, _Node]] = {}
+        #: tag -> (name, node, whether the node is an OCTET STRING without SIZE: read here)
+        self.arms: dict[bytes, tuple[str, _Node, bool]] = {}
         for name, node in arms:
+            plain = type(node) is _OctetString and node.size is None
             for t in node.tags or ():
-                self.arms.setdefault(t, (name, node))
+                self.arms.setdefault(t, (name, node, plain))
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
         arm = self.arms.get(tag)
@@ -480,7 +488,11 @@ class _Choice(_Node):
             if tag[0] & 0x20:
                 check_tree(data, vs, ve)
             return (None, None)
-        name, node = arm
+        name, node, plain = arm
+        if plain:
+            if spans is not None:
+                spans[prefix + (name,)] = (start, ve)
+            return (name, data[vs:ve])
         try:
             value = node.read(
                 data, start, tag, vs, ve, spans, prefix + (name,) if spans is not None else prefix
