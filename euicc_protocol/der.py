@@ -624,6 +624,10 @@ class _ObjectIdentifier(_Node):
     __slots__ = ()
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
+        content = data[vs:ve]
+        known = _OIDS.get(content)
+        if known is not None:
+            return known
         if vs == ve or data[ve - 1] & 0x80:
             raise _fail(Rule.OID_FORM, "empty or unterminated OBJECT IDENTIFIER", vs)
         subids: list[int] = []
@@ -641,7 +645,16 @@ class _ObjectIdentifier(_Node):
         # X.690 §8.19.4: the first subidentifier packs two arcs; arc 2 takes every value >= 80.
         first = subids[0]
         arcs = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
-        return ".".join(str(a) for a in arcs + subids[1:])
+        dotted = ".".join(str(a) for a in arcs + subids[1:])
+        if len(_OIDS) < _OIDS_MAX:
+            _OIDS[content] = dotted
+        return dotted
+
+
+#: OBJECT IDENTIFIER content octets already read (only valid ones) and their dotted form:
+#: certificates repeat the same few algorithm and extension OIDs.
+_OIDS: dict[bytes, str] = {}
+_OIDS_MAX = 1024
 
 
 _PRINTABLE = frozenset(
