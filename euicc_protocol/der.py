@@ -264,17 +264,16 @@ class _Members(_Node):
 
     __slots__ = (
         "any_slots",
+        "bounds",
+        "by_octet",
         "defaults",
         "extensible",
         "first",
-        "highs",
         "index",
         "is_default",
         "last_required",
-        "lows",
         "members",
         "names",
-        "octets",
         "readers",
         "required",
         "required_before",
@@ -305,19 +304,28 @@ class _Members(_Node):
         )
         self.is_default = tuple(m.is_default if m.has_default else None for m in members)
         self.defaults = tuple((m.name, m.default) for m in members if m.has_default)
-        self.octets = tuple(type(m.node) is _OctetString and not m.has_default for m in members)
-        sizes = [m.node.size or (None, None) for m in members]
-        self.lows = tuple(0 if low is None else low for low, _ in sizes)
-        self.highs = tuple(sys.maxsize if high is None else high for _, high in sizes)
+        #: For each component: (lowest, highest) size when it is a plain OCTET STRING (read
+        #: in place), None when its node reads it.
+        self.bounds = tuple(
+            (
+                0 if m.node.size is None or m.node.size[0] is None else m.node.size[0],
+                sys.maxsize if m.node.size is None or m.node.size[1] is None else m.node.size[1],
+            )
+            if type(m.node) is _OctetString and not m.has_default
+            else None
+            for m in members
+        )
+        #: ``first`` for the one-octet tags, indexed by the octet.
+        self.by_octet = tuple(self.first.get(t) for t in _TAG1)
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
         first = self.first
+        by_octet = self.by_octet
         names = self.names
-        octets = self.octets
+        bounds = self.bounds
         out: dict[str, Any] = {}
         i = 0
         pos = vs
-        unknown_at = -1
         while pos < ve:
             # tlv.read_header's fast path, inlined: one-octet tag, short length, inside.
             b = data[pos]
@@ -330,32 +338,30 @@ class _Members(_Node):
                 t = _TAG1[b]
                 cs = pos + 2
                 ce = cs + length
+                j = by_octet[b]
             else:
                 t, cs, ce = _header(data, pos, ve)
-            j = first.get(t)
+                j = first.get(t)
             if j is None or j < i:
                 j = self._slot(t, i)
                 if j is None:
+                    # An unknown element: only more unknown ones may follow it.
                     self._unknown(data, pos, t, cs, ce)
-                    unknown_at = pos
-                    pos = ce
-                    continue
+                    self._after_unknown(data, pos, ce, ve, i, out)
+                    break
                 if j < i:
                     name = names[j]
                     if name in out:
                         raise _fail(Rule.DUPLICATE_FIELD, f"{name} present twice", pos)
                     raise _fail(Rule.FIELD_ORDER, f"{name} out of order", pos)
             name = names[j]
-            if unknown_at >= 0:
-                raise _fail(
-                    Rule.FIELD_ORDER, f"{name} after an unknown element at offset {unknown_at}", pos
-                )
             if j > i and self.required_before[j] >= i:
                 self._check_skipped(i, j, pos)
             try:
-                if octets[j]:
+                bound = bounds[j]
+                if bound is not None:  # a plain OCTET STRING: read here
                     value = data[cs:ce]
-                    if not self.lows[j] <= ce - cs <= self.highs[j]:
+                    if not bound[0] <= ce - cs <= bound[1]:
                         self.members[j].node._check_size(ce - cs, cs)
                 else:
                     path = prefix + (name,) if spans is not None else prefix
@@ -377,6 +383,29 @@ class _Members(_Node):
             if name not in out:
                 out[name] = default
         return out
+
+    def _after_unknown(
+        self, data: bytes, unknown_at: int, pos: int, ve: int, i: int, out: dict[str, Any]
+    ) -> None:
+        """The elements after an unknown one (at ``unknown_at``, ending at ``pos``): more
+        unknown ones are skipped (checked); a known component is misplaced (``i``: the next
+        one expected)."""
+        while pos < ve:
+            t, cs, ce = _header(data, pos, ve)
+            j = self._slot(t, i)
+            if j is None:
+                self._unknown(data, pos, t, cs, ce)
+                unknown_at = pos
+                pos = ce
+                continue
+            name = self.names[j]
+            if j < i:
+                if name in out:
+                    raise _fail(Rule.DUPLICATE_FIELD, f"{name} present twice", pos)
+                raise _fail(Rule.FIELD_ORDER, f"{name} out of order", pos)
+            raise _fail(
+                Rule.FIELD_ORDER, f"{name} after an unknown element at offset {unknown_at}", pos
+            )
 
     def _slot(self, t: bytes, i: int) -> int | None:
         """The component a TLV with tag ``t`` is, the next one expected being ``i``: the first
