@@ -217,8 +217,7 @@ class Es9Config:
         # Imported here: ipa.http_pool loads the ESipa client, which ES9+ alone does not need.
         from ipa.http_pool import FleetHttpClient, PooledTransport
 
-        verify = self.ssl_context()
-        context = verify if verify is not False else shared_client_context(None, verify=False)
+        context = shared_client_context(self.ca_certificates or None, verify=not self.insecure)
         pool = PooledTransport(ssl_context=context, max_connections=4, timeout=self.timeout)
         return FleetHttpClient(pool, timeout=self.timeout)
 
