@@ -36,6 +36,7 @@ Plain HTTP is used only when asked for: an explicit ``http://`` base URL, or
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import ssl
@@ -264,10 +265,17 @@ def _tid_checked(transaction_id: bytes) -> bytes:
     return transaction_id
 
 
+@functools.cache
+def _required_field(function: str, name: str) -> bindings.Field:
+    """The binding's field ``name`` of ``function``, made mandatory (one per field of the
+    fixed ES9+ table)."""
+    return dataclasses.replace(bindings.ES9PLUS[function].field(name), mandatory=True)
+
+
 def _value(body: Mapping[str, Any], function: str, name: str) -> Any:
     """The response field ``name`` read with the ES9+ binding (:mod:`euicc_protocol.bindings`);
     required here even where the binding lets a server leave it out."""
-    field = dataclasses.replace(bindings.ES9PLUS[function].field(name), mandatory=True)
+    field = _required_field(function, name)
     try:
         return bindings.decode((field,), body)[name]
     except bindings.BindingError as exc:
