@@ -40,6 +40,7 @@ import functools
 import json
 import logging
 import ssl
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,16 +212,25 @@ class Es9Config:
 
     def http_client(self) -> httpx.AsyncClient:
         """A new HTTP client with these settings (the caller closes it): keep-alive
-        connections over :class:`~ipa.http_pool.PooledTransport`, or httpx over
-        :attr:`transport` when one is set (tests)."""
+        connections over :class:`~ipa.http_pool.PooledTransport`; httpx over
+        :attr:`transport` when one is set (tests), or with its own pool when the environment
+        names an HTTP(S) proxy (``HTTPS_PROXY`` and the like, which only httpx follows)."""
         if self.transport is not None:
             return https_client(False, self.timeout, self.transport)
+        if _proxy_configured():
+            return https_client(self.ssl_context(), self.timeout)
         # Imported here: ipa.http_pool loads the ESipa client, which ES9+ alone does not need.
         from ipa.http_pool import FleetHttpClient, PooledTransport
 
         context = shared_client_context(self.ca_certificates or None, verify=not self.insecure)
         pool = PooledTransport(ssl_context=context, max_connections=4, timeout=self.timeout)
         return FleetHttpClient(pool, timeout=self.timeout)
+
+
+def _proxy_configured() -> bool:
+    """Whether the environment names a proxy for HTTP(S) (httpx's ``trust_env`` honours it)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("https", "http", "all"))
 
 
 # -- responses --------------------------------------------------------------------------------

@@ -449,8 +449,24 @@ def test_insecure_skips_verification_only_when_asked(https_server: str) -> None:
 # -- the pooled HTTP client behind Es9PlusClient ------------------------------------------------
 
 
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_the_default_client_is_pooled_and_keeps_one_connection(
-    https_server: str, tls_pki: TestPki
+    https_server: str, tls_pki: TestPki, no_proxy: None
 ) -> None:
     config = Es9Config(ca_certificates=(tls_pki.ci.cert_der,), timeout=5)
 
@@ -473,7 +489,7 @@ def test_the_tls_context_of_a_set_of_anchors_is_made_once(tls_pki: TestPki) -> N
 
 
 def test_a_certificate_for_another_host_is_refused(
-    tls_pki: TestPki, tmp_path: Path
+    tls_pki: TestPki, tmp_path: Path, no_proxy: None
 ) -> None:
     """The chain verifies (same CI) but the certificate names another server."""
     elsewhere = issue_server_certificate(
@@ -485,7 +501,7 @@ def test_a_certificate_for_another_host_is_refused(
             run(Es9PlusClient(address, config).handle_notification(b"\xbf\x37\x00"))
 
 
-def test_a_server_that_never_answers_is_a_timeout() -> None:
+def test_a_server_that_never_answers_is_a_timeout(no_proxy: None) -> None:
     listener = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
     try:
         address = f"127.0.0.1:{listener.getsockname()[1]}"
@@ -496,10 +512,19 @@ def test_a_server_that_never_answers_is_a_timeout() -> None:
         listener.close()
 
 
-def test_a_closed_port_is_a_connection_error_not_a_timeout() -> None:
+def test_a_closed_port_is_a_connection_error_not_a_timeout(no_proxy: None) -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]  # closed again when the test connects
     config = Es9Config(scheme="http", timeout=5)
     with pytest.raises(Es9ConnectionError) as caught:
         run(Es9PlusClient(f"127.0.0.1:{port}", config).handle_notification(b"\x30\x00"))
     assert not isinstance(caught.value, Es9Timeout)
+
+
+def test_a_configured_proxy_is_left_to_httpx(
+    no_proxy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    client = Es9Config().http_client()
+    assert not isinstance(client, FleetHttpClient)
+    run(client.aclose())
