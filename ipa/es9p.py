@@ -223,7 +223,11 @@ class Es9Config:
         from ipa.http_pool import FleetHttpClient, PooledTransport
 
         context = shared_client_context(self.ca_certificates or None, verify=not self.insecure)
-        pool = PooledTransport(ssl_context=context, max_connections=4, timeout=self.timeout)
+        # probe_idle: a plain-function callback (consent, confirmation code) can block the
+        # loop for minutes between two calls while the server closes the idle connection.
+        pool = PooledTransport(
+            ssl_context=context, max_connections=4, timeout=self.timeout, probe_idle=True
+        )
         return FleetHttpClient(pool, timeout=self.timeout)
 
 

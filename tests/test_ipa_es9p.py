@@ -14,6 +14,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -380,15 +381,19 @@ def tls_pki() -> TestPki:
 
 
 @contextlib.contextmanager
-def serving_https(credential: Credential, directory: Path) -> Iterator[str]:
+def serving_https(
+    credential: Credential, directory: Path, idle_timeout: float | None = None
+) -> Iterator[str]:
     """A tiny HTTPS server on 127.0.0.1 with ``credential``, answering 204 to every POST
-    (HTTP/1.1, keep-alive); yields its ``host:port``."""
+    (HTTP/1.1, keep-alive; a connection idle for ``idle_timeout`` seconds is closed); yields
+    its ``host:port``."""
     cert, key = directory / "tls.pem", directory / "tls.key"
     cert.write_bytes(credential.cert.public_bytes(serialization.Encoding.PEM))
     key.write_bytes(credential.key_pem())
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = idle_timeout
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             self.rfile.read(int(self.headers["Content-Length"]))
@@ -528,3 +533,22 @@ def test_a_configured_proxy_is_left_to_httpx(
     client = Es9Config().http_client()
     assert not isinstance(client, FleetHttpClient)
     run(client.aclose())
+
+
+def test_a_connection_the_server_closed_while_the_loop_was_blocked_is_not_reused(
+    tls_pki: TestPki, tmp_path: Path, no_proxy: None
+) -> None:
+    """A plain-function consent callback can keep the event loop from noticing that the
+    SM-DP+ closed an idle keep-alive connection; the next call must not be sent on it."""
+    config = Es9Config(ca_certificates=(tls_pki.ci.cert_der,), timeout=5)
+    with serving_https(tls_pki.dp_tls, tmp_path, idle_timeout=0.2) as address:
+
+        async def go() -> int:
+            async with Es9PlusClient(address, config) as client:
+                await client.handle_notification(b"\xbf\x37\x00")
+                time.sleep(0.6)  # blocks the loop while the server closes the connection
+                await client.handle_notification(b"\xbf\x37\x00")
+                assert isinstance(client._http, FleetHttpClient)
+                return client._http.pool.connections_opened
+
+        assert run(go()) == 2
