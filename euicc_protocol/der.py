@@ -736,10 +736,23 @@ class _Time(_Node):
     __slots__ = ("convert",)
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
+        key = (self.convert, data[vs:ve])
+        known = _TIMES.get(key)
+        if known is not None:
+            return known
         try:
-            return self.convert(data[vs:ve].decode("ascii"))
+            value = self.convert(data[vs:ve].decode("ascii"))
         except Exception as exc:  # asn1tools raises assorted types for a bad time string
             raise _fail(Rule.TIME_FORM, f"not a DER time: {exc}", vs) from None
+        if len(_TIMES) < _TIMES_MAX:
+            _TIMES[key] = value
+        return value
+
+
+#: UTCTime / GeneralizedTime contents already read (only valid ones; datetimes are
+#: immutable), by converter and content octets: certificate validity dates recur.
+_TIMES: dict[tuple[Callable[[str], Any], bytes], Any] = {}
+_TIMES_MAX = 256
 
 
 class _Primitive(_Node):

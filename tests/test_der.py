@@ -3,6 +3,7 @@ values it gives, the spans it records, and its agreement with the TLV reader."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -186,3 +187,12 @@ def test_the_decoder_benchmark_prints_its_figures() -> None:
     figures = json.loads(done.stdout)
     assert set(figures) >= {"ts48_package_us", "ts48_mb_per_s", "read_package_us"}
     assert all(value > 0 for value in figures.values())
+
+
+def test_a_cached_time_is_kept_apart_per_type_and_bad_times_stay_refused() -> None:
+    utc = b"\x17\x0d" + b"490101000000Z"
+    for _ in range(2):
+        assert schema.decode("Time", utc) == ("utcTime", dt.datetime(2049, 1, 1))
+    # the same content octets as a GeneralizedTime (four-digit year required) are refused
+    assert refusal("Time", (b"\x18\x0d" + b"490101000000Z").hex()).rule is Rule.TIME_FORM
+    assert refusal("Time", (b"\x17\x0d" + b"4901010000001").hex()).rule is Rule.TIME_FORM
