@@ -46,6 +46,10 @@ class _Connection:
         if sock is None:
             return False
         try:
+            if hasattr(select, "poll"):  # no limit on descriptor numbers, unlike select()
+                poller = select.poll()
+                poller.register(sock.fileno(), select.POLLIN)
+                return bool(poller.poll(0))
             ready, _, _ = select.select([sock], [], [], 0)
         except (OSError, ValueError):
             return True
