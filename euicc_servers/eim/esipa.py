@@ -196,10 +196,9 @@ class EimCore(EimResults, EimOperator, EimVersions):
         eid = eid_or_none(request["eidValue"])
         if eid is None:
             return self._package_error(INVALID_EID)
-        record = self.store.euicc(eid)
-        if record is None:
-            return self._package_error(EID_NOT_FOUND)
         with self.store.transaction():
+            if self.store.euicc(eid) is None:
+                return self._package_error(EID_NOT_FOUND)
             record = self.store.update_euicc(eid, last_seen=now())
             if "notifyStateChange" in request:
                 change: dict[str, Any] = {"notifyStateChange": True}

@@ -13,6 +13,7 @@ Notifications inside results are handled by :class:`~.notifications.EimNotificat
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -58,6 +59,13 @@ class _ResultError(Exception):
         self.code = code
 
 
+@functools.lru_cache(maxsize=4096)
+def _public_key(spki_der: bytes) -> ec.EllipticCurvePublicKey:
+    """The eUICC key of a stored SubjectPublicKeyInfo, parsed once per distinct key (keyed by
+    its exact bytes, so a key the operator or a certificate changes is parsed anew)."""
+    return pki.load_public_key(spki_der)
+
+
 def eid_or_none(data: bytes) -> str | None:
     """The EID (32 digits) of an ``eidValue``, or None when it is not a valid EID."""
     try:
@@ -76,13 +84,15 @@ class EimResults(EimNotifications):
         decode_message("ProvideEimPackageResult", message)
         self._outbox().clear()  # what a failed message left is not to be sent
         try:
-            eid = self._take_result(message)
+            # One transaction: the result stored and its acknowledgement taken together.
+            with self.store.transaction():
+                eid = self._take_result(message)
+                acks = self.store.take_acks(eid)
             self.send_forwards()
         except _ResultError as exc:
             return schema.encode(
                 "ProvideEimPackageResultResponse", ("provideEimPackageResultError", exc.code)
             )
-        acks = self.store.take_acks(eid)
         if acks:
             return schema.encode("ProvideEimPackageResultResponse", ("eimAcknowledgements", acks))
         return schema.encode("ProvideEimPackageResultResponse", ("emptyResponse", {}))
@@ -184,7 +194,7 @@ class EimResults(EimNotifications):
         assert record is not None
         verified: bool | None = None
         if info.signed is not None and record.public_key is not None:
-            key = pki.load_public_key(record.public_key)
+            key = _public_key(bytes(record.public_key))
             verified = packages.verify_epr(info, key, record.association_token)
         problem = None
         if info.eim_id != self.settings.eim_id:

@@ -30,6 +30,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -202,9 +203,17 @@ class OrderState:
     CANCELLED = "cancelled"  # removed by the operator
 
 
+_stamp: tuple[int, str] = (-1, "")
+
+
 def now() -> str:
     """The current UTC time as ISO 8601 text (second resolution)."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    global _stamp
+    second = int(time.time())
+    if second != _stamp[0]:  # formatted once a second: several rows are stamped per request
+        text = dt.datetime.fromtimestamp(second, dt.UTC).isoformat(timespec="seconds")
+        _stamp = (second, text)
+    return _stamp[1]
 
 
 def _hex(data: bytes | None) -> str | None:
@@ -425,6 +434,10 @@ class EimStore:
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._depth = 0
+        # eUICC records read or written in the open transaction, by EID. Only used while a
+        # transaction holds the database's write lock, so no other connection (another worker
+        # process) can change them meanwhile; emptied when the transaction ends.
+        self._records: dict[str, EuiccRecord] = {}
         if directory is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module notes
@@ -465,6 +478,7 @@ class EimStore:
                 self._db.execute("COMMIT")
             finally:
                 self._depth = 0
+                self._records.clear()
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
         with self._lock:
@@ -517,8 +531,16 @@ class EimStore:
 
     def euicc(self, eid: str) -> EuiccRecord | None:
         """The registered eUICC ``eid``, if any."""
-        row = self._one("SELECT * FROM euiccs WHERE eid = ?", (eid,))
-        return self._euicc(row) if row is not None else None
+        with self._lock:
+            record = self._records.get(eid) if self._depth else None
+            if record is None:
+                row = self._db.execute("SELECT * FROM euiccs WHERE eid = ?", (eid,)).fetchone()
+                if row is None:
+                    return None
+                record = self._euicc(row)
+                if self._depth:
+                    self._records[eid] = record
+            return record
 
     def euiccs(self) -> list[EuiccRecord]:
         """All registered eUICCs, oldest first."""
@@ -540,13 +562,13 @@ class EimStore:
         values["updated"] = now()
         assignments = ", ".join(f"{k} = ?" for k in values)
         with self.transaction():
-            cursor = self._db.execute(
-                f"UPDATE euiccs SET {assignments} WHERE eid = ?", [*values.values(), eid]
-            )
-            if cursor.rowcount != 1:
+            rows = self._db.execute(
+                f"UPDATE euiccs SET {assignments} WHERE eid = ? RETURNING *",
+                [*values.values(), eid],
+            ).fetchall()  # all: the statement runs to its end
+            if not rows:
                 raise NotFound(f"EID {eid} is not registered")
-            record = self.euicc(eid)
-            assert record is not None
+            record = self._records[eid] = self._euicc(rows[0])
             # Every poll changes lastSeen and every package the counter: not worth an event.
             changed = sorted(set(values) & _PUBLISHED_EUICC_CHANGES)
             if changed:
@@ -560,6 +582,7 @@ class EimStore:
             NotFound: no such EID.
         """
         with self.transaction():
+            self._records.pop(eid, None)
             if self._db.execute("DELETE FROM euiccs WHERE eid = ?", (eid,)).rowcount != 1:
                 raise NotFound(f"EID {eid} is not registered")
             self.publish("euicc.deleted", {"eid": eid})
@@ -590,14 +613,12 @@ class EimStore:
         with self.transaction():
             if self.euicc(eid) is None:
                 raise NotFound(f"EID {eid} is not registered")
-            cursor = self._db.execute(
+            rows = self._db.execute(
                 "INSERT INTO orders (eid, kind, request, origin, state, created, updated, "
-                "campaign) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "campaign) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (eid, kind, json.dumps(request), origin, OrderState.QUEUED, stamp, stamp, campaign),
-            )
-            order_id = cursor.lastrowid
-            assert order_id is not None
-            order = self.require_order(order_id)
+            ).fetchall()
+            order = self._order(rows[0])
             self.publish("order.queued", order.summary())
         return order
 
@@ -672,16 +693,19 @@ class EimStore:
         values["updated"] = now()
         assignments = ", ".join(f"{k} = ?" for k in values)
         with self.transaction():
-            before = self.order(order_id)
-            cursor = self._db.execute(
-                f"UPDATE orders SET {assignments} WHERE id = ?", [*values.values(), order_id]
-            )
-            if cursor.rowcount != 1 or before is None:
+            before = self._db.execute(
+                "SELECT state, report FROM orders WHERE id = ?", (order_id,)
+            ).fetchone()
+            if before is None:
                 raise NotFound(f"no order {order_id}")
-            order = self.require_order(order_id)
-            if order.state != before.state:
+            rows = self._db.execute(
+                f"UPDATE orders SET {assignments} WHERE id = ? RETURNING *",
+                [*values.values(), order_id],
+            ).fetchall()
+            order = self._order(rows[0])
+            if order.state != before["state"]:
                 self.publish(f"order.{order.state}", order.summary())
-            elif order.report != before.report and order.report is not None:
+            elif order.report != before["report"] and order.report is not None:
                 self.publish("order.unverified", order.summary())
         return order
 
@@ -702,6 +726,8 @@ class EimStore:
         forwarded: str | None = None,
     ) -> Event:
         """Record something the IPAd delivered."""
+        text = json.dumps(decoded)
+        received = now()
         cursor = self._exec(
             "INSERT INTO events (eid, order_id, kind, seq_number, raw, decoded, verified, "
             "accepted, note, forwarded, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -711,17 +737,31 @@ class EimStore:
                 kind,
                 seq_number,
                 raw,
-                json.dumps(decoded),
+                text,
                 verified,
                 accepted,
                 note,
                 forwarded,
-                now(),
+                received,
             ),
         )
-        row = self._one("SELECT * FROM events WHERE id = ?", (cursor.lastrowid,))
-        assert row is not None
-        return self._event(row)
+        assert cursor.lastrowid is not None
+        # The row as SQLite holds it (the decoded value as read back from its JSON text), not
+        # read back: it is exactly what was just written.
+        return Event(
+            cursor.lastrowid,
+            eid,
+            order_id,
+            kind,
+            seq_number,
+            bytes(raw),
+            json.loads(text),
+            None if verified is None else bool(verified),
+            bool(accepted),
+            note,
+            forwarded,
+            received,
+        )
 
     def find_event(self, kind: str, raw: bytes) -> Event | None:
         """The first recorded event of ``kind`` with exactly these bytes (a repeat delivery)."""
@@ -765,10 +805,9 @@ class EimStore:
         acknowledged again then."""
         with self.transaction():
             rows = self._db.execute(
-                "SELECT seq_number FROM acks WHERE eid = ? ORDER BY seq_number", (eid,)
+                "DELETE FROM acks WHERE eid = ? RETURNING seq_number", (eid,)
             ).fetchall()
-            self._db.execute("DELETE FROM acks WHERE eid = ?", (eid,))
-        return [r[0] for r in rows]
+        return sorted(r[0] for r in rows)
 
     def pending_acks(self, eid: str) -> list[int]:
         """The seqNumbers waiting to be acknowledged to ``eid`` (not removed)."""
@@ -828,7 +867,9 @@ class EimStore:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Run one statement (in the caller's transaction, or its own)."""
-        return self._exec(sql, args)
+        with self._lock:
+            self._records.clear()  # it may change an eUICC behind the cached records' back
+            return self._exec(sql, args)
 
     # -- the northbound feed --------------------------------------------------------------
 
