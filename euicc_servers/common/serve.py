@@ -175,6 +175,7 @@ def _uvicorn_config(
             log_level=log_level,
             # "auto": apps with start-up/shut-down work (the eIM's scheduler) get it.
             lifespan="auto",
+            loop=os.environ.get("XEXP_LOOP", "auto"),
             http=_protocol_for(limits),
             # Idle keep-alive clients must not hold up a stop for uvicorn's default wait.
             timeout_graceful_shutdown=1,

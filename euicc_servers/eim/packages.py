@@ -19,6 +19,8 @@ stay in 1..127.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -421,6 +423,26 @@ def operations_from_json(kind: str, items: Any) -> list[bytes]:
         args = _obj(args if args is not None else {}, f"operation {index} ({name})")
         out.append(_psmo(name, args) if kind == "psmo" else _eco(name, args))
     return out
+
+
+def stored_operations(kind: str, items: Any) -> list[bytes]:
+    """:func:`operations_from_json` for the operations of a stored order (plain JSON values,
+    as read back from the store): encoded once per distinct list (kept by its exact JSON
+    text), since a campaign delivers the same operations to every device.
+
+    Raises:
+        PackageError: the list or an operation is invalid.
+    """
+    try:
+        text = json.dumps(items)
+    except (TypeError, ValueError):
+        return operations_from_json(kind, items)  # not plain JSON: validated (and refused)
+    return list(_operations_of_text(kind, text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _operations_of_text(kind: str, text: str) -> tuple[bytes, ...]:
+    return tuple(operations_from_json(kind, json.loads(text)))
 
 
 # --------------------------------------------------------------------------- requests

@@ -406,6 +406,9 @@ _PUBLISHED_EUICC_CHANGES = frozenset(
     {"labels", "delivery", "association_token", "token_source", "public_key"}
 )
 
+#: eUICC columns a caller may change.
+_EUICC_CHANGEABLE = frozenset(f.name for f in fields(EuiccRecord)) - {"eid", "created", "updated"}
+
 #: eUICC columns kept as JSON text.
 _JSON_COLUMNS = ("state_change", "labels", "delivery", "profiles")
 
@@ -438,6 +441,10 @@ class EimStore:
         # transaction holds the database's write lock, so no other connection (another worker
         # process) can change them meanwhile; emptied when the transaction ends.
         self._records: dict[str, EuiccRecord] = {}
+        # seqNumbers to acknowledge that the open transaction added, by EID: written to the
+        # acks table at its commit unless a take_acks in the same transaction took them (a
+        # result acknowledged in its own response never touches the table).
+        self._new_acks: dict[str, set[int]] = {}
         if directory is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module notes
@@ -471,6 +478,7 @@ class EimStore:
             self._depth = 1
             try:
                 yield
+                self._write_new_acks()
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -479,6 +487,12 @@ class EimStore:
             finally:
                 self._depth = 0
                 self._records.clear()
+                self._new_acks.clear()
+
+    def _write_new_acks(self) -> None:
+        rows = [(eid, seq) for eid, seqs in self._new_acks.items() for seq in seqs]
+        if rows:
+            self._db.executemany("INSERT OR IGNORE INTO acks (eid, seq_number) VALUES (?, ?)", rows)
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
         with self._lock:
@@ -552,8 +566,7 @@ class EimStore:
         Raises:
             NotFound: no such EID.
         """
-        allowed = {f.name for f in fields(EuiccRecord)} - {"eid", "created", "updated"}
-        unknown = set(values) - allowed
+        unknown = values.keys() - _EUICC_CHANGEABLE
         if unknown:
             raise ValueError(f"unknown eUICC fields {sorted(unknown)}")
         for name in _JSON_COLUMNS:
@@ -583,6 +596,7 @@ class EimStore:
         """
         with self.transaction():
             self._records.pop(eid, None)
+            self._new_acks.pop(eid, None)
             if self._db.execute("DELETE FROM euiccs WHERE eid = ?", (eid,)).rowcount != 1:
                 raise NotFound(f"EID {eid} is not registered")
             self.publish("euicc.deleted", {"eid": eid})
@@ -680,8 +694,9 @@ class EimStore:
         row = self._one(sql + " ORDER BY id LIMIT 1", args)
         return self._order(row) if row is not None else None
 
-    def update_order(self, order_id: int, **values: Any) -> Order:
-        """Change columns of an order (``result_json`` is stored as JSON).
+    def update_order(self, order_id: int, *, known: Order | None = None, **values: Any) -> Order:
+        """Change columns of an order (``result_json`` is stored as JSON). ``known``: the
+        order as the caller read it in its open transaction (its state is not read again).
 
         Raises:
             NotFound: no such order.
@@ -693,19 +708,25 @@ class EimStore:
         values["updated"] = now()
         assignments = ", ".join(f"{k} = ?" for k in values)
         with self.transaction():
-            before = self._db.execute(
-                "SELECT state, report FROM orders WHERE id = ?", (order_id,)
-            ).fetchone()
-            if before is None:
-                raise NotFound(f"no order {order_id}")
+            if known is not None and self._depth > 1 and known.id == order_id:
+                before: tuple[str, str | None] = (known.state, known.report)
+            else:
+                row = self._db.execute(
+                    "SELECT state, report FROM orders WHERE id = ?", (order_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no order {order_id}")
+                before = (row[0], row[1])
             rows = self._db.execute(
                 f"UPDATE orders SET {assignments} WHERE id = ? RETURNING *",
                 [*values.values(), order_id],
             ).fetchall()
+            if not rows:
+                raise NotFound(f"no order {order_id}")
             order = self._order(rows[0])
-            if order.state != before["state"]:
+            if order.state != before[0]:
                 self.publish(f"order.{order.state}", order.summary())
-            elif order.report != before["report"] and order.report is not None:
+            elif order.report != before[1] and order.report is not None:
                 self.publish("order.unverified", order.summary())
         return order
 
@@ -793,26 +814,25 @@ class EimStore:
 
     def add_acks(self, eid: str, seq_numbers: Sequence[int]) -> None:
         """Remember seqNumbers to acknowledge to the IPAd of ``eid``."""
-        with self.transaction():
-            for seq in seq_numbers:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO acks (eid, seq_number) VALUES (?, ?)", (eid, seq)
-                )
+        with self.transaction():  # written when it commits (see _new_acks)
+            self._new_acks.setdefault(eid, set()).update(seq_numbers)
 
     def take_acks(self, eid: str) -> list[int]:
         """The pending seqNumbers of ``eid`` (ascending), removed from the store: they go out
         in this response. A lost response makes the IPAd send the results again, and they are
         acknowledged again then."""
         with self.transaction():
+            taken = self._new_acks.pop(eid, set())
             rows = self._db.execute(
                 "DELETE FROM acks WHERE eid = ? RETURNING seq_number", (eid,)
             ).fetchall()
-        return sorted(r[0] for r in rows)
+        return sorted(taken.union(r[0] for r in rows))
 
     def pending_acks(self, eid: str) -> list[int]:
         """The seqNumbers waiting to be acknowledged to ``eid`` (not removed)."""
-        rows = self._all("SELECT seq_number FROM acks WHERE eid = ? ORDER BY seq_number", (eid,))
-        return [r[0] for r in rows]
+        with self._lock:
+            rows = self._all("SELECT seq_number FROM acks WHERE eid = ?", (eid,))
+            return sorted(self._new_acks.get(eid, set()).union(r[0] for r in rows))
 
     # -- sessions -------------------------------------------------------------------------
 
