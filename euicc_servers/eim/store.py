@@ -17,10 +17,15 @@ Tables (one row each):
 * ``sessions`` — indirect downloads relayed to an SM-DP+, by transactionId.
 
 Every change runs in one SQLite transaction: a crash leaves the state before or after it. The
-file is in WAL mode with synchronous NORMAL, as fits a reference server: commits are not
-fsynced one by one (that cost about 0.3 ms each), so a crash of the process loses nothing, but
-a power cut or an OS crash may lose the last transactions (never the file's consistency). The
-store is thread-safe (one connection behind a lock).
+file is in WAL mode with synchronous NORMAL: a commit is not fsynced by itself, so a crash of
+the process loses nothing, and a power cut or an OS crash may lose the last transactions (never
+the file's consistency) except those that acknowledged results. A transaction that takes
+acknowledgements (:meth:`EimStore.take_acks`: its response lets the card delete the results)
+has the WAL fsynced after its commit, as synchronous FULL would, before it returns: a result
+the card was told to forget is on disk. (The fsync is done in place, on the event loop:
+handing it to a thread costs more CPU than it saves.) The store is thread-safe (one
+connection behind a lock); several processes may share the file (every write transaction is
+``BEGIN IMMEDIATE``).
 """
 
 from __future__ import annotations
@@ -445,6 +450,9 @@ class EimStore:
         # acks table at its commit unless a take_acks in the same transaction took them (a
         # result acknowledged in its own response never touches the table).
         self._new_acks: dict[str, set[int]] = {}
+        # Whether the open transaction took acknowledgements (it is made durable at commit).
+        self._acknowledges = False
+        self._wal = Path(directory) / f"{DB_FILE}-wal" if directory is not None else None
         if directory is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module notes
@@ -484,10 +492,27 @@ class EimStore:
                 raise
             else:
                 self._db.execute("COMMIT")
+                if self._acknowledges:
+                    self._sync()
             finally:
                 self._depth = 0
                 self._records.clear()
                 self._new_acks.clear()
+                self._acknowledges = False
+
+    def _sync(self) -> None:
+        """fsync the WAL (the main file when there is no WAL: the checkpoint that emptied it
+        synced the main file itself)."""
+        if self._wal is None:
+            return  # in memory
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = os.open(self._wal.with_name(DB_FILE), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _write_new_acks(self) -> None:
         rows = [(eid, seq) for eid, seqs in self._new_acks.items() for seq in seqs]
@@ -826,7 +851,10 @@ class EimStore:
             rows = self._db.execute(
                 "DELETE FROM acks WHERE eid = ? RETURNING seq_number", (eid,)
             ).fetchall()
-        return sorted(taken.union(r[0] for r in rows))
+            taken.update(r[0] for r in rows)
+            if taken:
+                self._acknowledges = True  # durable before the acknowledgement goes out
+        return sorted(taken)
 
     def pending_acks(self, eid: str) -> list[int]:
         """The seqNumbers waiting to be acknowledged to ``eid`` (not removed)."""
