@@ -695,16 +695,20 @@ class EprInfo:
         return self.kind == "euiccPackageResultSigned"
 
 
-def parse_epr(raw: bytes) -> EprInfo:
+def parse_epr(raw: bytes, decoded: tuple[str, Any] | None = None) -> EprInfo:
     """Split a ``BF51`` EuiccPackageResult into its parts, keeping the signed TLV's bytes.
+    ``decoded``: these very bytes as decoded already (as part of the message that carried
+    them, checked for unknown alternatives there), not decoded again.
 
     Raises:
         PackageError: not a well-formed EuiccPackageResult.
     """
     try:
-        kind, value = schema.decode("EuiccPackageResult", raw)
-        if has_unknown_alternative((kind, value)):
-            raise schema.DecodeError("unknown CHOICE alternative")
+        if decoded is None:
+            decoded = schema.decode("EuiccPackageResult", raw)
+            if has_unknown_alternative(decoded):
+                raise schema.DecodeError("unknown CHOICE alternative")
+        kind, value = decoded
         outer = tlv.read_tlv(raw)
         parts = tlv_children(raw, tlv.read_tlv(raw, outer.value_start))
     except (schema.DecodeError, tlv.TlvError) as exc:

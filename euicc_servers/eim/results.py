@@ -81,12 +81,12 @@ class EimResults(EimNotifications):
 
     def provide_eim_package_result(self, message: bytes) -> bytes:
         """ESipa.ProvideEimPackageResult (rules 3-5): the ``BF50`` response."""
-        decode_message("ProvideEimPackageResult", message)
+        value = decode_message("ProvideEimPackageResult", message)
         self._outbox().clear()  # what a failed message left is not to be sent
         try:
             # One transaction: the result stored and its acknowledgement taken together.
             with self.store.transaction():
-                eid = self._take_result(message)
+                eid = self._take_result(message, value["eimPackageResult"])
                 acks = self.store.take_acks(eid)
             self.send_forwards()
         except _ResultError as exc:
@@ -115,8 +115,9 @@ class EimResults(EimNotifications):
         self.send_forwards()
         return None
 
-    def _take_result(self, message: bytes) -> str:
-        """Store a ProvideEimPackageResult; returns the EID it was for."""
+    def _take_result(self, message: bytes, decoded: tuple[str, Any] | None = None) -> str:
+        """Store a ProvideEimPackageResult; returns the EID it was for. ``decoded``: its
+        eimPackageResult as decoded with the whole message (not decoded again)."""
         parts = message_parts(message)
         eid: str | None = None
         if parts and parts[0][0] == b"\x5a":
@@ -131,7 +132,8 @@ class EimResults(EimNotifications):
         tag, raw = parts[0]
         with self.store.transaction():
             if tag == b"\xbf\x51":
-                return self._epr(eid, raw)
+                epr = decoded[1] if decoded and decoded[0] == "euiccPackageResult" else None
+                return self._epr(eid, raw, epr)
             if tag == b"\x30":
                 both = message_parts(raw)  # ePRAndNotifications { BF51, A0 {...} }
                 if len(both) < 2:
@@ -178,10 +180,10 @@ class EimResults(EimNotifications):
         if order is not None and order.state == OrderState.SENT:
             self.store.update_order(order.id, report=note)
 
-    def _epr(self, eid: str | None, raw: bytes) -> str:
+    def _epr(self, eid: str | None, raw: bytes, decoded: tuple[str, Any] | None = None) -> str:
         """Rule 3 for one EuiccPackageResult; returns its EID."""
         try:
-            info = packages.parse_epr(raw)
+            info = packages.parse_epr(raw, decoded)
         except PackageError as exc:
             raise MessageError(str(exc)) from None
         order = self._order_for(
