@@ -334,6 +334,9 @@ def serve(
     tls: Credential | None,
     log_level: str = "info",
     limits: Limits = DEFAULT_LIMITS,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve the ASGI ``app`` in the foreground until interrupted."""
-    uvicorn.Server(_uvicorn_config(app, host, port, tls, log_level, limits)).run()
+    """Serve the ASGI ``app`` in the foreground until interrupted (on ``sock``, a bound
+    listening socket shared with other processes, when given)."""
+    server = uvicorn.Server(_uvicorn_config(app, host, port, tls, log_level, limits))
+    server.run(sockets=[sock] if sock is not None else None)

@@ -353,8 +353,10 @@ def _store_only(message: bytes) -> bool:
     return tags in ([b"\xbf\x51"], [b"\x5a", b"\xbf\x51"])
 
 
-def create_app(core: EimCore) -> Starlette:
-    """The ASGI app serving ``core``: ESipa (both bindings) and the operator API."""
+def create_app(core: EimCore, *, scheduler: bool = True) -> Starlette:
+    """The ASGI app serving ``core``: ESipa (both bindings) and the operator API. Its
+    lifespan runs the background work (:func:`run_scheduler`) unless ``scheduler`` is false
+    (the other workers of several sharing one state directory)."""
 
     transport = core.relay.transport if core.relay is not None else None
     lane = RelayLane(getattr(transport, "max_concurrent", 8))
@@ -410,6 +412,7 @@ def create_app(core: EimCore) -> Starlette:
         lifespan=_lifespan,
     )
     app.state.core = core
+    app.state.scheduler = scheduler
     app.asn1_route = asn1
     return app
 
@@ -435,6 +438,9 @@ async def run_scheduler(core: EimCore, *, interval: float | None = None) -> None
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    if not app.state.scheduler:
+        yield
+        return
     task = asyncio.create_task(run_scheduler(app.state.core), name="eim-scheduler")
     try:
         yield
