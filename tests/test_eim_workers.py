@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import pickle
 import time
 from pathlib import Path
 
@@ -113,3 +114,15 @@ def test_workers_need_a_state_directory(tmp_path: Path) -> None:
     args.state = None
     with pytest.raises(SystemExit, match="--workers needs --state"):
         args.run(args)
+
+
+def test_a_command_wrapping_run_in_a_closure_still_starts_workers(tmp_path: Path) -> None:
+    # euicc-sim wraps args.run in a local function: only the options go to the workers.
+    args = _arguments(tmp_path, 2)
+    args.run = lambda parsed: 0
+    pool = WorkerPool(args, 2)
+    try:
+        assert pickle.loads(pickle.dumps(pool.args)).workers == 2
+        assert not hasattr(pool.args, "run") and pool.args.port == pool.port > 0
+    finally:
+        pool.stop()

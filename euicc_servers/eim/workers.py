@@ -62,7 +62,8 @@ class WorkerPool:
     def __init__(self, args: argparse.Namespace, workers: int) -> None:
         if workers < 1:
             raise ValueError("at least one worker")
-        self.args = argparse.Namespace(**vars(args))
+        # The options only: a command's ``run`` and other callables do not go to a worker.
+        self.args = argparse.Namespace(**{k: v for k, v in vars(args).items() if not callable(v)})
         self.workers = workers
         self.processes: list[Any] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
