@@ -188,3 +188,56 @@ def test_stored_operations_refuse_what_the_operator_api_refuses() -> None:
     for bad in ([{"enable": {"iccid": "12"}}], [], [{"enable": {}, "disable": {}}], ({},)):
         with pytest.raises(PackageError):
             stored_operations("psmo", bad)
+
+
+def test_deferred_fsyncs_are_shared_by_the_commits_before_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EimStore(tmp_path)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid)
+    spy = _FsyncSpy(monkeypatch, tmp_path / DB_FILE)
+    with store.deferred_sync():
+        for seq in (1, 2):
+            with store.transaction():
+                store.add_acks(eid, [seq])
+                assert store.take_acks(eid) == [seq]
+    assert (store.acknowledged, store.durable, spy.seen) == (2, 0, [])  # left to the caller
+
+    store.sync_through(1)  # one fsync, covering both commits
+    store.sync_through(2)  # covered already: no second fsync
+    assert len(spy.seen) == 1 and store.durable == 2
+
+
+def test_the_asn1_route_answers_an_acknowledgement_only_once_it_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_client import AsgiClient
+
+    from euicc_servers.eim import create_app
+
+    eim = build_eim("sgp26", state_dir=tmp_path, tls=False)
+    card, client = _device(eim)
+    _enable(eim, card.eid)
+    http = AsgiClient(create_app(eim.core), "http://eim.test")
+    headers = {"Content-Type": "application/x-gsma-rsp-asn1"}
+    poll = http.request(
+        "POST",
+        "/gsma/rsp2/asn1",
+        content=esipa_messages.get_eim_package_request(card.eid),
+        headers=headers,
+    )
+    outer = tlv.read_tlv(poll.content)
+    epr = es10_iot.load_euicc_package(client, poll.content[outer.value_start : outer.value_end])
+    spy = _FsyncSpy(monkeypatch, tmp_path / DB_FILE)
+
+    answer = http.request(
+        "POST",
+        "/gsma/rsp2/asn1",
+        content=esipa_messages.provide_eim_package_result(epr.raw, card.eid),
+        headers=headers,
+    )
+
+    assert answer.content[:5] == bytes.fromhex("BF5006BF53")
+    assert spy.seen == [(str(tmp_path / f"{DB_FILE}-wal"), ["done"])]
+    assert eim.core.store.durable == eim.core.store.acknowledged == 1

@@ -361,10 +361,24 @@ def create_app(core: EimCore, *, scheduler: bool = True) -> Starlette:
     transport = core.relay.transport if core.relay is not None else None
     lane = RelayLane(getattr(transport, "max_concurrent", 8))
 
+    # One thread for the fsyncs of acknowledging answers: waiters queue behind the running
+    # fsync, and one that it covered returns at once (group commit).
+    fsyncs = concurrent.futures.ThreadPoolExecutor(1, "eim-fsync")
+
     async def handle(message: bytes) -> Answer | None:
-        if _store_only(message):
-            return core.handle(message)  # the store only: quicker here than a thread hop
-        return await lane.run(core.handle, message)  # may reach an SM-DP+ (blocking HTTP)
+        if not _store_only(message):
+            return await lane.run(core.handle, message)  # may reach an SM-DP+ (blocking HTTP)
+        # The store only: quicker here than a thread hop. An answer that acknowledges results
+        # leaves once they are durable; the fsync (milliseconds of waiting on a busy disk) is
+        # done in that thread meanwhile the loop serves other requests.
+        store = core.store
+        before = store.acknowledged
+        with store.deferred_sync():
+            answer = core.handle(message)
+        if store.acknowledged != before:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(fsyncs, store.sync_through, store.acknowledged)
+        return answer
 
     # Served by _EimApp ahead of the stack; the route stays for 405 on other methods.
     asn1 = Asn1Route(handle, core.settings.limits)

@@ -22,10 +22,11 @@ the process loses nothing, and a power cut or an OS crash may lose the last tran
 the file's consistency) except those that acknowledged results. A transaction that takes
 acknowledgements (:meth:`EimStore.take_acks`: its response lets the card delete the results)
 has the WAL fsynced after its commit, as synchronous FULL would, before it returns: a result
-the card was told to forget is on disk. (The fsync is done in place, on the event loop:
-handing it to a thread costs more CPU than it saves.) The store is thread-safe (one
-connection behind a lock); several processes may share the file (every write transaction is
-``BEGIN IMMEDIATE``).
+the card was told to forget is on disk. Inside :meth:`EimStore.deferred_sync` that fsync is
+left to the caller (:meth:`EimStore.sync_through`, e.g. in a thread while the event loop
+serves others; one fsync covers every commit before it, so concurrent answers share one).
+The store is thread-safe (one connection behind a lock); several processes may share the
+file (every write transaction is ``BEGIN IMMEDIATE``).
 """
 
 from __future__ import annotations
@@ -453,6 +454,11 @@ class EimStore:
         # Whether the open transaction took acknowledgements (it is made durable at commit).
         self._acknowledges = False
         self._wal = Path(directory) / f"{DB_FILE}-wal" if directory is not None else None
+        #: Commits that took acknowledgements so far, and how many of them are durable.
+        self.acknowledged = 0
+        self.durable = 0
+        self._sync_lock = threading.Lock()  # not the store's lock: an fsync blocks no query
+        self._deferred = threading.local()
         if directory is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module notes
@@ -493,12 +499,35 @@ class EimStore:
             else:
                 self._db.execute("COMMIT")
                 if self._acknowledges:
-                    self._sync()
+                    self.acknowledged += 1
+                    if not getattr(self._deferred, "on", False):
+                        self.sync_through(self.acknowledged)
             finally:
                 self._depth = 0
                 self._records.clear()
                 self._new_acks.clear()
                 self._acknowledges = False
+
+    @contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """In this block (this thread), a commit that takes acknowledgements is not fsynced:
+        before the acknowledgements leave, the caller calls :meth:`sync_through` with
+        :attr:`acknowledged` as it is after the block."""
+        self._deferred.on = True
+        try:
+            yield
+        finally:
+            self._deferred.on = False
+
+    def sync_through(self, count: int) -> None:
+        """Make the first ``count`` acknowledging commits durable: one fsync covers every
+        commit before it, so nothing is done when an earlier call's fsync covered them."""
+        with self._sync_lock:
+            if self.durable >= count:
+                return
+            reached = self.acknowledged  # every commit counted here is in the WAL already
+            self._sync()
+            self.durable = max(self.durable, reached)
 
     def _sync(self) -> None:
         """fsync the WAL (the main file when there is no WAL: the checkpoint that emptied it
