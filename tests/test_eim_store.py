@@ -58,7 +58,7 @@ class _FsyncSpy:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, database: Path) -> None:
         self.database = database
         self.seen: list[tuple[str, list[str]]] = []
-        real = os.fsync
+        real = os.fdatasync
 
         def spy(fd: int) -> None:
             real(fd)
@@ -66,7 +66,7 @@ class _FsyncSpy:
                 states = [r[0] for r in other.execute("SELECT state FROM orders ORDER BY id")]
             self.seen.append((os.readlink(f"/proc/self/fd/{fd}"), states))
 
-        monkeypatch.setattr(os, "fsync", spy)
+        monkeypatch.setattr(os, "fdatasync", spy)
 
 
 def test_an_acknowledged_result_is_committed_and_fsynced_before_the_answer(

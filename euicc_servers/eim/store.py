@@ -530,7 +530,7 @@ class EimStore:
             self.durable = max(self.durable, reached)
 
     def _sync(self) -> None:
-        """fsync the WAL (the main file when there is no WAL: the checkpoint that emptied it
+        """fdatasync the WAL (the main file when there is no WAL: the checkpoint that emptied it
         synced the main file itself)."""
         if self._wal is None:
             return  # in memory
@@ -539,7 +539,7 @@ class EimStore:
         except FileNotFoundError:
             fd = os.open(self._wal.with_name(DB_FILE), os.O_RDONLY)
         try:
-            os.fsync(fd)
+            os.fdatasync(fd)  # as SQLite syncs its WAL: the data and the size
         finally:
             os.close(fd)
 
