@@ -174,6 +174,18 @@ def _flipped(tag: bytes) -> bytes:
     return bytes((tag[0] ^ 0x20,)) + tag[1:]
 
 
+def _header(data: bytes, pos: int, end: int) -> tuple[bytes, int, int]:
+    """:func:`tlv.read_header`, its refusals raised as :class:`StrictDecodeError`."""
+    try:
+        return tlv.read_header(data, pos, end)
+    except tlv.TlvError as exc:
+        raise _from_tlv(exc) from None
+
+
+#: One-octet tags as ``bytes`` by octet: the decoder's loops read most headers in place.
+_TAG1 = tlv.ONE_OCTET_TAGS
+
+
 def _form_error(tag: bytes, offset: int) -> StrictDecodeError:
     form = "constructed" if tag[0] & 0x20 else "primitive"
     return _fail(Rule.WRONG_TAG, f"tag {tag.hex().upper()} in the wrong ({form}) form", offset)
@@ -243,9 +255,29 @@ class _Member:
 
 
 class _Members(_Node):
-    """SEQUENCE and SET (asn1tools lists SET components in DER's canonical tag order)."""
+    """SEQUENCE and SET (asn1tools lists SET components in DER's canonical tag order).
 
-    __slots__ = ("any_slots", "extensible", "index", "members")
+    ``setup`` lays the components out as parallel tuples, so the loop in ``read`` indexes
+    them instead of looking up attributes per element, and reads a plain OCTET STRING
+    component (the commonest leaf by far: every SAIP file content) in place.
+    """
+
+    __slots__ = (
+        "any_slots",
+        "bounds",
+        "by_octet",
+        "defaults",
+        "extensible",
+        "first",
+        "index",
+        "is_default",
+        "last_required",
+        "members",
+        "names",
+        "readers",
+        "required",
+        "required_before",
+    )
 
     def setup(self, members: list[_Member], extensible: bool) -> None:
         self.members = tuple(members)
@@ -259,79 +291,154 @@ class _Members(_Node):
             else:
                 for t in member.node.tags:
                     self.index[t] = (*self.index.get(t, ()), i)
+        #: The first component each tag can start (the others sharing it are in ``index``).
+        self.first = {t: slots[0] for t, slots in self.index.items()}
+        self.names = tuple(m.name for m in members)
+        self.readers = tuple(m.node.read for m in members)
+        self.required = tuple(m.required for m in members)
+        self.last_required = max((k for k, m in enumerate(members) if m.required), default=-1)
+        #: For each component, the last required one before it (-1: none).
+        self.required_before = tuple(
+            max((k for k in range(j) if members[k].required), default=-1)
+            for j in range(len(members))
+        )
+        self.is_default = tuple(m.is_default if m.has_default else None for m in members)
+        self.defaults = tuple((m.name, m.default) for m in members if m.has_default)
+        #: For each component: (lowest, highest) size when it is a plain OCTET STRING (read
+        #: in place), None when its node reads it.
+        self.bounds = tuple(
+            (
+                0 if m.node.size is None or m.node.size[0] is None else m.node.size[0],
+                sys.maxsize if m.node.size is None or m.node.size[1] is None else m.node.size[1],
+            )
+            if type(m.node) is _OctetString and not m.has_default
+            else None
+            for m in members
+        )
+        #: ``first`` for the one-octet tags, indexed by the octet, plus one (0: none), as
+        #: bytes when it fits (a quarter KiB per type instead of two).
+        shifted = [self.first.get(t, -1) + 1 for t in _TAG1]
+        self.by_octet: bytes | tuple[int, ...] = (
+            bytes(shifted) if len(members) < 255 else tuple(shifted)
+        )
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
-        members = self.members
-        index = self.index
+        first = self.first
+        by_octet = self.by_octet
+        names = self.names
+        bounds = self.bounds
         out: dict[str, Any] = {}
         i = 0
         pos = vs
-        unknown_at = -1
-        read_header = tlv.read_header
         while pos < ve:
-            try:
-                t, cs, ce = read_header(data, pos, ve)
-            except tlv.TlvError as exc:
-                raise _from_tlv(exc) from None
-            j = None
-            for k in index.get(t, ()):
-                j = k
-                if k >= i:
+            # tlv.read_header's fast path, inlined: one-octet tag, short length, inside.
+            b = data[pos]
+            if (
+                b & 0x1F != 0x1F
+                and pos + 1 < ve
+                and (length := data[pos + 1]) < 0x80
+                and pos + 2 + length <= ve
+            ):
+                t = _TAG1[b]
+                cs = pos + 2
+                ce = cs + length
+                j = by_octet[b] - 1
+            else:
+                t, cs, ce = _header(data, pos, ve)
+                j = first.get(t, -1)
+            if j < i:  # no component has this tag (-1), or one before the next expected
+                j = self._slot(t, i)
+                if j is None:
+                    # An unknown element: only more unknown ones may follow it.
+                    self._unknown(data, pos, t, cs, ce)
+                    self._after_unknown(data, pos, ce, ve, i, out)
                     break
-            if (j is None or j < i) and self.any_slots:
-                # ANY takes every tag; a tag seen before goes to an ANY still ahead
-                j = next((k for k in self.any_slots if k >= i), j)
+                if j < i:
+                    name = names[j]
+                    if name in out:
+                        raise _fail(Rule.DUPLICATE_FIELD, f"{name} present twice", pos)
+                    raise _fail(Rule.FIELD_ORDER, f"{name} out of order", pos)
+            name = names[j]
+            if j > i and self.required_before[j] >= i:
+                self._check_skipped(i, j, pos)
+            try:
+                bound = bounds[j]
+                if bound is not None:  # a plain OCTET STRING: read here
+                    value = data[cs:ce]
+                    if not bound[0] <= ce - cs <= bound[1]:
+                        self.members[j].node._check_size(ce - cs, cs)
+                else:
+                    path = prefix + (name,) if spans is not None else prefix
+                    value = self.readers[j](data, pos, t, cs, ce, spans, path)
+                    is_default = self.is_default[j]
+                    if is_default is not None and is_default(value):
+                        raise _fail(Rule.DEFAULT_ENCODED, "encoded with its DEFAULT value", pos)
+            except StrictDecodeError as exc:
+                exc._reversed_path.append(name)
+                raise
+            out[name] = value
+            if spans is not None:
+                spans[prefix + (name,)] = (pos, ce)
+            i = j + 1
+            pos = ce
+        if i <= self.last_required:
+            self._check_skipped(i, len(names), ve)
+        for name, default in self.defaults:
+            if name not in out:
+                out[name] = default
+        return out
+
+    def _after_unknown(
+        self, data: bytes, unknown_at: int, pos: int, ve: int, i: int, out: dict[str, Any]
+    ) -> None:
+        """The elements after an unknown one (at ``unknown_at``, ending at ``pos``): more
+        unknown ones are skipped (checked); a known component is misplaced (``i``: the next
+        one expected)."""
+        while pos < ve:
+            t, cs, ce = _header(data, pos, ve)
+            j = self._slot(t, i)
             if j is None:
-                if _flipped(t) in index:
-                    raise _form_error(t, pos)
-                if not self.extensible:
-                    raise _fail(Rule.UNKNOWN_FIELD, f"no component has tag {t.hex().upper()}", pos)
-                if t[0] & 0x20:
-                    check_tree(data, cs, ce)
+                self._unknown(data, pos, t, cs, ce)
                 unknown_at = pos
                 pos = ce
                 continue
-            member = members[j]
+            name = self.names[j]
             if j < i:
-                if member.name in out:
-                    raise _fail(Rule.DUPLICATE_FIELD, f"{member.name} present twice", pos)
-                raise _fail(Rule.FIELD_ORDER, f"{member.name} out of order", pos)
-            if unknown_at >= 0:
-                raise _fail(
-                    Rule.FIELD_ORDER,
-                    f"{member.name} after an unknown element at offset {unknown_at}",
-                    pos,
-                )
-            for k in range(i, j):
-                if members[k].required:
-                    raise _fail(Rule.MISSING_FIELD, f"{members[k].name} missing", pos)
-            try:
-                value = member.node.read(
-                    data,
-                    pos,
-                    t,
-                    cs,
-                    ce,
-                    spans,
-                    prefix + (member.name,) if spans is not None else prefix,
-                )
-                if member.has_default and member.is_default(value):
-                    raise _fail(Rule.DEFAULT_ENCODED, "encoded with its DEFAULT value", pos)
-            except StrictDecodeError as exc:
-                exc._reversed_path.append(member.name)
-                raise
-            out[member.name] = value
-            if spans is not None:
-                spans[prefix + (member.name,)] = (pos, ce)
-            i = j + 1
-            pos = ce
-        for k in range(i, len(members)):
-            if members[k].required:
-                raise _fail(Rule.MISSING_FIELD, f"{members[k].name} missing", ve)
-        for member in members:
-            if member.has_default and member.name not in out:
-                out[member.name] = member.default
-        return out
+                if name in out:
+                    raise _fail(Rule.DUPLICATE_FIELD, f"{name} present twice", pos)
+                raise _fail(Rule.FIELD_ORDER, f"{name} out of order", pos)
+            raise _fail(
+                Rule.FIELD_ORDER, f"{name} after an unknown element at offset {unknown_at}", pos
+            )
+
+    def _slot(self, t: bytes, i: int) -> int | None:
+        """The component a TLV with tag ``t`` is, the next one expected being ``i``: the first
+        at or after ``i`` with that tag (else the last before it), or an ANY still ahead."""
+        j = None
+        for k in self.index.get(t, ()):
+            j = k
+            if k >= i:
+                break
+        if (j is None or j < i) and self.any_slots:
+            # ANY takes every tag; a tag seen before goes to an ANY still ahead
+            j = next((k for k in self.any_slots if k >= i), j)
+        return j
+
+    def _unknown(self, data: bytes, pos: int, t: bytes, cs: int, ce: int) -> None:
+        """Judge an element that is none of the components (raises unless it is a well-formed
+        extension addition)."""
+        if _flipped(t) in self.index:
+            raise _form_error(t, pos)
+        if not self.extensible:
+            raise _fail(Rule.UNKNOWN_FIELD, f"no component has tag {t.hex().upper()}", pos)
+        if t[0] & 0x20:
+            check_tree(data, cs, ce)
+
+    def _check_skipped(self, i: int, j: int, offset: int) -> None:
+        """Components ``i`` up to ``j`` are absent: none of them may be required."""
+        for k in range(i, j):
+            if self.required[k]:
+                raise _fail(Rule.MISSING_FIELD, f"{self.names[k]} missing", offset)
 
 
 class _List(_Node):
@@ -345,28 +452,35 @@ class _List(_Node):
         self.check_tags = element.tags is not None and not isinstance(element, _Choice)
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
-        element = self.element
-        check = self.check_tags
-        tags = element.tags
+        read_element = self.element.read
+        tags = self.element.tags if self.check_tags else None
+        is_set = self.is_set
         out: list[Any] = []
         pos = vs
         previous = b""
-        read_header = tlv.read_header
         while pos < ve:
-            try:
-                t, cs, ce = read_header(data, pos, ve)
-            except tlv.TlvError as exc:
-                raise _from_tlv(exc) from None
+            b = data[pos]
+            if (
+                b & 0x1F != 0x1F
+                and pos + 1 < ve
+                and (length := data[pos + 1]) < 0x80
+                and pos + 2 + length <= ve
+            ):
+                t = _TAG1[b]
+                cs = pos + 2
+                ce = cs + length
+            else:
+                t, cs, ce = _header(data, pos, ve)
             n = len(out)
             try:
-                if check and t not in tags:  # type: ignore[operator]
+                if tags is not None and t not in tags:
                     raise _fail(Rule.WRONG_TAG, f"element with tag {t.hex().upper()}", pos)
                 out.append(
-                    element.read(
+                    read_element(
                         data, pos, t, cs, ce, spans, prefix + (n,) if spans is not None else prefix
                     )
                 )
-                if self.is_set:
+                if is_set:
                     encoding = data[pos:ce]
                     width = max(len(encoding), len(previous))
                     if encoding.ljust(width, b"\0") < previous.ljust(width, b"\0"):
@@ -388,10 +502,12 @@ class _Choice(_Node):
 
     def setup(self, arms: list[tuple[str, _Node]], extensible: bool) -> None:
         self.extensible = extensible
-        self.arms: dict[bytes, tuple[str, _Node]] = {}
+        #: tag -> (name, node, whether the node is an OCTET STRING without SIZE: read here)
+        self.arms: dict[bytes, tuple[str, _Node, bool]] = {}
         for name, node in arms:
+            plain = type(node) is _OctetString and node.size is None
             for t in node.tags or ():
-                self.arms.setdefault(t, (name, node))
+                self.arms.setdefault(t, (name, node, plain))
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
         arm = self.arms.get(tag)
@@ -405,7 +521,11 @@ class _Choice(_Node):
             if tag[0] & 0x20:
                 check_tree(data, vs, ve)
             return (None, None)
-        name, node = arm
+        name, node, plain = arm
+        if plain:
+            if spans is not None:
+                spans[prefix + (name,)] = (start, ve)
+            return (name, data[vs:ve])
         try:
             value = node.read(
                 data, start, tag, vs, ve, spans, prefix + (name,) if spans is not None else prefix
@@ -537,6 +657,10 @@ class _ObjectIdentifier(_Node):
     __slots__ = ()
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
+        content = data[vs:ve]
+        known = _OIDS.get(content)
+        if known is not None:
+            return known
         if vs == ve or data[ve - 1] & 0x80:
             raise _fail(Rule.OID_FORM, "empty or unterminated OBJECT IDENTIFIER", vs)
         subids: list[int] = []
@@ -554,7 +678,16 @@ class _ObjectIdentifier(_Node):
         # X.690 §8.19.4: the first subidentifier packs two arcs; arc 2 takes every value >= 80.
         first = subids[0]
         arcs = [0, first] if first < 40 else [1, first - 40] if first < 80 else [2, first - 80]
-        return ".".join(str(a) for a in arcs + subids[1:])
+        dotted = ".".join(str(a) for a in arcs + subids[1:])
+        if len(_OIDS) < _OIDS_MAX:
+            _OIDS[content] = dotted
+        return dotted
+
+
+#: OBJECT IDENTIFIER content octets already read (only valid ones) and their dotted form:
+#: certificates repeat the same few algorithm and extension OIDs.
+_OIDS: dict[bytes, str] = {}
+_OIDS_MAX = 1024
 
 
 _PRINTABLE = frozenset(
@@ -607,10 +740,23 @@ class _Time(_Node):
     __slots__ = ("convert",)
 
     def read(self, data, start, tag, vs, ve, spans, prefix):  # type: ignore[no-untyped-def]
+        key = (self.convert, data[vs:ve])
+        known = _TIMES.get(key)
+        if known is not None:
+            return known
         try:
-            return self.convert(data[vs:ve].decode("ascii"))
+            value = self.convert(data[vs:ve].decode("ascii"))
         except Exception as exc:  # asn1tools raises assorted types for a bad time string
             raise _fail(Rule.TIME_FORM, f"not a DER time: {exc}", vs) from None
+        if len(_TIMES) < _TIMES_MAX:
+            _TIMES[key] = value
+        return value
+
+
+#: UTCTime / GeneralizedTime contents already read (only valid ones; datetimes are
+#: immutable), by converter and content octets: certificate validity dates recur.
+_TIMES: dict[tuple[Callable[[str], Any], bytes], Any] = {}
+_TIMES_MAX = 256
 
 
 class _Primitive(_Node):

@@ -33,6 +33,7 @@ from typing import NamedTuple
 __all__ = [
     "MAX_LENGTH",
     "MAX_TAG_LEN",
+    "ONE_OCTET_TAGS",
     "RULES",
     "Tlv",
     "TlvError",
@@ -113,6 +114,10 @@ def read_tag(data: _Bytes, offset: int = 0) -> tuple[bytes, int]:
     return _read_tag(data, offset, len(data))
 
 
+#: The one-octet tags as ``bytes``, indexed by the octet (a lookup instead of an allocation).
+ONE_OCTET_TAGS = tuple(bytes((octet,)) for octet in range(256))
+
+
 def _read_tag(data: _Bytes, offset: int, end: int) -> tuple[bytes, int]:
     if offset < 0:
         raise TlvError("negative offset", offset)
@@ -120,7 +125,7 @@ def _read_tag(data: _Bytes, offset: int, end: int) -> tuple[bytes, int]:
         raise TlvError("missing tag", offset)
     first = data[offset]
     if first & 0x1F != 0x1F:
-        return bytes((first,)), offset + 1
+        return ONE_OCTET_TAGS[first], offset + 1
     pos = offset + 1
     if pos >= end:
         raise TlvError("truncated tag", pos)
@@ -178,6 +183,15 @@ def read_header(data: _Bytes, offset: int, end: int) -> tuple[bytes, int, int]:
     that runs past it is ``child-past-parent`` when ``end`` is inside ``data`` (the end of a
     parent's value), ``truncated`` when ``end`` is the end of the data.
     """
+    # Fast path for what nearly every TLV is: a one-octet tag and a short-form length whose
+    # value fits. Anything else (including every error) takes the full reading below.
+    if offset >= 0 and offset + 1 < end:
+        first = data[offset]
+        length = data[offset + 1]
+        if first & 0x1F != 0x1F and length < 0x80:
+            value_end = offset + 2 + length
+            if value_end <= end:
+                return ONE_OCTET_TAGS[first], offset + 2, value_end
     tag, pos = _read_tag(data, offset, end)
     length, value_start = _read_length(data, pos, end)
     value_end = value_start + length

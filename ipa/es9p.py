@@ -20,6 +20,12 @@ Answers: HTTP 200 with ``header.functionExecutionStatus.status`` ``Executed-Succ
 that is not the expected JSON, a field with the wrong tag) raises :class:`Es9ProtocolError`;
 connection and TLS failures raise :class:`Es9ConnectionError`, timeouts :class:`Es9Timeout`.
 
+HTTP: a client keeps one HTTP/1.1 connection alive across its calls (a download's four
+functions and its notification share one TLS handshake), over the lean pooled transport of
+:mod:`ipa.http_pool` rather than httpx's own pool, which costs more per request than the
+SM-DP+ takes to answer on a local network. The TLS context of a set of anchors is built once
+per process and shared.
+
 TLS is verified by default. The trust anchors are the certificates configured in
 :class:`Es9Config` (the GSMA CI certificate(s) that issued CERT.DP.TLS, or any PEM bundle),
 otherwise the system's. ``insecure=True`` turns verification off and must be asked for.
@@ -30,9 +36,11 @@ Plain HTTP is used only when asked for: an explicit ``http://`` base URL, or
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import ssl
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +51,7 @@ import httpx
 
 from euicc_protocol import bindings
 from ipa.errors import IpaError
-from ipa.tls import anchored_context, https_client
+from ipa.tls import https_client, shared_client_context
 
 __all__ = [
     "ADMIN_PROTOCOL",
@@ -173,7 +181,8 @@ class Es9Config:
         ca_certificates: trust anchors for TLS, each a PEM bundle or one DER certificate (see
             :func:`load_trust_anchors`). Empty: the system's trust store.
         insecure: skip TLS certificate verification (only when explicitly asked for).
-        timeout: seconds allowed for connecting and for each read/write.
+        timeout: seconds allowed for connecting, and for each request until its whole
+            answer has arrived.
         scheme: URL scheme for bare addresses; ``"http"`` only for local test servers.
         user_agent: the ``User-Agent`` header.
         admin_protocol: the ``X-Admin-Protocol`` header.
@@ -189,24 +198,43 @@ class Es9Config:
     transport: httpx.AsyncBaseTransport | None = field(default=None, compare=False)
 
     def ssl_context(self) -> ssl.SSLContext | bool:
-        """The ``verify`` argument for httpx: False when insecure, else a verifying context."""
+        """The ``verify`` argument for httpx: False when insecure, else a verifying context
+        (made once per set of anchors and shared: do not modify it)."""
         if self.insecure:
             return False
-        if self.ca_certificates:
-            # Only the configured anchors: an SM-DP+ TLS certificate is issued by a GSMA CI,
-            # not by the web PKI, and trusting both would widen what we accept.
-            return anchored_context(self.ca_certificates)
-        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        # Only the configured anchors when there are any: an SM-DP+ TLS certificate is issued
+        # by a GSMA CI, not by the web PKI, and trusting both would widen what we accept.
+        return shared_client_context(self.ca_certificates or None)
 
     def base_url(self, address: str) -> str:
         """The base URL of the SM-DP+ at ``address`` (see :func:`base_url_for`)."""
         return base_url_for(address, self.scheme)
 
     def http_client(self) -> httpx.AsyncClient:
-        """A new httpx client with these settings (the caller closes it)."""
+        """A new HTTP client with these settings (the caller closes it): keep-alive
+        connections over :class:`~ipa.http_pool.PooledTransport`; httpx over
+        :attr:`transport` when one is set (tests), or with its own pool when the environment
+        names an HTTP(S) proxy (``HTTPS_PROXY`` and the like, which only httpx follows)."""
         if self.transport is not None:
             return https_client(False, self.timeout, self.transport)
-        return https_client(self.ssl_context(), self.timeout)
+        if _proxy_configured():
+            return https_client(self.ssl_context(), self.timeout)
+        # Imported here: ipa.http_pool loads the ESipa client, which ES9+ alone does not need.
+        from ipa.http_pool import FleetHttpClient, PooledTransport
+
+        context = shared_client_context(self.ca_certificates or None, verify=not self.insecure)
+        # probe_idle: a plain-function callback (consent, confirmation code) can block the
+        # loop for minutes between two calls while the server closes the idle connection.
+        pool = PooledTransport(
+            ssl_context=context, max_connections=4, timeout=self.timeout, probe_idle=True
+        )
+        return FleetHttpClient(pool, timeout=self.timeout)
+
+
+def _proxy_configured() -> bool:
+    """Whether the environment names a proxy for HTTP(S) (httpx's ``trust_env`` honours it)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("https", "http", "all"))
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -251,10 +279,17 @@ def _tid_checked(transaction_id: bytes) -> bytes:
     return transaction_id
 
 
+@functools.cache
+def _required_field(function: str, name: str) -> bindings.Field:
+    """The binding's field ``name`` of ``function``, made mandatory (one per field of the
+    fixed ES9+ table)."""
+    return dataclasses.replace(bindings.ES9PLUS[function].field(name), mandatory=True)
+
+
 def _value(body: Mapping[str, Any], function: str, name: str) -> Any:
     """The response field ``name`` read with the ES9+ binding (:mod:`euicc_protocol.bindings`);
     required here even where the binding lets a server leave it out."""
-    field = dataclasses.replace(bindings.ES9PLUS[function].field(name), mandatory=True)
+    field = _required_field(function, name)
     try:
         return bindings.decode((field,), body)[name]
     except bindings.BindingError as exc:
@@ -440,7 +475,9 @@ class Es9PlusClient:
             "User-Agent": self.config.user_agent,
         }
         content = json.dumps(request, separators=(",", ":")).encode("utf-8")
-        log.debug("ES9+ %s -> %s %s", function, url, content.decode())
+        debug = log.isEnabledFor(logging.DEBUG)
+        if debug:
+            log.debug("ES9+ %s -> %s %s", function, url, content.decode())
         try:
             answer = await self._http.post(url, content=content, headers=headers)
         except httpx.TimeoutException as exc:
@@ -449,7 +486,8 @@ class Es9PlusClient:
         except httpx.HTTPError as exc:
             message = f"ES9+.{function}: cannot reach {self.base_url}: {exc!r}"
             raise Es9ConnectionError(message) from exc
-        log.debug("ES9+ %s <- HTTP %d %s", function, answer.status_code, answer.text)
+        if debug:
+            log.debug("ES9+ %s <- HTTP %d %s", function, answer.status_code, answer.text)
         return _parse_answer(function, answer)
 
 

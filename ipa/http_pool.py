@@ -5,7 +5,8 @@ exchange itself; a fleet of emulated devices in one process is CPU bound, so the
 (:mod:`ipa.fleet`) posts through :class:`PooledTransport` (an httpx transport: keep-alive
 connections over asyncio streams, shared by every request) and :class:`FleetHttpClient`
 (plain POSTs straight to the pool). Both still hand back ``httpx.Response`` objects and
-raise ``httpx`` errors, so the ESipa client above them does not know the difference.
+raise ``httpx`` errors, so the ESipa client above them does not know the difference. The ES9+
+client (:mod:`ipa.es9p`) uses them too, one pool per client.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import select
 import ssl
 import urllib.parse
 from dataclasses import dataclass
@@ -37,6 +39,22 @@ class _Connection:
     def reusable(self) -> bool:
         return not (self.reader.at_eof() or self.writer.is_closing())
 
+    def readable(self) -> bool:
+        """Whether the socket of this idle connection has something to read that the event
+        loop has not taken yet: the server's close (or bytes it should not have sent)."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            if hasattr(select, "poll"):  # no limit on descriptor numbers, unlike select()
+                poller = select.poll()
+                poller.register(sock.fileno(), select.POLLIN)
+                return bool(poller.poll(0))
+            ready, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(ready)
+
 
 @dataclass
 class _Answer:
@@ -56,7 +74,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
     (SubjectPublicKeyInfo DER) must then be the key of the server's certificate, checked on
     every new connection before anything is sent (:class:`~ipa.esipa.TlsPinMismatch`).
     An idle connection the server has closed is dropped before reuse; a request is never sent
-    twice. Failures surface as the matching ``httpx`` errors.
+    twice. Failures surface as the matching ``httpx`` errors. ``probe_idle`` also polls an
+    idle connection's socket before reuse, for callers that may block the event loop between
+    requests (a close the loop has not seen yet is found there).
     """
 
     def __init__(
@@ -66,8 +86,10 @@ class PooledTransport(httpx.AsyncBaseTransport):
         pinned_public_key: bytes | None = None,
         max_connections: int = 8,
         timeout: float = 30.0,
+        probe_idle: bool = False,
     ) -> None:
         self.ssl_context = ssl_context
+        self.probe_idle = probe_idle
         self.pinned_public_key = pinned_public_key
         self.timeout = timeout
         self.max_connections = max_connections
@@ -141,7 +163,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()  # the most recently used: least likely to be closed
-            if connection.reusable():
+            if connection.reusable() and not (self.probe_idle and connection.readable()):
                 return connection
             self._discard(connection)  # the server closed it while idle
         scheme, host, port = origin

@@ -7,6 +7,7 @@ store as well would let any public CA vouch for an SM-DP+ or an eIM.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Sequence
 
@@ -14,7 +15,13 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-__all__ = ["anchored_context", "certificate_public_key", "https_client", "unverified_context"]
+__all__ = [
+    "anchored_context",
+    "certificate_public_key",
+    "https_client",
+    "shared_client_context",
+    "unverified_context",
+]
 
 
 def anchored_context(anchors: Sequence[bytes], *, partial_chain: bool = False) -> ssl.SSLContext:
@@ -38,6 +45,26 @@ def anchored_context(anchors: Sequence[bytes], *, partial_chain: bool = False) -
     if partial_chain:
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     return context
+
+
+@functools.lru_cache(maxsize=16)
+def shared_client_context(
+    anchors: tuple[bytes, ...] | None, *, verify: bool = True
+) -> ssl.SSLContext:
+    """A client context made once per ``(anchors, verify)`` and shared (do not modify it).
+
+    Building a context costs milliseconds (certificates parsed, the system store loaded),
+    more than a request on a kept-alive connection; a client made per download or per
+    notification batch takes it from here. ``anchors``: exactly those trust anchors (see
+    :func:`anchored_context`), or None for the system's; ``verify=False``: the context of
+    :func:`unverified_context` (``anchors`` ignored). Keyed by the exact certificate bytes,
+    at most 16 kept.
+    """
+    if not verify:
+        return unverified_context()
+    if anchors:
+        return anchored_context(anchors)
+    return ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
 
 
 def https_client(

@@ -3,11 +3,17 @@ values it gives, the spans it records, and its agreement with the TLV reader."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from euicc_protocol import der, schema, tlv
+from euicc_protocol import der, saip, schema, tlv
 from euicc_protocol.der import Rule
 
 
@@ -129,3 +135,64 @@ def test_the_tlv_reader_and_the_decoder_judge_framing_alike(data: bytes) -> None
         assert by_tlv is None
     elif by_tlv is not None:
         assert by_tlv == by_der
+
+
+TS48_PES = [
+    pe.raw
+    for pe in saip.read_package(
+        (Path(__file__).resolve().parent.parent / "profiles/ts48/TS48V1-A-UNIQUE.der").read_bytes()
+    ).pes
+]
+
+
+@settings(max_examples=150)
+@given(st.sampled_from(TS48_PES), st.data())
+def test_what_the_decoder_accepts_is_well_framed(pe: bytes, data: st.DataObject) -> None:
+    """The decoder's loops read most tags and lengths in place (a fast path beside
+    tlv.read_header): whatever they accept, the TLV reader accepts too, and a framing refusal
+    of the reader is a refusal of the decoder."""
+    mutated = bytearray(pe)
+    at = data.draw(st.integers(0, len(mutated) - 1))
+    mutated[at] = data.draw(st.sampled_from([0x00, 0x1F, 0x7F, 0x80, 0x81, 0x82, 0xFF]))
+    try:
+        der.check_tree(bytes(mutated), 0, len(mutated))
+        framed = True
+    except der.StrictDecodeError:
+        framed = False
+    try:
+        schema.decode("ProfileElement", bytes(mutated))
+    except der.StrictDecodeError:
+        return
+    assert framed
+
+
+def test_a_cached_object_identifier_does_not_let_a_malformed_one_through() -> None:
+    good = bytes.fromhex("300A06082A8648CE3D040302")
+    for _ in range(2):
+        assert schema.decode("AlgorithmIdentifier", good) == {"algorithm": "1.2.840.10045.4.3.2"}
+    # the same arcs with a non-minimal subidentifier (80 padding) stay refused
+    assert refusal("AlgorithmIdentifier", "300B06092A8648CE3D04038002").rule is Rule.OID_FORM
+    assert refusal("AlgorithmIdentifier", "300B0609802A8648CE3D040302").rule is Rule.OID_FORM
+
+
+def test_the_decoder_benchmark_prints_its_figures() -> None:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "der.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--json", "--seconds", "0.05"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    figures = json.loads(done.stdout)
+    assert set(figures) >= {"ts48_package_us", "ts48_mb_per_s", "read_package_us"}
+    assert all(value > 0 for value in figures.values())
+
+
+def test_a_cached_time_is_kept_apart_per_type_and_bad_times_stay_refused() -> None:
+    utc = b"\x17\x0d" + b"490101000000Z"
+    for _ in range(2):
+        assert schema.decode("Time", utc) == ("utcTime", dt.datetime(2049, 1, 1))
+    # the same content octets as a GeneralizedTime (four-digit year required) are refused
+    assert refusal("Time", (b"\x18\x0d" + b"490101000000Z").hex()).rule is Rule.TIME_FORM
+    assert refusal("Time", (b"\x17\x0d" + b"4901010000001").hex()).rule is Rule.TIME_FORM

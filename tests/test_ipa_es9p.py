@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import http.server
 import json
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from euicc_protocol.crypto import Curve
-from euicc_protocol.testpki import TestPki, generate_test_pki
+from euicc_protocol.pki import CertRole
+from euicc_protocol.testpki import Credential, TestPki, generate_test_pki, issue_server_certificate
 from ipa.es9p import (
     Es9Config,
     Es9ConnectionError,
@@ -32,6 +36,7 @@ from ipa.es9p import (
     base_url_for,
     load_trust_anchors,
 )
+from ipa.http_pool import FleetHttpClient
 
 VECTOR = json.loads(
     (Path(__file__).parent / "data" / "es9p_initiateAuthentication_production.json").read_text()
@@ -375,15 +380,21 @@ def tls_pki() -> TestPki:
     return generate_test_pki(Curve.NIST_P256)
 
 
-@pytest.fixture(scope="module")
-def https_server(tls_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A tiny HTTPS server on 127.0.0.1 with CERT.DP.TLS, answering 204 to every POST."""
-    directory = tmp_path_factory.mktemp("tls")
+@contextlib.contextmanager
+def serving_https(
+    credential: Credential, directory: Path, idle_timeout: float | None = None
+) -> Iterator[str]:
+    """A tiny HTTPS server on 127.0.0.1 with ``credential``, answering 204 to every POST
+    (HTTP/1.1, keep-alive; a connection idle for ``idle_timeout`` seconds is closed); yields
+    its ``host:port``."""
     cert, key = directory / "tls.pem", directory / "tls.key"
-    cert.write_bytes(tls_pki.dp_tls.cert.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(tls_pki.dp_tls.key_pem())
+    cert.write_bytes(credential.cert.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(credential.key_pem())
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = idle_timeout
+
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             self.rfile.read(int(self.headers["Content-Length"]))
             self.send_response(204)
@@ -393,6 +404,7 @@ def https_server(tls_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> 
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -403,6 +415,13 @@ def https_server(tls_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> 
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def https_server(tls_pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """HTTPS on 127.0.0.1 with CERT.DP.TLS (names the host and 127.0.0.1), 204 to every POST."""
+    with serving_https(tls_pki.dp_tls, tmp_path_factory.mktemp("tls")) as address:
+        yield address
 
 
 def test_tls_verified_against_the_ci(https_server: str, tls_pki: TestPki) -> None:
@@ -430,3 +449,106 @@ def test_tls_without_anchors_uses_system_roots_and_refuses(https_server: str) ->
 def test_insecure_skips_verification_only_when_asked(https_server: str) -> None:
     config = Es9Config(insecure=True, timeout=5)
     run(Es9PlusClient(https_server, config).handle_notification(b"\xbf\x37\x00"))
+
+
+# -- the pooled HTTP client behind Es9PlusClient ------------------------------------------------
+
+
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_default_client_is_pooled_and_keeps_one_connection(
+    https_server: str, tls_pki: TestPki, no_proxy: None
+) -> None:
+    config = Es9Config(ca_certificates=(tls_pki.ci.cert_der,), timeout=5)
+
+    async def go() -> int:
+        async with Es9PlusClient(https_server, config) as client:
+            assert isinstance(client._http, FleetHttpClient)
+            for _ in range(4):  # a download's calls, then its notification
+                await client.handle_notification(b"\xbf\x37\x00")
+            return client._http.pool.connections_opened
+
+    assert run(go()) == 1
+
+
+def test_the_tls_context_of_a_set_of_anchors_is_made_once(tls_pki: TestPki) -> None:
+    anchors = (tls_pki.ci.cert_der,)
+    first = Es9Config(ca_certificates=anchors).ssl_context()
+    assert Es9Config(ca_certificates=anchors, timeout=1).ssl_context() is first
+    other = generate_test_pki(Curve.NIST_P256).ci.cert_der
+    assert Es9Config(ca_certificates=(other,)).ssl_context() is not first
+
+
+def test_a_certificate_for_another_host_is_refused(
+    tls_pki: TestPki, tmp_path: Path, no_proxy: None
+) -> None:
+    """The chain verifies (same CI) but the certificate names another server."""
+    elsewhere = issue_server_certificate(
+        tls_pki.ci, CertRole.DP_TLS, "2.999.10", dns_names=("smdp.example.com",)
+    )
+    config = Es9Config(ca_certificates=(tls_pki.ci.cert_der,), timeout=5)
+    with serving_https(elsewhere, tmp_path) as address:
+        with pytest.raises(Es9ConnectionError, match="mismatch"):
+            run(Es9PlusClient(address, config).handle_notification(b"\xbf\x37\x00"))
+
+
+def test_a_server_that_never_answers_is_a_timeout(no_proxy: None) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
+    try:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        config = Es9Config(scheme="http", timeout=0.3)
+        with pytest.raises(Es9Timeout, match="handleNotification"):
+            run(Es9PlusClient(address, config).handle_notification(b"\xbf\x37\x00"))
+    finally:
+        listener.close()
+
+
+def test_a_closed_port_is_a_connection_error_not_a_timeout(no_proxy: None) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed again when the test connects
+    config = Es9Config(scheme="http", timeout=5)
+    with pytest.raises(Es9ConnectionError) as caught:
+        run(Es9PlusClient(f"127.0.0.1:{port}", config).handle_notification(b"\x30\x00"))
+    assert not isinstance(caught.value, Es9Timeout)
+
+
+def test_a_configured_proxy_is_left_to_httpx(
+    no_proxy: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    client = Es9Config().http_client()
+    assert not isinstance(client, FleetHttpClient)
+    run(client.aclose())
+
+
+def test_a_connection_the_server_closed_while_the_loop_was_blocked_is_not_reused(
+    tls_pki: TestPki, tmp_path: Path, no_proxy: None
+) -> None:
+    """A plain-function consent callback can keep the event loop from noticing that the
+    SM-DP+ closed an idle keep-alive connection; the next call must not be sent on it."""
+    config = Es9Config(ca_certificates=(tls_pki.ci.cert_der,), timeout=5)
+    with serving_https(tls_pki.dp_tls, tmp_path, idle_timeout=0.2) as address:
+
+        async def go() -> int:
+            async with Es9PlusClient(address, config) as client:
+                await client.handle_notification(b"\xbf\x37\x00")
+                time.sleep(0.6)  # blocks the loop while the server closes the connection
+                await client.handle_notification(b"\xbf\x37\x00")
+                assert isinstance(client._http, FleetHttpClient)
+                return client._http.pool.connections_opened
+
+        assert run(go()) == 2

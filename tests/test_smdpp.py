@@ -47,7 +47,7 @@ from euicc_servers.smdpp import (
 )
 from euicc_servers.smdpp import serve as serve_module
 from euicc_servers.smdpp.config import SGP26, ConfigError, DpCredentials
-from euicc_servers.smdpp.orders import OrderEvent, cc_digest
+from euicc_servers.smdpp.orders import OrderError, OrderEvent, ProfileSource, cc_digest
 from euicc_servers.smdpp.serve import add_smdpp_command, build_core
 from euicc_sim.card import Euicc
 from ipa.es10 import Es10Client
@@ -804,6 +804,27 @@ def test_an_order_whose_package_disappeared(nist: TestPki, tmp_path: Path) -> No
     server.core.orders.add_order("ABC-123", copy)
     copy.unlink()
     assert refused_authentication(server, SoftEuicc(nist)) == "8.2.1/3.9"
+
+
+def test_the_profile_source_sees_a_replaced_file_and_checks_each_content_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "profile.der"
+    path.write_bytes(PACKAGE.read_bytes())
+    first = ProfileSource.read(path)
+    assert ProfileSource.read(path).package is first.package  # checked once, then cached
+    # Same size and the same modification time: only the content tells the versions apart.
+    stat = path.stat()
+    other = OTHER_PACKAGE.read_bytes()
+    path.write_bytes(other)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    replaced = ProfileSource.read(path)
+    assert replaced.upp == other
+    assert replaced.package.iccid != first.package.iccid
+    path.write_bytes(other[:-1])  # a broken package is refused every time, never cached
+    for _ in range(2):
+        with pytest.raises(OrderError, match="not a valid profile package"):
+            ProfileSource.read(path)
 
 
 def test_the_core_speaks_bytes_without_http(nist: TestPki) -> None:

@@ -139,8 +139,13 @@ def create_app(core: SmdpCore, *, profiles_dir: str | Path | None = None) -> Sta
             body = parse_json(await request.body(), core.config.limits)
         except JsonError as exc:
             return _es9_response(200, failed_response(FunctionFailed("1.3.1", "2.1", str(exc))))
-        # Crypto and the fsync of the order store run off the event loop.
-        status, out = await run_in_threadpool(execute, core, function, body)
+        if core.orders.directory is None:
+            # Nothing to write to disk, only a few milliseconds of CPU: a worker thread
+            # would add two thread switches per request and no parallelism (the GIL).
+            status, out = execute(core, function, body)
+        else:
+            # The fsync of the order store runs off the event loop.
+            status, out = await run_in_threadpool(execute, core, function, body)
         return _es9_response(status, out)
 
     def operator(handler: _Handler) -> _Handler:

@@ -34,6 +34,7 @@ live in memory and did not survive the restart.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import enum
@@ -247,16 +248,42 @@ class ProfileSource:
     def read(cls, path: str | os.PathLike[str]) -> ProfileSource:
         """Read and check an Unprotected Profile Package.
 
+        The file is read on every call; its check is done once per distinct content (a
+        bounded cache keyed by the file's bytes).
+
         Raises:
             OrderError: the file cannot be read or is not a valid package.
         """
         try:
             upp = Path(path).read_bytes()
-            return cls(upp, saip.read_package(upp))
+            return cls(upp, _checked_package(upp))
         except OSError as exc:
             raise OrderError(f"cannot read profile package {path}: {exc}") from exc
         except saip.SaipError as exc:
             raise OrderError(f"{path} is not a valid profile package: {exc}") from exc
+
+
+#: Packages already read, keyed by their exact bytes: every download reads its order's file
+#: (so a replaced file is seen at once) but decodes each distinct package only once.
+_PACKAGES: collections.OrderedDict[bytes, saip.SaipPackage] = collections.OrderedDict()
+_PACKAGES_MAX = 16
+_PACKAGES_LOCK = threading.Lock()
+
+
+def _checked_package(upp: bytes) -> saip.SaipPackage:
+    """:func:`saip.read_package` of ``upp``, from the cache when these bytes were read before
+    (the result is immutable; a refused package is not kept and is refused again)."""
+    with _PACKAGES_LOCK:
+        package = _PACKAGES.get(upp)
+        if package is not None:
+            _PACKAGES.move_to_end(upp)
+            return package
+    package = saip.read_package(upp)
+    with _PACKAGES_LOCK:
+        _PACKAGES[upp] = package
+        while len(_PACKAGES) > _PACKAGES_MAX:
+            _PACKAGES.popitem(last=False)
+    return package
 
 
 def build_store_metadata(
