@@ -39,6 +39,7 @@ __all__ = [
     "RequestGuard",
     "exception_handlers",
     "parse_json",
+    "read_body",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,48 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def read_body(
+    scope: Scope, receive: Receive, send: Send, limits: Limits = DEFAULT_LIMITS
+) -> bytes | None:
+    """The whole body of an HTTP request within ``limits``; ``None`` when there is none to
+    act on: the request was answered already (400 for a Content-Length that is not a number,
+    413 for a body over ``max_body``, 408 for one not complete within ``body_timeout``) or
+    the client went away."""
+    limit = limits.max_body
+    length = dict(scope.get("headers") or ()).get(b"content-length")
+    if length is not None:
+        if not length.isdigit() or len(length) > 12:
+            await _plain(send, 400, "Content-Length is not a number")
+            return None
+        if int(length) > limit:
+            await _plain(send, 413, f"the body is larger than the limit of {limit} bytes")
+            return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(limits.body_timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    await _plain(send, 413, f"the body is larger than the limit of {limit} bytes")
+                    return None
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        await _plain(send, 408, f"the body did not arrive within {limits.body_timeout} s")
+        return None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 class RequestGuard:
-    """ASGI middleware: reads the whole request body within the size and time limits, then
-    runs the app with it (413, 408 or a silent end for a client gone before)."""
+    """ASGI middleware: reads the whole request body within the size and time limits
+    (:func:`read_body`), then runs the app with it (413, 408 or a silent end for a client
+    gone before)."""
 
     def __init__(self, app: Asgi, limits: Limits = DEFAULT_LIMITS) -> None:
         self.app = app
@@ -135,37 +175,9 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limits.max_body
-        length = dict(scope.get("headers") or ()).get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or len(length) > 12:
-                await _plain(send, 400, "Content-Length is not a number")
-                return
-            if int(length) > limit:
-                await _plain(send, 413, f"the body is larger than the limit of {limit} bytes")
-                return
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self.limits.body_timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        await _plain(
-                            send, 413, f"the body is larger than the limit of {limit} bytes"
-                        )
-                        return
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError:
-            await _plain(send, 408, f"the body did not arrive within {self.limits.body_timeout} s")
+        body = await read_body(scope, receive, send, self.limits)
+        if body is None:
             return
-        body = b"".join(chunks)
         delivered = False
 
         async def replay() -> Message:

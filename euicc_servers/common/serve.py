@@ -7,11 +7,14 @@ connections.
 
 Slow clients: uvicorn closes idle kept-alive connections, but a client that sends half a
 request line, half its headers or half its body would hold a connection (and, in numbers,
-the server) for ever. :class:`GuardedH11Protocol` gives each request ``header_timeout``
-seconds from its first byte (from the connection's start for the first one) until its
-last: a request whose headers are not complete by then gets 408 and the connection is
-closed; a body still arriving is cut off (the app sees the client gone, see
-:class:`~.limits.RequestGuard`).
+the server) for ever. :class:`GuardedHttpToolsProtocol` (uvicorn's httptools protocol) and
+:class:`GuardedH11Protocol` (its h11 one, used when httptools is not installed) give each
+request ``header_timeout`` seconds from its first byte (from the connection's start for the
+first one) until its last: a request whose headers are not complete by then gets 408 and
+the connection is closed; a body still arriving is cut off (the app sees the client gone,
+see :class:`~.limits.RequestGuard`).
+
+The event loop is uvloop where it is installed (uvicorn's ``auto``), else asyncio's.
 """
 
 from __future__ import annotations
@@ -33,11 +36,22 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is not installed: the h11 protocol serves
+    HttpToolsProtocol = None  # type: ignore[assignment, misc]
+
 from euicc_protocol.testpki import Credential
 
 from .limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["GuardedH11Protocol", "RunningServer", "run_in_thread", "serve"]
+__all__ = [
+    "GuardedH11Protocol",
+    "GuardedHttpToolsProtocol",
+    "RunningServer",
+    "run_in_thread",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +150,67 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
+# Where the request a GuardedHttpToolsProtocol reads is (its parser's callbacks move it on).
+_WAITING, _HEADERS, _BODY, _COMPLETE = range(4)
+
+
+if HttpToolsProtocol is not None:
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol with a deadline for each request to arrive completely
+        (the rules of :class:`GuardedH11Protocol`)."""
+
+        #: Seconds a request has from its first byte to its last (set per server).
+        request_timeout: float = DEFAULT_LIMITS.header_timeout
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            coalescing: Any = _CoalescingTransport(transport, self.loop)
+            super().connection_made(coalescing)
+            self._deadline: asyncio.TimerHandle | None = None
+            self._stage = _WAITING
+            self._arm()  # a client that connects and sends nothing is closed too
+
+        def _arm(self) -> None:
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._stage = _HEADERS
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._stage = _BODY
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._stage = _COMPLETE
+            self._disarm()  # the request is all here: the keep-alive timer applies next
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if self.transport.is_closing() or self._stage == _COMPLETE:
+                return
+            answering = self.cycle is not None and not self.cycle.response_complete
+            if self._stage in (_WAITING, _HEADERS) and not answering:
+                log.info("closing a connection whose request did not arrive in time")
+                self.transport.write(_REQUEST_TIMEOUT)  # no request to answer: bytes
+            self.transport.close()  # a body still arriving is cut off
+
+else:  # pragma: no cover - httptools is a dependency
+    GuardedHttpToolsProtocol = None  # type: ignore[assignment, misc]
+
+
 _TIMEOUT_TEXT = b"the request did not arrive in time\n"
 _REQUEST_TIMEOUT = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -143,10 +218,11 @@ _REQUEST_TIMEOUT = (
 )
 
 
-def _protocol_for(limits: Limits) -> type[GuardedH11Protocol]:
-    return type(
-        "GuardedH11Protocol", (GuardedH11Protocol,), {"request_timeout": limits.header_timeout}
+def _protocol_for(limits: Limits) -> type[asyncio.Protocol]:
+    base: type[asyncio.Protocol] = (
+        GuardedH11Protocol if HttpToolsProtocol is None else GuardedHttpToolsProtocol
     )
+    return type(base.__name__, (base,), {"request_timeout": limits.header_timeout})
 
 
 @contextmanager
@@ -175,6 +251,7 @@ def _uvicorn_config(
             log_level=log_level,
             # "auto": apps with start-up/shut-down work (the eIM's scheduler) get it.
             lifespan="auto",
+            loop="auto",  # uvloop where it is installed
             http=_protocol_for(limits),
             # Idle keep-alive clients must not hold up a stop for uvicorn's default wait.
             timeout_graceful_shutdown=1,
@@ -257,6 +334,9 @@ def serve(
     tls: Credential | None,
     log_level: str = "info",
     limits: Limits = DEFAULT_LIMITS,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve the ASGI ``app`` in the foreground until interrupted."""
-    uvicorn.Server(_uvicorn_config(app, host, port, tls, log_level, limits)).run()
+    """Serve the ASGI ``app`` in the foreground until interrupted (on ``sock``, a bound
+    listening socket shared with other processes, when given)."""
+    server = uvicorn.Server(_uvicorn_config(app, host, port, tls, log_level, limits))
+    server.run(sockets=[sock] if sock is not None else None)

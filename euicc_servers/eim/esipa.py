@@ -196,11 +196,12 @@ class EimCore(EimResults, EimOperator, EimVersions):
         eid = eid_or_none(request["eidValue"])
         if eid is None:
             return self._package_error(INVALID_EID)
-        record = self.store.euicc(eid)
-        if record is None:
-            return self._package_error(EID_NOT_FOUND)
         with self.store.transaction():
-            record = self.store.update_euicc(eid, last_seen=now())
+            record = self.store.euicc(eid)
+            if record is None:
+                return self._package_error(EID_NOT_FOUND)
+            # lastSeen is written with the counter of a package signed now (one UPDATE).
+            seen = {"last_seen": now()}
             if "notifyStateChange" in request:
                 change: dict[str, Any] = {"notifyStateChange": True}
                 if "stateChangeCause" in request:
@@ -212,7 +213,9 @@ class EimCore(EimResults, EimOperator, EimVersions):
                     "stateChange", message, eid=eid, decoded=change, note="unverified report"
                 )
                 log.info("%s reports a state change: %s", eid, change)
-            package = self._next_package(record)
+            package = self._next_package(record, seen)
+            if seen:
+                self.store.update_euicc(eid, **seen)
         if package is None:
             return self._package_error(NO_PACKAGE)
         return tlv.encode_tlv(b"\xbf\x4f", package)
@@ -227,7 +230,11 @@ class EimCore(EimResults, EimOperator, EimVersions):
         sent; ``None`` when nothing waits."""
         return self._next_package(record)
 
-    def _next_package(self, record: EuiccRecord) -> bytes | None:
+    def _next_package(
+        self, record: EuiccRecord, changes: dict[str, Any] | None = None
+    ) -> bytes | None:
+        """``next_package``; ``changes`` (eUICC columns) are written with the counter of a
+        package signed now, and then emptied."""
         pending = self.store.find_order(record.eid, states=[OrderState.SENT])
         if pending is not None and pending.package is not None:
             log.info("order %d (%s) delivered again to %s", pending.id, pending.kind, record.eid)
@@ -239,7 +246,7 @@ class EimCore(EimResults, EimOperator, EimVersions):
             if order.kind in PACKAGE_KINDS:
                 order = self._discovery_first(record) or order
             try:
-                return self._deliver(order, record)
+                return self._deliver(order, record, changes)
             except PackageError as exc:  # validated when queued; a changed schema could do it
                 log.error("order %d cannot be built: %s", order.id, exc)
                 self.store.update_order(order.id, state=OrderState.FAILED, error=str(exc))
@@ -266,12 +273,14 @@ class EimCore(EimResults, EimOperator, EimVersions):
         log.info("%s: asking for %s before signing a package", record.eid, tags)
         return self.store.add_order(record.eid, "euiccData", request, origin="auto")
 
-    def _deliver(self, order: Order, record: EuiccRecord) -> bytes:
+    def _deliver(
+        self, order: Order, record: EuiccRecord, changes: dict[str, Any] | None = None
+    ) -> bytes:
         tid = self._random(8)
         counter = None
         if order.kind in PACKAGE_KINDS:
             counter = record.counter + 1
-            operations = packages.operations_from_json(order.kind, order.request["operations"])
+            operations = packages.stored_operations(order.kind, order.request["operations"])
             signed = packages.euicc_package_signed(
                 self.settings.eim_id,
                 bytes.fromhex(record.eid),
@@ -283,11 +292,14 @@ class EimCore(EimResults, EimOperator, EimVersions):
             package = packages.euicc_package_request(
                 signed, self.settings.signing_key, record.association_token
             )
-            self.store.update_euicc(record.eid, counter=counter)
+            self.store.update_euicc(record.eid, counter=counter, **(changes or {}))
+            if changes:
+                changes.clear()
         else:
             package = packages.order_payload(order.kind, order.request, tid)
         self.store.update_order(
             order.id,
+            known=order,
             state=OrderState.SENT,
             eim_transaction_id=tid,
             counter_value=counter,

@@ -19,6 +19,8 @@ stay in 1..127.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -423,6 +425,26 @@ def operations_from_json(kind: str, items: Any) -> list[bytes]:
     return out
 
 
+def stored_operations(kind: str, items: Any) -> list[bytes]:
+    """:func:`operations_from_json` for the operations of a stored order (plain JSON values,
+    as read back from the store): encoded once per distinct list (kept by its exact JSON
+    text), since a campaign delivers the same operations to every device.
+
+    Raises:
+        PackageError: the list or an operation is invalid.
+    """
+    try:
+        text = json.dumps(items)
+    except (TypeError, ValueError):
+        return operations_from_json(kind, items)  # not plain JSON: validated (and refused)
+    return list(_operations_of_text(kind, text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _operations_of_text(kind: str, text: str) -> tuple[bytes, ...]:
+    return tuple(operations_from_json(kind, json.loads(text)))
+
+
 # --------------------------------------------------------------------------- requests
 
 
@@ -673,16 +695,20 @@ class EprInfo:
         return self.kind == "euiccPackageResultSigned"
 
 
-def parse_epr(raw: bytes) -> EprInfo:
+def parse_epr(raw: bytes, decoded: tuple[str, Any] | None = None) -> EprInfo:
     """Split a ``BF51`` EuiccPackageResult into its parts, keeping the signed TLV's bytes.
+    ``decoded``: these very bytes as decoded already (as part of the message that carried
+    them, checked for unknown alternatives there), not decoded again.
 
     Raises:
         PackageError: not a well-formed EuiccPackageResult.
     """
     try:
-        kind, value = schema.decode("EuiccPackageResult", raw)
-        if has_unknown_alternative((kind, value)):
-            raise schema.DecodeError("unknown CHOICE alternative")
+        if decoded is None:
+            decoded = schema.decode("EuiccPackageResult", raw)
+            if has_unknown_alternative(decoded):
+                raise schema.DecodeError("unknown CHOICE alternative")
+        kind, value = decoded
         outer = tlv.read_tlv(raw)
         parts = tlv_children(raw, tlv.read_tlv(raw, outer.value_start))
     except (schema.DecodeError, tlv.TlvError) as exc:

@@ -13,6 +13,7 @@ Notifications inside results are handled by :class:`~.notifications.EimNotificat
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -58,6 +59,13 @@ class _ResultError(Exception):
         self.code = code
 
 
+@functools.lru_cache(maxsize=4096)
+def _public_key(spki_der: bytes) -> ec.EllipticCurvePublicKey:
+    """The eUICC key of a stored SubjectPublicKeyInfo, parsed once per distinct key (keyed by
+    its exact bytes, so a key the operator or a certificate changes is parsed anew)."""
+    return pki.load_public_key(spki_der)
+
+
 def eid_or_none(data: bytes) -> str | None:
     """The EID (32 digits) of an ``eidValue``, or None when it is not a valid EID."""
     try:
@@ -73,16 +81,18 @@ class EimResults(EimNotifications):
 
     def provide_eim_package_result(self, message: bytes) -> bytes:
         """ESipa.ProvideEimPackageResult (rules 3-5): the ``BF50`` response."""
-        decode_message("ProvideEimPackageResult", message)
+        value = decode_message("ProvideEimPackageResult", message)
         self._outbox().clear()  # what a failed message left is not to be sent
         try:
-            eid = self._take_result(message)
+            # One transaction: the result stored and its acknowledgement taken together.
+            with self.store.transaction():
+                eid = self._take_result(message, value["eimPackageResult"])
+                acks = self.store.take_acks(eid)
             self.send_forwards()
         except _ResultError as exc:
             return schema.encode(
                 "ProvideEimPackageResultResponse", ("provideEimPackageResultError", exc.code)
             )
-        acks = self.store.take_acks(eid)
         if acks:
             return schema.encode("ProvideEimPackageResultResponse", ("eimAcknowledgements", acks))
         return schema.encode("ProvideEimPackageResultResponse", ("emptyResponse", {}))
@@ -105,8 +115,9 @@ class EimResults(EimNotifications):
         self.send_forwards()
         return None
 
-    def _take_result(self, message: bytes) -> str:
-        """Store a ProvideEimPackageResult; returns the EID it was for."""
+    def _take_result(self, message: bytes, decoded: tuple[str, Any] | None = None) -> str:
+        """Store a ProvideEimPackageResult; returns the EID it was for. ``decoded``: its
+        eimPackageResult as decoded with the whole message (not decoded again)."""
         parts = message_parts(message)
         eid: str | None = None
         if parts and parts[0][0] == b"\x5a":
@@ -121,7 +132,8 @@ class EimResults(EimNotifications):
         tag, raw = parts[0]
         with self.store.transaction():
             if tag == b"\xbf\x51":
-                return self._epr(eid, raw)
+                epr = decoded[1] if decoded and decoded[0] == "euiccPackageResult" else None
+                return self._epr(eid, raw, epr)
             if tag == b"\x30":
                 both = message_parts(raw)  # ePRAndNotifications { BF51, A0 {...} }
                 if len(both) < 2:
@@ -168,10 +180,10 @@ class EimResults(EimNotifications):
         if order is not None and order.state == OrderState.SENT:
             self.store.update_order(order.id, report=note)
 
-    def _epr(self, eid: str | None, raw: bytes) -> str:
+    def _epr(self, eid: str | None, raw: bytes, decoded: tuple[str, Any] | None = None) -> str:
         """Rule 3 for one EuiccPackageResult; returns its EID."""
         try:
-            info = packages.parse_epr(raw)
+            info = packages.parse_epr(raw, decoded)
         except PackageError as exc:
             raise MessageError(str(exc)) from None
         order = self._order_for(
@@ -184,7 +196,7 @@ class EimResults(EimNotifications):
         assert record is not None
         verified: bool | None = None
         if info.signed is not None and record.public_key is not None:
-            key = pki.load_public_key(record.public_key)
+            key = _public_key(bytes(record.public_key))
             verified = packages.verify_epr(info, key, record.association_token)
         problem = None
         if info.eim_id != self.settings.eim_id:
@@ -236,6 +248,7 @@ class EimResults(EimNotifications):
             error = f"euiccPackageErrorCode {_EPR_ERRORS.get(code, 'undefinedError')} ({code})"
         self.store.update_order(
             order.id,
+            known=order,
             state=OrderState.FAILED if error else OrderState.DONE,
             result=info.raw,
             result_json=info.decoded,

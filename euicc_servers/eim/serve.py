@@ -43,6 +43,7 @@ __all__ = [
     "add_eim_arguments",
     "add_eim_command",
     "build_eim",
+    "build_from_args",
     "issue_tls_credential",
     "run_in_thread",
 ]
@@ -145,9 +146,10 @@ def run_in_thread(
     return dataclasses.replace(running, stop=stop)
 
 
-def _run(args: argparse.Namespace) -> int:
+def build_from_args(args: argparse.Namespace) -> EimServer:
+    """The eIM the ``eim`` command's options (:func:`add_eim_arguments`) describe."""
     smdp_ca = Path(args.smdp_ca).read_bytes() if args.smdp_ca else None
-    server = build_eim(
+    return build_eim(
         args.pki,
         eim_id=args.eim_id,
         eim_fqdn=args.address or f"{args.host}:{args.port}",
@@ -161,6 +163,13 @@ def _run(args: argparse.Namespace) -> int:
         admin_token=args.admin_token,
         open_operator_api=args.no_auth,
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    workers = getattr(args, "workers", 1)
+    if workers > 1 and not args.state:
+        raise SystemExit("--workers needs --state: the workers share the state directory")
+    server = build_from_args(args)  # makes the database and the operator token first
     scheme = "http" if args.http else "https"
     log.info(
         "eIM %s on %s://%s:%d (eimFqdn %s, %d eUICC(s))",
@@ -172,6 +181,11 @@ def _run(args: argparse.Namespace) -> int:
         len(server.core.store.euiccs()),
     )
     announce_auth(server.core.auth, args.state)
+    if workers > 1:
+        from .workers import serve_workers  # noqa: PLC0415 - only for several workers
+
+        server.core.store.close()
+        return serve_workers(args, workers)
     _serve_app(
         create_app(server.core),
         host=args.host,
@@ -215,6 +229,14 @@ def add_eim_arguments(p: argparse.ArgumentParser) -> None:
         default=[],
         help="another SM-DP+ the eIM may relay to (besides --default-smdp and those of its "
         "own download orders); repeatable",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing one listening socket and the --state directory "
+        "(the scheduler runs in the first)",
     )
     add_auth_arguments(p, "/api")
     p.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")

@@ -17,10 +17,16 @@ Tables (one row each):
 * ``sessions`` — indirect downloads relayed to an SM-DP+, by transactionId.
 
 Every change runs in one SQLite transaction: a crash leaves the state before or after it. The
-file is in WAL mode with synchronous NORMAL, as fits a reference server: commits are not
-fsynced one by one (that cost about 0.3 ms each), so a crash of the process loses nothing, but
-a power cut or an OS crash may lose the last transactions (never the file's consistency). The
-store is thread-safe (one connection behind a lock).
+file is in WAL mode with synchronous NORMAL: a commit is not fsynced by itself, so a crash of
+the process loses nothing, and a power cut or an OS crash may lose the last transactions (never
+the file's consistency) except those that acknowledged results. A transaction that takes
+acknowledgements (:meth:`EimStore.take_acks`: its response lets the card delete the results)
+has the WAL fsynced after its commit, as synchronous FULL would, before it returns: a result
+the card was told to forget is on disk. Inside :meth:`EimStore.deferred_sync` that fsync is
+left to the caller (:meth:`EimStore.sync_through`, e.g. in a thread while the event loop
+serves others; one fsync covers every commit before it, so concurrent answers share one).
+The store is thread-safe (one connection behind a lock); several processes may share the
+file (every write transaction is ``BEGIN IMMEDIATE``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -202,9 +209,17 @@ class OrderState:
     CANCELLED = "cancelled"  # removed by the operator
 
 
+_stamp: tuple[int, str] = (-1, "")
+
+
 def now() -> str:
     """The current UTC time as ISO 8601 text (second resolution)."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    global _stamp
+    second = int(time.time())
+    if second != _stamp[0]:  # formatted once a second: several rows are stamped per request
+        text = dt.datetime.fromtimestamp(second, dt.UTC).isoformat(timespec="seconds")
+        _stamp = (second, text)
+    return _stamp[1]
 
 
 def _hex(data: bytes | None) -> str | None:
@@ -397,6 +412,9 @@ _PUBLISHED_EUICC_CHANGES = frozenset(
     {"labels", "delivery", "association_token", "token_source", "public_key"}
 )
 
+#: eUICC columns a caller may change.
+_EUICC_CHANGEABLE = frozenset(f.name for f in fields(EuiccRecord)) - {"eid", "created", "updated"}
+
 #: eUICC columns kept as JSON text.
 _JSON_COLUMNS = ("state_change", "labels", "delivery", "profiles")
 
@@ -425,6 +443,22 @@ class EimStore:
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._depth = 0
+        # eUICC records read or written in the open transaction, by EID. Only used while a
+        # transaction holds the database's write lock, so no other connection (another worker
+        # process) can change them meanwhile; emptied when the transaction ends.
+        self._records: dict[str, EuiccRecord] = {}
+        # seqNumbers to acknowledge that the open transaction added, by EID: written to the
+        # acks table at its commit unless a take_acks in the same transaction took them (a
+        # result acknowledged in its own response never touches the table).
+        self._new_acks: dict[str, set[int]] = {}
+        # Whether the open transaction took acknowledgements (it is made durable at commit).
+        self._acknowledges = False
+        self._wal = Path(directory) / f"{DB_FILE}-wal" if directory is not None else None
+        #: Commits that took acknowledgements so far, and how many of them are durable.
+        self.acknowledged = 0
+        self.durable = 0
+        self._sync_lock = threading.Lock()  # not the store's lock: an fsync blocks no query
+        self._deferred = threading.local()
         if directory is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module notes
@@ -458,13 +492,61 @@ class EimStore:
             self._depth = 1
             try:
                 yield
+                self._write_new_acks()
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             else:
                 self._db.execute("COMMIT")
+                if self._acknowledges:
+                    self.acknowledged += 1
+                    if not getattr(self._deferred, "on", False):
+                        self.sync_through(self.acknowledged)
             finally:
                 self._depth = 0
+                self._records.clear()
+                self._new_acks.clear()
+                self._acknowledges = False
+
+    @contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """In this block (this thread), a commit that takes acknowledgements is not fsynced:
+        before the acknowledgements leave, the caller calls :meth:`sync_through` with
+        :attr:`acknowledged` as it is after the block."""
+        self._deferred.on = True
+        try:
+            yield
+        finally:
+            self._deferred.on = False
+
+    def sync_through(self, count: int) -> None:
+        """Make the first ``count`` acknowledging commits durable: one fsync covers every
+        commit before it, so nothing is done when an earlier call's fsync covered them."""
+        with self._sync_lock:
+            if self.durable >= count:
+                return
+            reached = self.acknowledged  # every commit counted here is in the WAL already
+            self._sync()
+            self.durable = max(self.durable, reached)
+
+    def _sync(self) -> None:
+        """fdatasync the WAL (the main file when there is no WAL: the checkpoint that emptied it
+        synced the main file itself)."""
+        if self._wal is None:
+            return  # in memory
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = os.open(self._wal.with_name(DB_FILE), os.O_RDONLY)
+        try:
+            os.fdatasync(fd)  # as SQLite syncs its WAL: the data and the size
+        finally:
+            os.close(fd)
+
+    def _write_new_acks(self) -> None:
+        rows = [(eid, seq) for eid, seqs in self._new_acks.items() for seq in seqs]
+        if rows:
+            self._db.executemany("INSERT OR IGNORE INTO acks (eid, seq_number) VALUES (?, ?)", rows)
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
         with self._lock:
@@ -517,8 +599,16 @@ class EimStore:
 
     def euicc(self, eid: str) -> EuiccRecord | None:
         """The registered eUICC ``eid``, if any."""
-        row = self._one("SELECT * FROM euiccs WHERE eid = ?", (eid,))
-        return self._euicc(row) if row is not None else None
+        with self._lock:
+            record = self._records.get(eid) if self._depth else None
+            if record is None:
+                row = self._db.execute("SELECT * FROM euiccs WHERE eid = ?", (eid,)).fetchone()
+                if row is None:
+                    return None
+                record = self._euicc(row)
+                if self._depth:
+                    self._records[eid] = record
+            return record
 
     def euiccs(self) -> list[EuiccRecord]:
         """All registered eUICCs, oldest first."""
@@ -530,8 +620,7 @@ class EimStore:
         Raises:
             NotFound: no such EID.
         """
-        allowed = {f.name for f in fields(EuiccRecord)} - {"eid", "created", "updated"}
-        unknown = set(values) - allowed
+        unknown = values.keys() - _EUICC_CHANGEABLE
         if unknown:
             raise ValueError(f"unknown eUICC fields {sorted(unknown)}")
         for name in _JSON_COLUMNS:
@@ -540,13 +629,13 @@ class EimStore:
         values["updated"] = now()
         assignments = ", ".join(f"{k} = ?" for k in values)
         with self.transaction():
-            cursor = self._db.execute(
-                f"UPDATE euiccs SET {assignments} WHERE eid = ?", [*values.values(), eid]
-            )
-            if cursor.rowcount != 1:
+            rows = self._db.execute(
+                f"UPDATE euiccs SET {assignments} WHERE eid = ? RETURNING *",
+                [*values.values(), eid],
+            ).fetchall()  # all: the statement runs to its end
+            if not rows:
                 raise NotFound(f"EID {eid} is not registered")
-            record = self.euicc(eid)
-            assert record is not None
+            record = self._records[eid] = self._euicc(rows[0])
             # Every poll changes lastSeen and every package the counter: not worth an event.
             changed = sorted(set(values) & _PUBLISHED_EUICC_CHANGES)
             if changed:
@@ -560,6 +649,8 @@ class EimStore:
             NotFound: no such EID.
         """
         with self.transaction():
+            self._records.pop(eid, None)
+            self._new_acks.pop(eid, None)
             if self._db.execute("DELETE FROM euiccs WHERE eid = ?", (eid,)).rowcount != 1:
                 raise NotFound(f"EID {eid} is not registered")
             self.publish("euicc.deleted", {"eid": eid})
@@ -590,14 +681,12 @@ class EimStore:
         with self.transaction():
             if self.euicc(eid) is None:
                 raise NotFound(f"EID {eid} is not registered")
-            cursor = self._db.execute(
+            rows = self._db.execute(
                 "INSERT INTO orders (eid, kind, request, origin, state, created, updated, "
-                "campaign) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "campaign) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (eid, kind, json.dumps(request), origin, OrderState.QUEUED, stamp, stamp, campaign),
-            )
-            order_id = cursor.lastrowid
-            assert order_id is not None
-            order = self.require_order(order_id)
+            ).fetchall()
+            order = self._order(rows[0])
             self.publish("order.queued", order.summary())
         return order
 
@@ -659,8 +748,9 @@ class EimStore:
         row = self._one(sql + " ORDER BY id LIMIT 1", args)
         return self._order(row) if row is not None else None
 
-    def update_order(self, order_id: int, **values: Any) -> Order:
-        """Change columns of an order (``result_json`` is stored as JSON).
+    def update_order(self, order_id: int, *, known: Order | None = None, **values: Any) -> Order:
+        """Change columns of an order (``result_json`` is stored as JSON). ``known``: the
+        order as the caller read it in its open transaction (its state is not read again).
 
         Raises:
             NotFound: no such order.
@@ -672,16 +762,25 @@ class EimStore:
         values["updated"] = now()
         assignments = ", ".join(f"{k} = ?" for k in values)
         with self.transaction():
-            before = self.order(order_id)
-            cursor = self._db.execute(
-                f"UPDATE orders SET {assignments} WHERE id = ?", [*values.values(), order_id]
-            )
-            if cursor.rowcount != 1 or before is None:
+            if known is not None and self._depth > 1 and known.id == order_id:
+                before: tuple[str, str | None] = (known.state, known.report)
+            else:
+                row = self._db.execute(
+                    "SELECT state, report FROM orders WHERE id = ?", (order_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"no order {order_id}")
+                before = (row[0], row[1])
+            rows = self._db.execute(
+                f"UPDATE orders SET {assignments} WHERE id = ? RETURNING *",
+                [*values.values(), order_id],
+            ).fetchall()
+            if not rows:
                 raise NotFound(f"no order {order_id}")
-            order = self.require_order(order_id)
-            if order.state != before.state:
+            order = self._order(rows[0])
+            if order.state != before[0]:
                 self.publish(f"order.{order.state}", order.summary())
-            elif order.report != before.report and order.report is not None:
+            elif order.report != before[1] and order.report is not None:
                 self.publish("order.unverified", order.summary())
         return order
 
@@ -702,6 +801,8 @@ class EimStore:
         forwarded: str | None = None,
     ) -> Event:
         """Record something the IPAd delivered."""
+        text = json.dumps(decoded)
+        received = now()
         cursor = self._exec(
             "INSERT INTO events (eid, order_id, kind, seq_number, raw, decoded, verified, "
             "accepted, note, forwarded, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -711,17 +812,31 @@ class EimStore:
                 kind,
                 seq_number,
                 raw,
-                json.dumps(decoded),
+                text,
                 verified,
                 accepted,
                 note,
                 forwarded,
-                now(),
+                received,
             ),
         )
-        row = self._one("SELECT * FROM events WHERE id = ?", (cursor.lastrowid,))
-        assert row is not None
-        return self._event(row)
+        assert cursor.lastrowid is not None
+        # The row as SQLite holds it (the decoded value as read back from its JSON text), not
+        # read back: it is exactly what was just written.
+        return Event(
+            cursor.lastrowid,
+            eid,
+            order_id,
+            kind,
+            seq_number,
+            bytes(raw),
+            json.loads(text),
+            None if verified is None else bool(verified),
+            bool(accepted),
+            note,
+            forwarded,
+            received,
+        )
 
     def find_event(self, kind: str, raw: bytes) -> Event | None:
         """The first recorded event of ``kind`` with exactly these bytes (a repeat delivery)."""
@@ -753,27 +868,28 @@ class EimStore:
 
     def add_acks(self, eid: str, seq_numbers: Sequence[int]) -> None:
         """Remember seqNumbers to acknowledge to the IPAd of ``eid``."""
-        with self.transaction():
-            for seq in seq_numbers:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO acks (eid, seq_number) VALUES (?, ?)", (eid, seq)
-                )
+        with self.transaction():  # written when it commits (see _new_acks)
+            self._new_acks.setdefault(eid, set()).update(seq_numbers)
 
     def take_acks(self, eid: str) -> list[int]:
         """The pending seqNumbers of ``eid`` (ascending), removed from the store: they go out
         in this response. A lost response makes the IPAd send the results again, and they are
         acknowledged again then."""
         with self.transaction():
+            taken = self._new_acks.pop(eid, set())
             rows = self._db.execute(
-                "SELECT seq_number FROM acks WHERE eid = ? ORDER BY seq_number", (eid,)
+                "DELETE FROM acks WHERE eid = ? RETURNING seq_number", (eid,)
             ).fetchall()
-            self._db.execute("DELETE FROM acks WHERE eid = ?", (eid,))
-        return [r[0] for r in rows]
+            taken.update(r[0] for r in rows)
+            if taken:
+                self._acknowledges = True  # durable before the acknowledgement goes out
+        return sorted(taken)
 
     def pending_acks(self, eid: str) -> list[int]:
         """The seqNumbers waiting to be acknowledged to ``eid`` (not removed)."""
-        rows = self._all("SELECT seq_number FROM acks WHERE eid = ? ORDER BY seq_number", (eid,))
-        return [r[0] for r in rows]
+        with self._lock:
+            rows = self._all("SELECT seq_number FROM acks WHERE eid = ?", (eid,))
+            return sorted(self._new_acks.get(eid, set()).union(r[0] for r in rows))
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -828,7 +944,9 @@ class EimStore:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Run one statement (in the caller's transaction, or its own)."""
-        return self._exec(sql, args)
+        with self._lock:
+            self._records.clear()  # it may change an eUICC behind the cached records' back
+            return self._exec(sql, args)
 
     # -- the northbound feed --------------------------------------------------------------
 

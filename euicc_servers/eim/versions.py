@@ -73,17 +73,10 @@ class EimVersions:
     ) -> Answer | None:
         """Run ``handler`` on ``message`` in the eUICC's version (rules 2-5)."""
         if tag == b"\xbf\x4f":
-            eid = self._eid_named(message)
-            record = self.store.euicc(eid) if eid is not None else None
-            if record is None or record.sgp32 != "1.0":
-                answer = handler(message)
-                if answer is not None and record is not None and record.sgp32 is None:
-                    message = sgp32_v1_0.ask_certificate_with_euicc_info2(answer.message)
-                    answer = replace(answer, message=message)
-                return answer
-            answer = handler(sgp32_v1_0.request_to_v1_2(message))
-            assert answer is not None
-            return self._package_v1_0(answer, eid)
+            # One store transaction for the whole poll: the eUICC is read once (the store
+            # keeps it for the transaction) and nothing can change it in between.
+            with self.store.transaction():
+                return self._speak_get(message, handler)
         if tag not in (b"\xbf\x50", b"\xbf\x3d"):
             return handler(message)
         try:
@@ -102,6 +95,21 @@ class EimVersions:
             return replace(answer, message=sgp32_v1_0.answer_to_v1_0(answer.message))
         except sgp32_v1_0.NotInV1_0 as exc:
             raise MessageError(f"SGP.32 v1.0.1 has no answer for this: {exc}") from None
+
+    def _speak_get(
+        self, message: bytes, handler: Callable[[bytes], Answer | None]
+    ) -> Answer | None:
+        eid = self._eid_named(message)
+        record = self.store.euicc(eid) if eid is not None else None
+        if record is None or record.sgp32 != "1.0":
+            answer = handler(message)
+            if answer is not None and record is not None and record.sgp32 is None:
+                message = sgp32_v1_0.ask_certificate_with_euicc_info2(answer.message)
+                answer = replace(answer, message=message)
+            return answer
+        answer = handler(sgp32_v1_0.request_to_v1_2(message))
+        assert answer is not None
+        return self._package_v1_0(answer, eid)
 
     def learn_version(self, eid: str, fields: dict[bytes, bytes]) -> None:
         """Rule 1: the version of ``eid`` from the EUICCInfo2 in a solicited IpaEuiccData."""

@@ -1,0 +1,243 @@
+"""The eIM store's transactions (euicc_servers.eim.store): a result acknowledged to a device is
+fsynced before the answer leaves, acknowledgements taken in their own transaction never touch
+the table, eUICC records kept for a transaction never outlive it, and one ESipa request is
+one transaction. Real SQLite files, the emulated card and real signatures."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from euicc_protocol import tlv
+from euicc_protocol.crypto import Curve
+from euicc_servers.eim import EimServer, OrderState, build_eim
+from euicc_servers.eim.packages import PackageError, operations_from_json, stored_operations
+from euicc_servers.eim.store import DB_FILE, EimStore
+from euicc_sim.card import Euicc
+from ipa import es10_iot, esipa_messages
+from ipa.es10 import Es10Client
+from ipa.transport import InProcessTransport
+
+PACKAGE = Path(__file__).resolve().parent.parent / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"
+ICCID = "8949449999999990023"  # of PACKAGE
+
+
+def _device(eim: EimServer) -> tuple[Euicc, Es10Client]:
+    card = Euicc.create(None, curves=(Curve.NIST_P256,))
+    card.preload(PACKAGE.read_bytes())
+    chain = card.credentials.chains[0]
+    eim.core.register(
+        card.eid, euicc_certificate=chain.euicc_certificate, eum_certificate=chain.eum_certificate
+    )
+    client = Es10Client.open(InProcessTransport(card))
+    es10_iot.add_initial_eim(
+        client, bytes(eim.core.configuration(card.eid).add_initial_eim_request())
+    )
+    return card, client
+
+
+def _enable(eim: EimServer, eid: str) -> int:
+    order = eim.core.queue(eid, {"type": "psmo", "operations": [{"enable": {"iccid": ICCID}}]})
+    return int(order.id)
+
+
+def _package(eim: EimServer, card: Euicc) -> bytes:
+    answer = eim.core.handle(esipa_messages.get_eim_package_request(card.eid))
+    assert answer is not None
+    outer = tlv.read_tlv(answer.message)
+    return answer.message[outer.value_start : outer.value_end]
+
+
+class _FsyncSpy:
+    """Records fsyncs and what another connection sees in the file at each one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, database: Path) -> None:
+        self.database = database
+        self.seen: list[tuple[str, list[str]]] = []
+        real = os.fdatasync
+
+        def spy(fd: int) -> None:
+            real(fd)
+            with sqlite3.connect(database) as other:
+                states = [r[0] for r in other.execute("SELECT state FROM orders ORDER BY id")]
+            self.seen.append((os.readlink(f"/proc/self/fd/{fd}"), states))
+
+        monkeypatch.setattr(os, "fdatasync", spy)
+
+
+def test_an_acknowledged_result_is_committed_and_fsynced_before_the_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eim = build_eim("sgp26", state_dir=tmp_path)
+    card, client = _device(eim)
+    _enable(eim, card.eid)
+    spy = _FsyncSpy(monkeypatch, tmp_path / DB_FILE)
+
+    epr = es10_iot.load_euicc_package(client, _package(eim, card))
+    assert spy.seen == []  # delivering a package acknowledges nothing: no fsync of its own
+    answer = eim.core.handle(esipa_messages.provide_eim_package_result(epr.raw, card.eid))
+
+    assert answer is not None and answer.message[:5] == bytes.fromhex("BF5006BF53")  # acks
+    # One fsync, of the WAL, after the commit: the done order is in the file by then.
+    assert spy.seen == [(str(tmp_path / f"{DB_FILE}-wal"), ["done"])]
+
+
+def test_a_result_that_acknowledges_nothing_costs_no_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eim = build_eim("sgp26", state_dir=tmp_path)
+    card, client = _device(eim)
+    _enable(eim, card.eid)
+    spy = _FsyncSpy(monkeypatch, tmp_path / DB_FILE)
+    epr = es10_iot.load_euicc_package(client, _package(eim, card))
+    message = esipa_messages.provide_eim_package_result(epr.raw, card.eid)
+    eim.core.handle(message)
+    spy.seen.clear()
+
+    # The same result from an unregistered EID: refused, nothing to acknowledge.
+    eim.core.store.delete_euicc(card.eid)
+    answer = eim.core.handle(message)
+
+    assert answer is not None and answer.message == bytes.fromhex("BF5003020102")  # eidNotFound
+    assert spy.seen == []
+
+
+def test_acks_taken_in_their_own_transaction_never_reach_the_table(tmp_path: Path) -> None:
+    store = EimStore(tmp_path)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid)
+    with store.transaction():
+        store.add_acks(eid, [7, 3])
+        assert store.pending_acks(eid) == [3, 7]
+        assert store.take_acks(eid) == [3, 7]
+    assert store.pending_acks(eid) == []
+    assert store.rows("SELECT * FROM acks") == []
+
+
+def test_acks_left_for_later_are_stored_and_a_rollback_drops_them(tmp_path: Path) -> None:
+    store = EimStore(tmp_path)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid)
+    store.add_acks(eid, [5])  # e.g. from a HandleNotification, which has no response
+    with pytest.raises(RuntimeError), store.transaction():
+        store.add_acks(eid, [6])
+        raise RuntimeError("the request failed")
+
+    assert [tuple(r) for r in store.rows("SELECT eid, seq_number FROM acks")] == [(eid, 5)]
+    reopened = EimStore(tmp_path)  # committed: in the file
+    assert reopened.take_acks(eid) == [5]
+    assert reopened.pending_acks(eid) == store.pending_acks(eid) == []
+
+
+def test_a_record_kept_for_a_transaction_shows_its_writes_and_not_outlive_it(
+    tmp_path: Path,
+) -> None:
+    store = EimStore(tmp_path)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid, counter=4)
+    with store.transaction():
+        assert store.euicc(eid).counter == 4  # type: ignore[union-attr]
+        store.update_euicc(eid, counter=5)
+        assert store.euicc(eid).counter == 5  # type: ignore[union-attr]
+    # Another process (a second worker) changes the eUICC between two transactions.
+    with sqlite3.connect(tmp_path / DB_FILE) as other:
+        other.execute("UPDATE euiccs SET counter = 9 WHERE eid = ?", (eid,))
+    assert store.euicc(eid).counter == 9  # type: ignore[union-attr]
+    with store.transaction():
+        assert store.euicc(eid).counter == 9  # type: ignore[union-attr]
+        store.delete_euicc(eid)
+        assert store.euicc(eid) is None
+
+
+def test_one_esipa_request_is_one_transaction(tmp_path: Path) -> None:
+    eim = build_eim("sgp26", state_dir=tmp_path)
+    card, client = _device(eim)
+    _enable(eim, card.eid)
+    statements: list[str] = []
+    eim.core.store._db.set_trace_callback(statements.append)
+
+    package = _package(eim, card)
+    epr = es10_iot.load_euicc_package(client, package)
+    eim.core.handle(esipa_messages.provide_eim_package_result(epr.raw, card.eid))
+
+    begins = [s for s in statements if s.startswith("BEGIN")]
+    commits = [s for s in statements if s == "COMMIT"]
+    assert len(begins) == len(commits) == 2
+    assert eim.core.store.orders(card.eid, states=[OrderState.DONE])[0].verified is True
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        [{"enable": {"iccid": ICCID, "rollbackFlag": True}}],
+        [{"disable": {"iccid": ICCID}}, {"listProfileInfo": {"tagList": "5A"}}],
+        [{"getRAT": {}}],
+    ],
+)
+def test_stored_operations_encode_like_the_operator_api(operations: list[Any]) -> None:
+    expected = operations_from_json("psmo", operations)
+    assert stored_operations("psmo", operations) == expected
+    assert stored_operations("psmo", operations) == expected  # again, from the cache
+
+
+def test_stored_operations_refuse_what_the_operator_api_refuses() -> None:
+    for bad in ([{"enable": {"iccid": "12"}}], [], [{"enable": {}, "disable": {}}], ({},)):
+        with pytest.raises(PackageError):
+            stored_operations("psmo", bad)
+
+
+def test_deferred_fsyncs_are_shared_by_the_commits_before_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EimStore(tmp_path)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid)
+    spy = _FsyncSpy(monkeypatch, tmp_path / DB_FILE)
+    with store.deferred_sync():
+        for seq in (1, 2):
+            with store.transaction():
+                store.add_acks(eid, [seq])
+                assert store.take_acks(eid) == [seq]
+    assert (store.acknowledged, store.durable, spy.seen) == (2, 0, [])  # left to the caller
+
+    store.sync_through(1)  # one fsync, covering both commits
+    store.sync_through(2)  # covered already: no second fsync
+    assert len(spy.seen) == 1 and store.durable == 2
+
+
+def test_the_asn1_route_answers_an_acknowledgement_only_once_it_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgi_client import AsgiClient
+
+    from euicc_servers.eim import create_app
+
+    eim = build_eim("sgp26", state_dir=tmp_path, tls=False)
+    card, client = _device(eim)
+    _enable(eim, card.eid)
+    http = AsgiClient(create_app(eim.core), "http://eim.test")
+    headers = {"Content-Type": "application/x-gsma-rsp-asn1"}
+    poll = http.request(
+        "POST",
+        "/gsma/rsp2/asn1",
+        content=esipa_messages.get_eim_package_request(card.eid),
+        headers=headers,
+    )
+    outer = tlv.read_tlv(poll.content)
+    epr = es10_iot.load_euicc_package(client, poll.content[outer.value_start : outer.value_end])
+    spy = _FsyncSpy(monkeypatch, tmp_path / DB_FILE)
+
+    answer = http.request(
+        "POST",
+        "/gsma/rsp2/asn1",
+        content=esipa_messages.provide_eim_package_result(epr.raw, card.eid),
+        headers=headers,
+    )
+
+    assert answer.content[:5] == bytes.fromhex("BF5006BF53")
+    assert spy.seen == [(str(tmp_path / f"{DB_FILE}-wal"), ["done"])]
+    assert eim.core.store.durable == eim.core.store.acknowledged == 1
