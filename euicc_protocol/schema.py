@@ -277,8 +277,62 @@ def has_type(type_name: str, *, sgp32: str = "1.2") -> bool:
     return type_name in spec(sgp32).types
 
 
+# Encodings of small immutable values, keyed by the type, the version and the exact value
+# (see _frozen): the card's results and the IPAd's fixed requests repeat on every cycle, and
+# asn1tools' encoder costs tens of microseconds for a few octets.
+_ENCODED: dict[tuple[Any, ...], bytes] = {}
+_ENCODED_MAX = 1024
+_UNCACHEABLE = object()
+_DICT, _TUPLE, _LIST = object(), object(), object()  # kind marks: no value can forge them
+
+
+def _frozen(value: Any, depth: int = 0) -> Any:
+    """A hashable key standing for ``value`` and only for values that encode the same; or
+    ``_UNCACHEABLE``. Only exact ``str``, ``int``, ``bytes`` and None leaves are taken (not
+    ``bool``, which equals 1 but may encode otherwise, nor ``bytearray`` or floats); dicts,
+    tuples and lists keep their kind and their order."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bytes or value is None:
+        return value
+    if depth > 4:
+        return _UNCACHEABLE
+    if kind is dict:
+        items = []
+        for name, item in value.items():
+            frozen = _frozen(item, depth + 1)
+            if frozen is _UNCACHEABLE or type(name) is not str:
+                return _UNCACHEABLE
+            items.append((name, frozen))
+        return (_DICT, *items)
+    if kind is tuple or kind is list:
+        parts: list[Any] = [_TUPLE if kind is tuple else _LIST]
+        for item in value:
+            frozen = _frozen(item, depth + 1)
+            if frozen is _UNCACHEABLE:
+                return _UNCACHEABLE
+            parts.append(frozen)
+        return tuple(parts)
+    return _UNCACHEABLE
+
+
 def encode(type_name: str, value: Any, *, sgp32: str = "1.2") -> bytes:
     """DER-encode ``value`` as ``type_name``."""
+    if type(sgp32) is not str:  # an enum member: the same cache entries as its string
+        sgp32 = str(sgp32)
+    frozen = _frozen(value)
+    if frozen is not _UNCACHEABLE:
+        key = (type_name, sgp32, frozen)
+        encoded = _ENCODED.get(key)
+        if encoded is None:
+            encoded = _encode(type_name, value, sgp32)
+            if len(_ENCODED) >= _ENCODED_MAX:
+                del _ENCODED[next(iter(_ENCODED))]  # the oldest entry
+            _ENCODED[key] = encoded
+        return encoded
+    return _encode(type_name, value, sgp32)
+
+
+def _encode(type_name: str, value: Any, sgp32: str) -> bytes:
     try:
         return bytes(spec(sgp32).encode(type_name, value))
     except KeyError:

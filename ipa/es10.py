@@ -200,6 +200,15 @@ def _seq_number(seq_number: int) -> int:
     return seq_number
 
 
+def _notification_sent_request(seq_number: int) -> bytes:
+    """NotificationSentRequest (SGP.22 ES10b.RemoveNotificationFromList: ``BF30 { [0]
+    seqNumber }``) built directly: the IPAd sends one per handled result, and the seqNumber
+    differs every time. The INTEGER is DER's minimal two's complement (a leading 00 when the
+    top bit is set)."""
+    number = seq_number.to_bytes(seq_number.bit_length() // 8 + 1, "big")
+    return tlv.encode_tlv(b"\xbf\x30", tlv.encode_tlv(b"\x80", number))
+
+
 def _encode_tag(tag: int | bytes | str) -> bytes:
     if isinstance(tag, str):
         try:
@@ -467,7 +476,7 @@ class Es10Client:
 
     def remove_notification_from_list(self, seq_number: int) -> None:
         """ES10b.RemoveNotificationFromList (also removes an SGP.32 EuiccPackageResult)."""
-        request = schema.encode("NotificationSentRequest", {"seqNumber": _seq_number(seq_number)})
+        request = _notification_sent_request(_seq_number(seq_number))
         self._result(
             F_REMOVE_NOTIFICATION,
             request,
