@@ -167,7 +167,7 @@ class PullFlow:
         delay = self.config.backoff.delay(
             end.failures if end.state is State.IDLE else 0, self._random
         )
-        return replace(end, next_delay=delay)
+        return rules._evolve(end, next_delay=delay)  # one copy per cycle, as the rules make them
 
     async def run(self, stop_event: asyncio.Event | None = None) -> None:
         """Poll until ``stop_event`` is set, waiting each cycle's ``next_delay`` in between."""
