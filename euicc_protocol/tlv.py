@@ -111,6 +111,10 @@ def is_constructed(tag: bytes) -> bool:
 
 def read_tag(data: _Bytes, offset: int = 0) -> tuple[bytes, int]:
     """Read one tag at ``offset``; return its octets and the offset just after it."""
+    if 0 <= offset < len(data):
+        first = data[offset]
+        if first & 0x1F != 0x1F:  # the one-octet form: no checks left to make
+            return ONE_OCTET_TAGS[first], offset + 1
     return _read_tag(data, offset, len(data))
 
 
@@ -239,15 +243,31 @@ def encode_length(n: int) -> bytes:
     return bytes((0x80 | len(body),)) + body
 
 
+#: Tags :func:`encode_tlv` has checked already (the encoders use a few dozen constants).
+_CHECKED_TAGS: set[bytes] = set()
+
+
 def encode_tlv(tag: bytes, value: bytes) -> bytes:
     """``tag`` (one complete encoded tag) followed by the length and ``value``."""
+    if type(tag) is bytes and type(value) is bytes and tag in _CHECKED_TAGS:
+        n = len(value)
+        if n < 0x80:
+            return tag + ONE_OCTET_TAGS[n] + value
+        return tag + encode_length(n) + value
+    _check_tag(tag)
+    if type(tag) is bytes and len(_CHECKED_TAGS) < 512:
+        _CHECKED_TAGS.add(tag)
+    return bytes(tag) + encode_length(len(value)) + bytes(value)
+
+
+def _check_tag(tag: bytes) -> None:
+    """Raise ValueError unless ``tag`` is exactly one complete encoded tag."""
     try:
         _, after = read_tag(tag, 0)
     except TlvError as exc:
         raise ValueError(f"invalid tag {bytes(tag).hex().upper()}: {exc}") from None
     if after != len(tag):
         raise ValueError(f"{bytes(tag).hex().upper()} is more than one tag")
-    return bytes(tag) + encode_length(len(value)) + bytes(value)
 
 
 def der_integer(value: int) -> bytes:

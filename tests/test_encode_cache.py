@@ -51,3 +51,20 @@ def test_the_cache_is_bounded() -> None:
     assert schema.encode("NotificationSentRequest", {"seqNumber": 3}) == bytes.fromhex(
         "BF3003800103"
     )
+
+
+def test_encode_tlv_checks_every_tag_every_time() -> None:
+    from euicc_protocol import tlv
+
+    for _ in range(2):
+        assert tlv.encode_tlv(b"\xbf\x30", b"\x80\x01\x03") == bytes.fromhex("BF3003800103")
+        assert tlv.encode_tlv(b"\x04", b"x" * 200)[:3] == bytes.fromhex("0481C8")
+        assert tlv.encode_tlv(bytearray(b"\x04"), memoryview(b"ab")) == b"\x04\x02ab"
+        for bad in (b"", b"\x1f", b"\x30\x30", b"\xbf\x80\x01", b"\xbf"):
+            with pytest.raises(ValueError):
+                tlv.encode_tlv(bad, b"")
+    assert tlv.read_tag(b"\x30\x00") == (b"\x30", 1)
+    assert tlv.read_tag(b"\x00\xbf\x30", 1) == (b"\xbf\x30", 3)
+    for data, offset in ((b"\x30", 1), (b"\x30", -1), (b"", 0)):
+        with pytest.raises(tlv.TlvError):
+            tlv.read_tag(data, offset)
