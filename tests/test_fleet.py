@@ -505,3 +505,20 @@ def test_benchmark_idle_reports_memory_per_device() -> None:
     result = json.loads(done.stdout)
     assert set(result) == {"devices", "rss_mb_per_device", "rss_kb_per_device", "eim"}
     assert result["devices"] == 5
+
+
+def test_fixed_rounds_benchmark_runs_every_cycle() -> None:
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "pull_rounds.py"),
+        "--json",
+        "--devices",
+        "2",
+        "--rounds",
+        "2",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["devices"] == 2 and result["rounds"] == 2 and result["cycles"] == 4
+    assert result["cpu_ms_per_cycle"] > 0 and result["eim_cpu_ms_per_cycle"] > 0
