@@ -748,6 +748,18 @@ class EimStore:
         row = self._one(sql + " ORDER BY id LIMIT 1", args)
         return self._order(row) if row is not None else None
 
+    def next_order(self, eid: str) -> Order | None:
+        """The order to deliver to ``eid`` next: its oldest *sent* order that holds a package
+        (to be delivered again), else its oldest *queued* one; ``None`` when neither exists.
+        One query (what two :meth:`find_order` calls would answer)."""
+        row = self._one(
+            # The index (eid, state, id) narrows it to the two states' rows.
+            "SELECT * FROM orders WHERE eid = ? AND state IN (?, ?)"
+            " AND (state = ? OR package IS NOT NULL) ORDER BY state = ?, id LIMIT 1",
+            (eid, OrderState.SENT, OrderState.QUEUED, OrderState.QUEUED, OrderState.QUEUED),
+        )
+        return self._order(row) if row is not None else None
+
     def update_order(self, order_id: int, *, known: Order | None = None, **values: Any) -> Order:
         """Change columns of an order (``result_json`` is stored as JSON). ``known``: the
         order as the caller read it in its open transaction (its state is not read again).
