@@ -139,6 +139,10 @@ def value_to_json(value: Any) -> Any:
     return value
 
 
+#: Types of decoded values that hold no other value (looked up before isinstance).
+_LEAVES = frozenset({bytes, bytearray, int, str, bool, float, type(None)})
+
+
 def has_unknown_alternative(value: Any) -> bool:
     """Whether a decoded asn1tools value holds a CHOICE decoded as ``(None, ...)`` anywhere:
     an alternative the schema does not know (after an extension marker), which no code can
@@ -148,6 +152,8 @@ def has_unknown_alternative(value: Any) -> bool:
     pending = [value]
     while pending:
         item = pending.pop()
+        if type(item) in _LEAVES:
+            continue
         if isinstance(item, tuple):
             if item and item[0] is None:
                 return True

@@ -114,6 +114,7 @@ CREATE TABLE IF NOT EXISTS orders (
     campaign INTEGER
 );
 CREATE INDEX IF NOT EXISTS orders_by_eid ON orders (eid, state, id);
+CREATE INDEX IF NOT EXISTS orders_by_transaction ON orders (eim_transaction_id);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     eid TEXT,
@@ -753,10 +754,11 @@ class EimStore:
         (to be delivered again), else its oldest *queued* one; ``None`` when neither exists.
         One query (what two :meth:`find_order` calls would answer)."""
         row = self._one(
-            # The index (eid, state, id) narrows it to the two states' rows.
-            "SELECT * FROM orders WHERE eid = ? AND state IN (?, ?)"
-            " AND (state = ? OR package IS NOT NULL) ORDER BY state = ?, id LIMIT 1",
-            (eid, OrderState.SENT, OrderState.QUEUED, OrderState.QUEUED, OrderState.QUEUED),
+            # Each half walks the index (eid, state, id) in order and stops at its first row.
+            "SELECT * FROM (SELECT * FROM orders WHERE eid = ? AND state = ?"
+            " AND package IS NOT NULL ORDER BY id LIMIT 1) UNION ALL"
+            " SELECT * FROM (SELECT * FROM orders WHERE eid = ? AND state = ? ORDER BY id LIMIT 1)",
+            (eid, OrderState.SENT, eid, OrderState.QUEUED),
         )
         return self._order(row) if row is not None else None
 
