@@ -241,3 +241,52 @@ def test_the_asn1_route_answers_an_acknowledgement_only_once_it_is_durable(
     assert answer.content[:5] == bytes.fromhex("BF5006BF53")
     assert spy.seen == [(str(tmp_path / f"{DB_FILE}-wal"), ["done"])]
     assert eim.core.store.durable == eim.core.store.acknowledged == 1
+
+
+def test_next_order_is_the_sent_package_else_the_oldest_queued_order() -> None:
+    store = EimStore(None)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid)
+    assert store.next_order(eid) is None
+    first = store.add_order(eid, "psmo", {"operations": []})
+    second = store.add_order(eid, "psmo", {"operations": []})
+    assert store.next_order(eid).id == first.id  # type: ignore[union-attr]
+    # A sent order without a package (none is built so) is not delivered again.
+    store.update_order(first.id, state=OrderState.SENT)
+    assert store.next_order(eid).id == second.id  # type: ignore[union-attr]
+    store.update_order(second.id, state=OrderState.SENT, package=b"\xbf\x51\x00")
+    third = store.add_order(eid, "psmo", {"operations": []})
+    chosen = store.next_order(eid)
+    assert chosen is not None and (chosen.id, chosen.package) == (second.id, b"\xbf\x51\x00")
+    store.update_order(second.id, state=OrderState.DONE)
+    store.update_order(first.id, state=OrderState.DONE)
+    assert store.next_order(eid).id == third.id  # type: ignore[union-attr]
+    store.update_order(third.id, state=OrderState.CANCELLED)
+    assert store.next_order(eid) is None
+
+
+def test_a_result_is_matched_to_its_order_by_an_index_on_the_transaction_id() -> None:
+    store = EimStore(None)
+    plan = store.rows(
+        "EXPLAIN QUERY PLAN SELECT * FROM orders WHERE eid = ? AND eim_transaction_id = ?",
+        ("89049032123451234512345678901235", b"\x01" * 8),
+    )
+    assert any("orders_by_transaction" in row[3] for row in plan)
+
+
+@pytest.mark.parametrize(
+    ("value", "unknown"),
+    [
+        ({"a": [1, b"x", ("alt", {"b": "c"})]}, False),
+        ({"a": [1, b"x", ("alt", {"b": (None, None)})]}, True),
+        ((None, None), True),
+        ([{"x": ("y", [("z", 1), (None, None)])}], True),
+        ((), False),
+    ],
+)
+def test_has_unknown_alternative_finds_an_unknown_choice_at_any_depth(
+    value: Any, unknown: bool
+) -> None:
+    from euicc_servers.common import has_unknown_alternative
+
+    assert has_unknown_alternative(value) is unknown

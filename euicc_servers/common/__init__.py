@@ -139,14 +139,27 @@ def value_to_json(value: Any) -> Any:
     return value
 
 
+#: Types of decoded values that hold no other value (looked up before isinstance).
+_LEAVES = frozenset({bytes, bytearray, int, str, bool, float, type(None)})
+
+
 def has_unknown_alternative(value: Any) -> bool:
     """Whether a decoded asn1tools value holds a CHOICE decoded as ``(None, ...)`` anywhere:
     an alternative the schema does not know (after an extension marker), which no code can
     act on."""
-    if isinstance(value, tuple):
-        return (bool(value) and value[0] is None) or any(has_unknown_alternative(v) for v in value)
-    if isinstance(value, dict):
-        return any(has_unknown_alternative(v) for v in value.values())
-    if isinstance(value, list):
-        return any(has_unknown_alternative(v) for v in value)
+    # Depth first with a list, not recursion with generators: this runs on every decoded
+    # message, and most of a message is leaves (bytes, int, str) looked at once.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if type(item) in _LEAVES:
+            continue
+        if isinstance(item, tuple):
+            if item and item[0] is None:
+                return True
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False

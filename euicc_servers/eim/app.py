@@ -63,6 +63,7 @@ from ..common.limits import (
 )
 from .asn1_route import ASN1_CONTENT_TYPE, ASN1_PATH, Asn1Route, LaneBusy
 from .campaigns import CampaignError
+from .durability import DurableAcks
 from .esipa import EimCore, MessageError, RegistrationError
 from .northbound import WebhookError, sse_stream
 from .packages import PackageError
@@ -361,9 +362,9 @@ def create_app(core: EimCore, *, scheduler: bool = True) -> Starlette:
     transport = core.relay.transport if core.relay is not None else None
     lane = RelayLane(getattr(transport, "max_concurrent", 8))
 
-    # One thread for the fsyncs of acknowledging answers: waiters queue behind the running
-    # fsync, and one that it covered returns at once (group commit).
-    fsyncs = concurrent.futures.ThreadPoolExecutor(1, "eim-fsync")
+    # One thread for the fsyncs of acknowledging answers; the answers that arrive while one
+    # runs share the next (group commit, :mod:`.durability`).
+    durable = DurableAcks(core.store)
 
     async def handle(message: bytes) -> Answer | None:
         if not _store_only(message):
@@ -376,8 +377,7 @@ def create_app(core: EimCore, *, scheduler: bool = True) -> Starlette:
         with store.deferred_sync():
             answer = core.handle(message)
         if store.acknowledged != before:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(fsyncs, store.sync_through, store.acknowledged)
+            await durable.wait(store.acknowledged)
         return answer
 
     # Served by _EimApp ahead of the stack; the route stays for 405 on other methods.

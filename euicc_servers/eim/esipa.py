@@ -235,14 +235,15 @@ class EimCore(EimResults, EimOperator, EimVersions):
     ) -> bytes | None:
         """``next_package``; ``changes`` (eUICC columns) are written with the counter of a
         package signed now, and then emptied."""
-        pending = self.store.find_order(record.eid, states=[OrderState.SENT])
-        if pending is not None and pending.package is not None:
-            log.info("order %d (%s) delivered again to %s", pending.id, pending.kind, record.eid)
-            return pending.package
+        # One look-up: the package sent already, else the oldest queued order.
+        order = self.store.next_order(record.eid)
         while True:
-            order = self.store.find_order(record.eid, states=[OrderState.QUEUED])
             if order is None:
                 return None
+            if order.state == OrderState.SENT:
+                log.info("order %d (%s) delivered again to %s", order.id, order.kind, record.eid)
+                assert order.package is not None
+                return order.package
             if order.kind in PACKAGE_KINDS:
                 order = self._discovery_first(record) or order
             try:
@@ -250,6 +251,7 @@ class EimCore(EimResults, EimOperator, EimVersions):
             except PackageError as exc:  # validated when queued; a changed schema could do it
                 log.error("order %d cannot be built: %s", order.id, exc)
                 self.store.update_order(order.id, state=OrderState.FAILED, error=str(exc))
+            order = self.store.find_order(record.eid, states=[OrderState.QUEUED])
 
     def _discovery_first(self, record: EuiccRecord) -> Order | None:
         """An auto IpaEuiccDataRequest when the token or key of ``record`` is unknown (rule 2)."""

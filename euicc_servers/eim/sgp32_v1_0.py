@@ -276,6 +276,8 @@ def ask_certificate_with_euicc_info2(answer: bytes) -> bytes:
     """A v1.2 GetEimPackage answer whose IpaEuiccDataRequest asks for EUICCInfo2 (``BF22``),
     with the eUICC certificate (``A6``) asked for too: a v1.0.1 IPAd answers without
     eimTransactionId and eidValue, and the certificate then names the EID."""
+    if b"\xbf\x52" not in answer[3:7]:
+        return answer  # a package or an error (every poll's answer): not parsed for nothing
     item = _one(answer)
     parts = _children(answer, item)
     if item.tag != b"\xbf\x4f" or len(parts) != 1 or parts[0][0].tag != b"\xbf\x52":

@@ -114,6 +114,7 @@ CREATE TABLE IF NOT EXISTS orders (
     campaign INTEGER
 );
 CREATE INDEX IF NOT EXISTS orders_by_eid ON orders (eid, state, id);
+CREATE INDEX IF NOT EXISTS orders_by_transaction ON orders (eim_transaction_id);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     eid TEXT,
@@ -746,6 +747,19 @@ class EimStore:
                 sql += f" AND {column} IN ({', '.join('?' for _ in values)})"
                 args.extend(values)
         row = self._one(sql + " ORDER BY id LIMIT 1", args)
+        return self._order(row) if row is not None else None
+
+    def next_order(self, eid: str) -> Order | None:
+        """The order to deliver to ``eid`` next: its oldest *sent* order that holds a package
+        (to be delivered again), else its oldest *queued* one; ``None`` when neither exists.
+        One query (what two :meth:`find_order` calls would answer)."""
+        row = self._one(
+            # Each half walks the index (eid, state, id) in order and stops at its first row.
+            "SELECT * FROM (SELECT * FROM orders WHERE eid = ? AND state = ?"
+            " AND package IS NOT NULL ORDER BY id LIMIT 1) UNION ALL"
+            " SELECT * FROM (SELECT * FROM orders WHERE eid = ? AND state = ? ORDER BY id LIMIT 1)",
+            (eid, OrderState.SENT, eid, OrderState.QUEUED),
+        )
         return self._order(row) if row is not None else None
 
     def update_order(self, order_id: int, *, known: Order | None = None, **values: Any) -> Order:
