@@ -91,18 +91,25 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request to arrive completely."""
+class _RequestDeadline:
+    """What both guarded protocols share: writes coalesced per loop iteration, and one timer
+    that closes the connection (``_too_slow``) when a request has not arrived completely in
+    ``request_timeout`` seconds. Put first among the bases, before uvicorn's protocol."""
 
     #: Seconds a request has from its first byte to its last (set per server, see
     #: :func:`_protocol_for`).
     request_timeout: float = DEFAULT_LIMITS.header_timeout
+    loop: asyncio.AbstractEventLoop
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        coalescing: Any = _CoalescingTransport(transport, asyncio.get_running_loop())
-        super().connection_made(coalescing)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        coalescing: Any = _CoalescingTransport(transport, self.loop)  # type: ignore[arg-type]
+        super().connection_made(coalescing)  # type: ignore[misc]
         self._deadline: asyncio.TimerHandle | None = None
         self._arm()  # a client that connects and sends nothing is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -112,6 +119,13 @@ class GuardedH11Protocol(H11Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+    def _too_slow(self) -> None:
+        raise NotImplementedError
+
+
+class GuardedH11Protocol(_RequestDeadline, H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request to arrive completely."""
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -131,10 +145,6 @@ class GuardedH11Protocol(H11Protocol):
             self._arm()
         else:
             self._disarm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
 
     def _too_slow(self) -> None:
         self._deadline = None
@@ -156,28 +166,13 @@ _WAITING, _HEADERS, _BODY, _COMPLETE = range(4)
 
 if HttpToolsProtocol is not None:
 
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    class GuardedHttpToolsProtocol(_RequestDeadline, HttpToolsProtocol):
         """uvicorn's httptools protocol with a deadline for each request to arrive completely
         (the rules of :class:`GuardedH11Protocol`)."""
 
-        #: Seconds a request has from its first byte to its last (set per server).
-        request_timeout: float = DEFAULT_LIMITS.header_timeout
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            coalescing: Any = _CoalescingTransport(transport, self.loop)
-            super().connection_made(coalescing)
-            self._deadline: asyncio.TimerHandle | None = None
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self._stage = _WAITING
-            self._arm()  # a client that connects and sends nothing is closed too
-
-        def _arm(self) -> None:
-            if self._deadline is None:
-                self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+            super().connection_made(transport)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -192,10 +187,6 @@ if HttpToolsProtocol is not None:
             super().on_message_complete()
             self._stage = _COMPLETE
             self._disarm()  # the request is all here: the keep-alive timer applies next
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
 
         def _too_slow(self) -> None:
             self._deadline = None
