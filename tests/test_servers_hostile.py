@@ -32,6 +32,7 @@ from euicc_protocol import crypto, schema, tlv
 from euicc_protocol.crypto import Curve
 from euicc_protocol.eid import make_eid
 from euicc_protocol.testpki import TestPki, generate_test_pki, issue_euicc_certificate
+from euicc_servers.common import serve as serve_module
 from euicc_servers.common.auth import TOKEN_FILE, OperatorAuth
 from euicc_servers.common.limits import JsonError, Limits, parse_json
 from euicc_servers.common.serve import run_in_thread as run_app
@@ -674,9 +675,12 @@ def _read_until_closed(sock: socket.socket) -> bytes:
         b'POST /api/euiccs HTTP/1.1\r\nHost: eim\r\nContent-Length: 100\r\n\r\n{"eid": ',
     ],
 )
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
 def test_incomplete_requests_are_closed_while_others_are_served(
-    nist: TestPki, partial: bytes
+    nist: TestPki, partial: bytes, parser: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if parser == "h11":  # the guarded h11 protocol, served when httptools is not installed
+        monkeypatch.setattr(serve_module, "HttpToolsProtocol", None)
     limits = Limits(header_timeout=1.0, body_timeout=1.0)
     eim = build_eim(nist, tls=False, limits=limits)
     with run_in_thread(eim.core) as server:
