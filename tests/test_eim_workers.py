@@ -13,35 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_fleet import ICCID, provisioned_card
 
-from euicc_protocol.crypto import Curve
-from euicc_servers.eim import EimServer, OrderState, build_eim
+from euicc_servers.eim import OrderState, build_eim
 from euicc_servers.eim import serve as eim_serve
 from euicc_servers.eim.workers import WorkerPool
-from euicc_sim.card import Euicc
-from ipa import es10_iot
-from ipa.es10 import Es10Client
 from ipa.esipa import Binding, EsipaConfig
 from ipa.fleet import Fleet, FleetConfig
 from ipa.pull import PullConfig
-from ipa.transport import InProcessTransport
 
-PACKAGE = Path(__file__).resolve().parent.parent / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"
-ICCID = "8949449999999990023"  # of PACKAGE
 DEVICES, ROUNDS = 12, 3
-
-
-def _card(eim: EimServer) -> Euicc:
-    card = Euicc.create(None, curves=(Curve.NIST_P256,))
-    card.preload(PACKAGE.read_bytes())
-    chain = card.credentials.chains[0]
-    eim.core.register(
-        card.eid, euicc_certificate=chain.euicc_certificate, eum_certificate=chain.eum_certificate
-    )
-    request = bytes(eim.core.configuration(card.eid).add_initial_eim_request())
-    with Es10Client.open(InProcessTransport(card)) as client:
-        es10_iot.add_initial_eim(client, request)
-    return card
 
 
 def _arguments(state: Path, workers: int) -> argparse.Namespace:
@@ -76,7 +57,7 @@ def test_two_workers_under_concurrent_devices_lose_and_duplicate_no_results(
 ) -> None:
     state = tmp_path / "state"
     eim = build_eim("sgp26", state_dir=state, tls=False)
-    cards = [_card(eim) for _ in range(DEVICES)]
+    cards = [provisioned_card(eim) for _ in range(DEVICES)]
     operations = ({"enable": {"iccid": ICCID}}, {"disable": {"iccid": ICCID}})
     for card in cards:
         for step in range(ROUNDS):
