@@ -393,7 +393,25 @@ class OsFileIO:
             os.close(fd)
 
 
-class CrashingIO:
+class _WrappedIO:
+    """What the test wrappers below pass straight to ``inner``: everything but the effects."""
+
+    inner: FileIO
+
+    def lock(self, directory: str, wait: float | None) -> HeldLock:
+        return self.inner.lock(directory, wait)
+
+    def read(self, path: str) -> bytes | None:
+        return self.inner.read(path)
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.inner.listdir(path)
+
+
+class CrashingIO(_WrappedIO):
     """A :class:`FileIO` wrapper that counts effects and crashes before effect ``fail_at``.
 
     Effects are numbered from 0. With ``fail_at=None`` it only counts (``count``, ``log``).
@@ -426,18 +444,6 @@ class CrashingIO:
         self.count += 1
         self.log.append(f"{name} {path}")
 
-    def lock(self, directory: str, wait: float | None) -> HeldLock:
-        return self.inner.lock(directory, wait)
-
-    def read(self, path: str) -> bytes | None:
-        return self.inner.read(path)
-
-    def exists(self, path: str) -> bool:
-        return self.inner.exists(path)
-
-    def listdir(self, path: str) -> list[str]:
-        return self.inner.listdir(path)
-
     def makedirs(self, path: str) -> None:
         self._effect("makedirs", path)
         self.inner.makedirs(path)
@@ -463,7 +469,7 @@ class CrashingIO:
         self.inner.fsync_dir(path)
 
 
-class FaultyIO:
+class FaultyIO(_WrappedIO):
     """A :class:`FileIO` wrapper whose effect number ``fail_at`` fails with ``OSError(EIO)``.
 
     Unlike :class:`CrashingIO` the process lives on: this is a disk that reports an error.
@@ -507,18 +513,6 @@ class FaultyIO:
             perform()
         self.failures += 1
         raise OSError(errno.EIO, f"injected I/O error at effect #{index}: {name}", path)
-
-    def lock(self, directory: str, wait: float | None) -> HeldLock:
-        return self.inner.lock(directory, wait)
-
-    def read(self, path: str) -> bytes | None:
-        return self.inner.read(path)
-
-    def exists(self, path: str) -> bool:
-        return self.inner.exists(path)
-
-    def listdir(self, path: str) -> list[str]:
-        return self.inner.listdir(path)
 
     def makedirs(self, path: str) -> None:
         self._effect("makedirs", path, lambda: self.inner.makedirs(path))

@@ -425,14 +425,21 @@ class Modem:
         response = self._card_transmit(apdu)
         return info(f"+CSIM: {2 * len(response)},{self._hex_out(response)}")
 
-    def _ccho(self, cmd: AtCommand) -> bytes:
+    def _logical_channel_set(self, cmd: AtCommand) -> bool:
+        """The common checks of +CCHO, +CCHC and +CGLA: True for the SET form with a card,
+        False for the TEST form; anything else, or no such commands here, is an error."""
         if not self.quirks.logical_channels:
             raise _PlainError
         if cmd.kind is CommandKind.TEST:
-            return b""
+            return False
         if cmd.kind is not CommandKind.SET:
             raise _PlainError
         self._require_card()
+        return True
+
+    def _ccho(self, cmd: AtCommand) -> bytes:
+        if not self._logical_channel_set(cmd):
+            return b""  # the TEST form
         aid = self._hex_arg(cmd.args, 0)
         if not 1 <= len(aid) <= 16:
             raise _CmeError(CME_INCORRECT_PARAMETERS)
@@ -458,26 +465,16 @@ class Modem:
         return session
 
     def _cchc(self, cmd: AtCommand) -> bytes:
-        if not self.quirks.logical_channels:
-            raise _PlainError
-        if cmd.kind is CommandKind.TEST:
-            return b""
-        if cmd.kind is not CommandKind.SET:
-            raise _PlainError
-        self._require_card()
+        if not self._logical_channel_set(cmd):
+            return b""  # the TEST form
         session = self._ccho_session(cmd)
         channel = self._sessions.pop(session)
         self.card.transmit(bytes((0x00, 0x70, 0x80, channel)))
         return b""
 
     def _cgla(self, cmd: AtCommand) -> bytes:
-        if not self.quirks.logical_channels:
-            raise _PlainError
-        if cmd.kind is CommandKind.TEST:
-            return b""
-        if cmd.kind is not CommandKind.SET:
-            raise _PlainError
-        self._require_card()
+        if not self._logical_channel_set(cmd):
+            return b""  # the TEST form
         session = self._ccho_session(cmd)
         length = self._int_arg(cmd.args, 1)
         apdu = self._hex_arg(cmd.args, 2)
