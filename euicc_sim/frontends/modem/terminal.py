@@ -17,12 +17,23 @@ on each qualifier (§8.6):
   reset, steering of roaming, application update): TERMINAL RESPONSE "command performed
   successfully" (``00``); the modem then re-reads what it caches (nothing here).
 
-Any other proactive command gets "command beyond terminal's capabilities" (``30``).
+Any other proactive command gets "command beyond terminal's capabilities" (``30``). The codec
+is :mod:`euicc_protocol.cat`, shared with the IPAd.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from euicc_protocol.cat import (
+    REFRESH,
+    RESET_QUALIFIERS,
+    RESULT_OK,
+    ProactiveCommand,
+    ProactiveFormatError,
+    fetch_apdu,
+    parse_proactive_command,
+    terminal_response_apdu,
+)
+from euicc_protocol.cat import RESULT_BEYOND_TERMINAL_CAPABILITIES as RESULT_BEYOND_CAPABILITIES
 
 __all__ = [
     "REFRESH",
@@ -35,86 +46,3 @@ __all__ = [
     "parse_proactive_command",
     "terminal_response_apdu",
 ]
-
-#: Type of command REFRESH (TS 102 223 §9.4).
-REFRESH = 0x01
-#: REFRESH qualifiers after which the terminal resets the UICC (TS 102 223 §8.6).
-RESET_QUALIFIERS = frozenset({0x04, 0x09})
-#: General results (TS 102 223 §8.12).
-RESULT_OK = 0x00
-RESULT_BEYOND_CAPABILITIES = 0x30
-
-_TAG_PROACTIVE = 0xD0
-_TAG_COMMAND_DETAILS = 0x01  # with or without the comprehension-required bit (0x81)
-
-
-class ProactiveFormatError(ValueError):
-    """FETCH returned something that is not a proactive command BER-TLV."""
-
-
-@dataclass(frozen=True, slots=True)
-class ProactiveCommand:
-    """The Command details of a fetched proactive command (and the whole TLV)."""
-
-    number: int
-    type: int
-    qualifier: int
-    raw: bytes
-
-    @property
-    def details(self) -> bytes:
-        """The three bytes of Command details, echoed in the TERMINAL RESPONSE."""
-        return bytes((self.number, self.type, self.qualifier))
-
-
-def _length(data: bytes, pos: int) -> tuple[int, int]:
-    if pos >= len(data):
-        raise ProactiveFormatError("length missing")
-    first = data[pos]
-    if first < 0x80:
-        return first, pos + 1
-    if first == 0x81 and pos + 1 < len(data) and data[pos + 1] >= 0x80:
-        return data[pos + 1], pos + 2
-    raise ProactiveFormatError(f"bad length byte {first:02X}")
-
-
-def parse_proactive_command(data: bytes) -> ProactiveCommand:
-    """Read Command details out of the ``D0`` TLV returned by FETCH.
-
-    Raises:
-        ProactiveFormatError: not a ``D0`` TLV, wrong length, no Command details.
-    """
-    if not data or data[0] != _TAG_PROACTIVE:
-        raise ProactiveFormatError("FETCH data is not a proactive command (tag D0)")
-    length, pos = _length(data, 1)
-    if pos + length != len(data):
-        raise ProactiveFormatError("proactive command length does not match the data")
-    end = pos + length
-    while pos < end:
-        tag = data[pos]
-        size, value = _length(data, pos + 1)
-        if value + size > end:
-            raise ProactiveFormatError("a simple TLV runs past the proactive command")
-        if tag & 0x7F == _TAG_COMMAND_DETAILS:
-            if size != 3:
-                raise ProactiveFormatError("Command details must be 3 bytes")
-            number, kind, qualifier = data[value : value + 3]
-            return ProactiveCommand(number, kind, qualifier, bytes(data))
-        pos = value + size
-    raise ProactiveFormatError("proactive command without Command details")
-
-
-def fetch_apdu(length: int) -> bytes:
-    """FETCH of ``length`` bytes (the ``xx`` of ``91 xx``) on the basic channel."""
-    return bytes((0x80, 0x12, 0x00, 0x00, length & 0xFF))
-
-
-def terminal_response_apdu(command: ProactiveCommand, result: int) -> bytes:
-    """TERMINAL RESPONSE to ``command`` with general result ``result``."""
-    body = (
-        b"\x81\x03"
-        + command.details
-        + b"\x82\x02\x82\x81"  # from the terminal to the UICC
-        + bytes((0x83, 0x01, result))
-    )
-    return bytes((0x80, 0x14, 0x00, 0x00, len(body))) + body
