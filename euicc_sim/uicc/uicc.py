@@ -104,6 +104,33 @@ def _cached_image(package: bytes) -> ProfileImage:
     return build_image(package)
 
 
+def _initial_state(image: ProfileImage) -> UiccState:
+    """The state a profile's UICC side starts from: the image's contents, PINs, PUKs and
+    sequence numbers."""
+    return UiccState(
+        files=dict(image.contents),
+        pins={
+            k: pins.Pin(p.value, p.retries, p.max_attempts, True, p.puk_ref)
+            for k, p in image.pins.items()
+        },
+        puks={r: pins.Puk(p.value, p.retries, p.max_attempts) for r, p in image.puks.items()},
+        sqn={k: a.sqn_init for k, a in image.aka.items()},
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_initial_state(package: bytes) -> UiccState:
+    # A reset after every profile switch rebuilt these dictionaries (one entry per file of
+    # the profile). The state is shared safely: a Uicc never changes its state in place,
+    # every write makes a copy (UiccState.copy) and commits that (Uicc._commit).
+    return _initial_state(_cached_image(package))
+
+
+@functools.cache
+def _empty_state() -> UiccState:
+    return _initial_state(_empty_image())
+
+
 _ALWAYS = b"\x80\x01\x03\x90\x00"  # read and update always: files of the empty MF
 
 
@@ -119,7 +146,7 @@ class Uicc:
         self._save = save
         self._iccid: bytes | None = None
         self._image = _empty_image()
-        self._state = UiccState(files=dict(self._image.contents))
+        self._state = _empty_state()
         self._changed: set[str] = set()
         self._verified: set[tuple[str, int]] = set()
         self.reset()
@@ -142,7 +169,7 @@ class Uicc:
         source = self._load()
         if source is None:
             self._iccid, self._image = None, _empty_image()
-            self._state = UiccState(files=dict(self._image.contents))
+            self._state = _empty_state()
             self._changed = set()
             return
         try:
@@ -150,18 +177,10 @@ class Uicc:
         except ImageError:
             log.error("the enabled profile's package cannot be built", exc_info=True)
             self._iccid, self._image = None, _empty_image()
-            self._state = UiccState(files=dict(self._image.contents))
+            self._state = _empty_state()
             self._changed = set()
             return
-        base = UiccState(
-            files=dict(image.contents),
-            pins={
-                k: pins.Pin(p.value, p.retries, p.max_attempts, True, p.puk_ref)
-                for k, p in image.pins.items()
-            },
-            puks={r: pins.Puk(p.value, p.retries, p.max_attempts) for r, p in image.puks.items()},
-            sqn={k: a.sqn_init for k, a in image.aka.items()},
-        )
+        base = _cached_initial_state(source.package)
         state, changed = base, set[str]()
         if source.stored is not None:
             try:
