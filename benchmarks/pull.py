@@ -293,6 +293,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             max_connections=args.concurrency,
             pace=0.0,
             http=HttpMode(args.http),
+            freeze_gc=True,  # a load run: the fleet kept out of full collections
         )
         if direct is not None:
             fleet: Fleet = DirectFleet(cards, config, on_cycle=operator.on_cycle, direct=direct)

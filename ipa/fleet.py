@@ -34,6 +34,7 @@ import asyncio
 import bisect
 import contextlib
 import enum
+import gc
 import inspect
 import logging
 import math
@@ -100,6 +101,12 @@ class FleetConfig:
         http: the connection pool (see :class:`HttpMode`).
         state_root: a directory for the IPAds' state files (``<state_root>/<EID>``); None:
             in memory.
+        freeze_gc: once the fleet is open, collect garbage and move every object the
+            process holds then (the cards, IPAds and their state) out of the cyclic garbage
+            collector's reach (``gc.freeze``) until :meth:`Fleet.stop`: a full collection
+            would otherwise walk the whole fleet again and again (about 0.2 s at 1,000
+            in-memory devices). Process-wide: for a process that runs the fleet (a load
+            run), not for a library caller that shares the process.
     """
 
     eim_url: str
@@ -109,6 +116,7 @@ class FleetConfig:
     pace: float | None = None
     http: HttpMode = HttpMode.POOL
     state_root: str | os.PathLike[str] | None = None
+    freeze_gc: bool = False
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.max_connections < 1:
@@ -244,6 +252,7 @@ class Fleet:
         self._woken: set[int] = set()  # woken during a cycle: the next one follows at once
         self._running = False
         self._closed = False
+        self._frozen = False  # this fleet called gc.freeze()
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -287,6 +296,10 @@ class Fleet:
                 await self._http.aclose()
             raise
         log.info("fleet of %d device(s) polls %s", len(self.devices), self.config.eim_url)
+        if self.config.freeze_gc and not self._frozen:
+            gc.collect()
+            gc.freeze()
+            self._frozen = True
 
     async def start(self) -> None:
         """Start the workers: every device cycles until :meth:`stop`."""
@@ -314,6 +327,9 @@ class Fleet:
         for device in self.devices:
             with contextlib.suppress(Exception):
                 device.client.close()
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
     async def __aenter__(self) -> Fleet:
         await self.open()

@@ -9,6 +9,7 @@ cards (trustedCertificateTls), as each IPAd would anchor it. No timing is assert
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -203,6 +204,31 @@ def test_in_process_asgi_transport() -> None:
 
     outcomes = asyncio.run(go())
     assert all(o is not None and o.ok and o.packages[0].delivered for o in outcomes)
+
+
+def test_freeze_gc_keeps_the_open_fleet_out_of_collections_until_it_stops() -> None:
+    server = build_eim("sgp26", tls=False)
+    server.core.eim_fqdn = "eim.fleet.test"
+    cards = [provisioned_card(server) for _ in range(2)]
+    for card in cards:
+        server.core.queue(card.eid, ENABLE)
+    transport = httpx.ASGITransport(app=create_app(server.core))
+    pull = PullConfig(max_packages=1, esipa=EsipaConfig(transport=transport))
+    frozen: list[int] = []
+
+    async def go(freeze: bool) -> list[PollOutcome | None]:
+        fleet = Fleet(cards, FleetConfig("http://eim.fleet.test", pull=pull, freeze_gc=freeze))
+        async with fleet:
+            frozen.append(gc.get_freeze_count())
+            return await fleet.poll_all()
+
+    assert gc.get_freeze_count() == 0
+    outcomes = asyncio.run(go(True))
+    assert all(o is not None and o.ok and o.packages[0].delivered for o in outcomes)
+    assert frozen[0] > 0  # the fleet (and all else alive) was frozen while it ran
+    assert gc.get_freeze_count() == 0  # and unfrozen when it stopped
+    asyncio.run(go(False))
+    assert frozen[1] == 0  # the default leaves the collector alone
 
 
 def test_stop_cancels_a_cycle_stuck_past_the_timeout() -> None:
