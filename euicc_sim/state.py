@@ -274,6 +274,7 @@ class CardState:
 
 _T = TypeVar("_T")
 _FIELD_NAMES: dict[type, frozenset[str]] = {}
+_set_attribute = object.__setattr__
 
 
 def evolve(record: _T, **changes: Any) -> _T:
@@ -292,8 +293,8 @@ def evolve(record: _T, **changes: Any) -> _T:
         names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))  # type: ignore[arg-type]
     if not names.issuperset(changes):
         raise TypeError(f"{cls.__name__} has no field {sorted(set(changes) - names)[0]!r}")
-    new = object.__new__(cls)
-    attributes = new.__dict__
-    attributes.update(record.__dict__)
+    attributes = record.__dict__.copy()  # a copy of the shared-key dict: its values only
     attributes.update(changes)
+    new = object.__new__(cls)
+    _set_attribute(new, "__dict__", attributes)  # frozen: around the dataclass's __setattr__
     return new
