@@ -31,6 +31,7 @@ must reset the card itself.
 
 from __future__ import annotations
 
+import collections
 import logging
 from dataclasses import dataclass
 from types import TracebackType
@@ -83,6 +84,9 @@ _INS_FETCH = 0x12
 _INS_TERMINAL_RESPONSE = 0x14
 # A card that announces a new proactive command after every answer would hold us forever.
 _MAX_PROACTIVE = 8
+#: Proactive commands kept in ``Es10Channel.proactive_commands`` (the latest ones): a device
+#: that switches profiles for days must not keep every REFRESH it ever served.
+KEPT_PROACTIVE_COMMANDS = 32
 
 
 def interindustry_cla(channel: int) -> int:
@@ -172,8 +176,11 @@ class Es10Channel:
         self.select_response = b""
         self._set_cla(0)
         self._proactive_len = 0  # xx of the last 91xx, until the command is fetched
-        #: Proactive commands served, in order (REFRESH after a profile switch, mostly).
-        self.proactive_commands: list[ProactiveCommand] = []
+        #: The latest proactive commands served (at most KEPT_PROACTIVE_COMMANDS), oldest
+        #: first (REFRESH after a profile switch, mostly).
+        self.proactive_commands: collections.deque[ProactiveCommand] = collections.deque(
+            maxlen=KEPT_PROACTIVE_COMMANDS
+        )
         #: Card resets this channel made for a REFRESH.
         self.refresh_resets = 0
         #: True once the card asked for a reset the transport could not make.

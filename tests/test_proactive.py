@@ -181,6 +181,21 @@ def test_terminal_profile_and_classes(apdu: str, sw: str) -> None:
 # -- the IPAd's ES10 channel -------------------------------------------------------------------
 
 
+def test_channel_keeps_only_the_latest_proactive_commands(monkeypatch: Any) -> None:
+    monkeypatch.setattr("ipa.channel.KEPT_PROACTIVE_COMMANDS", 2)
+    card = consumer_card()
+    with Es10Client.open(InProcessTransport(card)) as client:
+        for iccid in (ICCID_B, ICCID_A, ICCID_B):
+            client.enable_profile(iccid=iccid, refresh=True)
+        channel = client.channel
+        assert channel.refresh_resets == 3
+        # Three REFRESHes served, the latest two kept (a long-lived device does not grow).
+        assert [(c.type, c.qualifier) for c in channel.proactive_commands] == [
+            (1, REFRESH_UICC_RESET)
+        ] * 2
+    assert enabled(card) == ICCID_B
+
+
 def test_client_fetches_resets_and_reopens_after_a_refreshing_enable() -> None:
     card = consumer_card()
     transport = Recorder(card)
