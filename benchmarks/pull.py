@@ -12,7 +12,8 @@ LoadEuiccPackage on its card (the eIM's signature verified, the result signed), 
 result (ProvideEimPackageResult), and the eIM verifies the EPR, stores it and acknowledges
 it; the IPAd removes the result from the card. Each device runs the IPAd's pull flow
 (``ipa.pull``) with ``max_packages=1``, so one cycle is exactly those two ESipa requests.
-The devices are a fleet (``ipa.fleet``): one event loop, cycles back to back, ``--concurrency``
+The devices are a fleet (``ipa.fleet``): one event loop (``ipa.fleet.run``: uvloop's where
+installed, as ``ipa fleet`` runs it), cycles back to back, ``--concurrency``
 in flight, one pool of kept-alive HTTPS connections.
 
 The packages are queued before the measured window (enough for 500 cycles/s; a device whose
@@ -84,6 +85,7 @@ from ipa import es10_iot
 from ipa.es10 import Es10Client
 from ipa.esipa import Binding, EsipaConfig
 from ipa.fleet import Device, Fleet, FleetConfig, FleetStats, HttpMode
+from ipa.fleet import run as run_fleet
 from ipa.http_pool import FleetHttpClient
 from ipa.pull import PollOutcome, PullConfig
 from ipa.transport import InProcessTransport
@@ -301,7 +303,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
             fleet = Fleet(cards, config, on_cycle=operator.on_cycle)
         per_device = {"eim": "process" if args.eim_process else "thread"}
         if args.idle:
-            after = asyncio.run(measure_idle(fleet))
+            after = run_fleet(measure_idle(fleet))
             say(f"fleet opened: {after - before:.1f} MiB for {args.devices} idle devices")
             return {
                 "devices": args.devices,
@@ -312,7 +314,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> dict[str, Any]:
         clock = child.cpu if args.eim_process else (lambda: 0.0)
         if direct is not None:
             clock = lambda: direct.cpu  # noqa: E731 - the eIM core's thread time so far
-        stats, after, cpu, eim_cpu = asyncio.run(
+        stats, after, cpu, eim_cpu = run_fleet(
             measure(fleet, operator, args.warmup, args.seconds, clock)
         )
         cycles = max(stats.cycles, 1)

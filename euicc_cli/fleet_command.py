@@ -27,7 +27,7 @@ from euicc_cli.output import Output
 from euicc_cli.pull_options import add_pull_options, pull_config
 from ipa import es10_iot
 from ipa.es10 import Es10Client
-from ipa.fleet import Device, Fleet, FleetConfig, FleetStats
+from ipa.fleet import Device, Fleet, FleetConfig, FleetStats, run
 from ipa.pull import PollOutcome
 from ipa.transport import InProcessTransport
 
@@ -123,7 +123,7 @@ def _run_fleet(args: argparse.Namespace, cards: list[Any], out: Output) -> None:
         state_root=args.state,
     )
     if args.once:
-        rows = asyncio.run(_once(cards, config))
+        rows = run(_once(cards, config))
         data = {"devices": [r.to_json() for r in rows]}
         failed = sum(1 for r in rows if r.failures)
         if failed:
@@ -132,7 +132,7 @@ def _run_fleet(args: argparse.Namespace, cards: list[Any], out: Output) -> None:
             raise CommandError(f"{failed} of {len(rows)} devices failed their cycle", data=data)
         out.success(data, text=[r.line() for r in rows])
         return
-    total, rows = asyncio.run(_run(cards, config, args.duration, args.report, out))
+    total, rows = run(_run(cards, config, args.duration, args.report, out))
     devices = [r.to_json() for r in rows]
     out.success(
         {"stats": _stats_json(total), "devices": devices},

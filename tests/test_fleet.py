@@ -37,6 +37,7 @@ from ipa.fleet import (
     HttpMode,
     percentile,
 )
+from ipa.fleet import run as run_fleet
 from ipa.http_pool import FleetHttpClient, HttpAnswer, PooledTransport
 from ipa.pull import PollOutcome, PullConfig, State
 from ipa.transport import InProcessTransport
@@ -229,6 +230,26 @@ def test_freeze_gc_keeps_the_open_fleet_out_of_collections_until_it_stops() -> N
     assert gc.get_freeze_count() == 0  # and unfrozen when it stopped
     asyncio.run(go(False))
     assert frozen[1] == 0  # the default leaves the collector alone
+
+
+def test_run_drives_a_fleet_on_uvloop_where_installed() -> None:
+    server = build_eim("sgp26", tls=False)
+    server.core.eim_fqdn = "eim.fleet.test"
+    cards = [provisioned_card(server) for _ in range(2)]
+    for card in cards:
+        server.core.queue(card.eid, ENABLE)
+    transport = httpx.ASGITransport(app=create_app(server.core))
+    pull = PullConfig(max_packages=1, esipa=EsipaConfig(transport=transport))
+
+    async def go() -> tuple[str, list[PollOutcome | None]]:
+        loop = type(asyncio.get_running_loop()).__module__
+        async with Fleet(cards, FleetConfig("http://eim.fleet.test", pull=pull)) as fleet:
+            return loop, await fleet.poll_all()
+
+    loop, outcomes = run_fleet(go())
+    assert all(o is not None and o.ok and o.packages[0].delivered for o in outcomes)
+    uvloop = pytest.importorskip("uvloop")
+    assert loop.startswith(uvloop.__name__)
 
 
 def test_stop_cancels_a_cycle_stuck_past_the_timeout() -> None:
