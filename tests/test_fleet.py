@@ -13,7 +13,7 @@ import gc
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -290,7 +290,11 @@ def test_tls_is_verified_without_the_cards_anchor(eim: tuple[EimServer, str]) ->
     assert outcome.error is not None and "getEimPackage" in outcome.error
 
 
-def test_pinned_eim_key_is_checked_on_every_connection(eim: tuple[EimServer, str]) -> None:
+@pytest.mark.parametrize("runner", [asyncio.run, run_fleet], ids=["asyncio", "fleet-loop"])
+def test_pinned_eim_key_is_checked_on_every_connection(
+    eim: tuple[EimServer, str], runner: Callable[[Any], Any]
+) -> None:
+    # Under both event loops: the pin is read from the TLS object the transport exposes.
     server, url = eim
     assert server.tls is not None
     cards = [provisioned_card(server) for _ in range(2)]
@@ -310,7 +314,7 @@ def test_pinned_eim_key_is_checked_on_every_connection(eim: tuple[EimServer, str
             async with Fleet(cards, config(url, pull=pull)) as fleet:
                 return await fleet.poll_all()
 
-        return asyncio.run(go())
+        return runner(go())  # type: ignore[no-any-return]
 
     refused = poll(wrong)
     assert all(o is not None and not o.ok and "pinned" in (o.error or "") for o in refused)
