@@ -74,6 +74,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+try:  # imported with the fleet, not when the first loop is made (a fleet's memory is measured)
+    import uvloop as _uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+    _uvloop = None  # type: ignore[assignment]
+
 T = TypeVar("T")
 
 
@@ -543,11 +548,9 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     devices' process spends about 4 % fewer instructions per PSMO cycle (``docs/fleet.md``).
     Nothing of the flow depends on the loop.
     """
-    try:
-        import uvloop
-    except ImportError:  # not installed (e.g. Windows, PyPy): asyncio's loop does the same
+    if _uvloop is None:  # not installed (e.g. Windows, PyPy): asyncio's loop does the same
         return asyncio.new_event_loop()
-    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return _uvloop.new_event_loop()  # type: ignore[no-any-return]
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
