@@ -29,6 +29,7 @@ from ipa import es10_iot
 from ipa.es10 import Es10Client
 from ipa.esipa import Binding, EsipaClient, EsipaConfig
 from ipa.fleet import (
+    YOUNG_GC_THRESHOLD,
     Device,
     Fleet,
     FleetConfig,
@@ -215,21 +216,24 @@ def test_freeze_gc_keeps_the_open_fleet_out_of_collections_until_it_stops() -> N
         server.core.queue(card.eid, ENABLE)
     transport = httpx.ASGITransport(app=create_app(server.core))
     pull = PullConfig(max_packages=1, esipa=EsipaConfig(transport=transport))
-    frozen: list[int] = []
+    frozen: list[tuple[int, int]] = []
 
     async def go(freeze: bool) -> list[PollOutcome | None]:
         fleet = Fleet(cards, FleetConfig("http://eim.fleet.test", pull=pull, freeze_gc=freeze))
         async with fleet:
-            frozen.append(gc.get_freeze_count())
+            frozen.append((gc.get_freeze_count(), gc.get_threshold()[0]))
             return await fleet.poll_all()
 
     assert gc.get_freeze_count() == 0
+    before = gc.get_threshold()
     outcomes = asyncio.run(go(True))
     assert all(o is not None and o.ok and o.packages[0].delivered for o in outcomes)
-    assert frozen[0] > 0  # the fleet (and all else alive) was frozen while it ran
-    assert gc.get_freeze_count() == 0  # and unfrozen when it stopped
+    # The fleet (and all else alive) was frozen while it ran, young collections rarer...
+    assert frozen[0][0] > 0 and frozen[0][1] == YOUNG_GC_THRESHOLD
+    # ... and both undone when it stopped.
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
     asyncio.run(go(False))
-    assert frozen[1] == 0  # the default leaves the collector alone
+    assert frozen[1] == (0, before[0])  # the default leaves the collector alone
 
 
 def test_run_drives_a_fleet_on_uvloop_where_installed() -> None:
