@@ -19,8 +19,8 @@ That figure covers the devices and the eIM core together. ``--eim-state disk`` k
 eIM's state in a temporary directory (a real SQLite file in WAL mode, its acknowledging
 commits fsynced) instead of in memory; ``--backlog K`` queues K more orders per device than
 the rounds use, so the database holds as many orders as a long ``pull.py`` run leaves
-(system calls are not instructions: count them with ``strace -c -f`` over two runs alike). Printed (``--json``: one object):
-``devices``, ``rounds``, ``cycles``, and ``cpu_ms_per_cycle`` (this process's CPU per cycle
+(system calls are not instructions: count them with ``strace -c -f`` over two runs alike).
+Printed (``--json``: one object): ``devices``, ``rounds``, ``cycles``, and ``cpu_ms_per_cycle`` (this process's CPU per cycle
 in the rounds, the eIM core's left out, as ``pull.py --transport direct`` counts it;
 ``eim_cpu_ms_per_cycle`` apart).
 """
