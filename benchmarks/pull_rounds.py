@@ -20,9 +20,9 @@ eIM's state in a temporary directory (a real SQLite file in WAL mode, its acknow
 commits fsynced) instead of in memory; ``--backlog K`` queues K more orders per device than
 the rounds use, so the database holds as many orders as a long ``pull.py`` run leaves
 (system calls are not instructions: count them with ``strace -c -f`` over two runs alike).
-Printed (``--json``: one object): ``devices``, ``rounds``, ``cycles``, and ``cpu_ms_per_cycle`` (this process's CPU per cycle
-in the rounds, the eIM core's left out, as ``pull.py --transport direct`` counts it;
-``eim_cpu_ms_per_cycle`` apart).
+Printed (``--json``: one object): ``devices``, ``rounds``, ``cycles``, and
+``cpu_ms_per_cycle`` (this process's CPU per cycle in the rounds, the eIM core's left out, as
+``pull.py --transport direct`` counts it; ``eim_cpu_ms_per_cycle`` apart).
 """
 
 from __future__ import annotations
