@@ -116,7 +116,8 @@ CREATE TABLE IF NOT EXISTS orders (
     campaign INTEGER
 );
 CREATE INDEX IF NOT EXISTS orders_by_eid ON orders (eid, state, id);
-CREATE INDEX IF NOT EXISTS orders_by_transaction ON orders (eim_transaction_id);
+CREATE INDEX IF NOT EXISTS orders_by_transaction ON orders (eim_transaction_id)
+    WHERE eim_transaction_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     eid TEXT,
@@ -182,7 +183,7 @@ CREATE TABLE IF NOT EXISTS webhooks (
     created TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS feed (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     type TEXT NOT NULL,
     data TEXT NOT NULL,
     created TEXT NOT NULL
@@ -551,6 +552,47 @@ class EimStore:
             if column not in present:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file made by an earlier version to the current layout (in one transaction:
+        the workers sharing a file may open it together; the first one does it):
+
+        * ``orders_by_transaction`` indexes only orders that have a transaction id (a queued
+          order's NULL is no entry to write and delete again);
+        * ``feed`` without AUTOINCREMENT: its inserts no longer write ``sqlite_sequence``.
+          Its ids are still never reused (SQLite gives the highest id + 1, and no feed row is
+          ever deleted), unless the sequence ran ahead of the highest id: then it is kept.
+        """
+        with self.transaction():
+            schema = dict(
+                self._db.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE name IN "
+                    "('orders_by_transaction', 'feed')"
+                ).fetchall()
+            )
+            if "WHERE" not in schema["orders_by_transaction"].upper():
+                self._db.execute("DROP INDEX orders_by_transaction")
+                self._db.execute(
+                    "CREATE INDEX orders_by_transaction ON orders (eim_transaction_id)"
+                    " WHERE eim_transaction_id IS NOT NULL"
+                )
+            if "AUTOINCREMENT" in schema["feed"].upper():
+                seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'feed'")
+                ran = seq.fetchone()
+                top = self._db.execute("SELECT MAX(id) FROM feed").fetchone()[0]
+                if ran is None or ran[0] <= (top or 0):
+                    self._db.execute(
+                        "CREATE TABLE feed_rebuilt (id INTEGER PRIMARY KEY, type TEXT NOT NULL,"
+                        " data TEXT NOT NULL, created TEXT NOT NULL)"
+                    )
+                    self._db.execute(
+                        "INSERT INTO feed_rebuilt (id, type, data, created)"
+                        " SELECT id, type, data, created FROM feed ORDER BY id"
+                    )
+                    self._db.execute("DROP TABLE feed")
+                    self._db.execute("ALTER TABLE feed_rebuilt RENAME TO feed")
+                    self._db.execute("DELETE FROM sqlite_sequence WHERE name = 'feed'")
 
     def close(self) -> None:
         """Close the database."""
