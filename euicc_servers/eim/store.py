@@ -427,6 +427,12 @@ def _bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
+def _columns(row: sqlite3.Row) -> dict[str, Any]:
+    """The row as {column: value}. ``dict(row)`` looks every name up again among the columns
+    (a scan of string comparisons each); pairing the names with the values in order does not."""
+    return dict(zip(row.keys(), row, strict=True))
+
+
 def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -729,7 +735,7 @@ class EimStore:
 
     @staticmethod
     def _euicc(row: sqlite3.Row) -> EuiccRecord:
-        values = dict(row)
+        values = _columns(row)
         for name in _JSON_COLUMNS:
             values[name] = _json_or_none(values[name])
         return EuiccRecord(**values)
@@ -841,7 +847,7 @@ class EimStore:
 
     @staticmethod
     def _order(row: sqlite3.Row) -> Order:
-        values = dict(row)
+        values = _columns(row)
         values["request"] = json.loads(values["request"])
         values["result_json"] = _json_or_none(values["result_json"])
         values["verified"] = _bool(values["verified"])
@@ -1064,7 +1070,7 @@ class EimStore:
 
     @staticmethod
     def _event(row: sqlite3.Row) -> Event:
-        values = dict(row)
+        values = _columns(row)
         values["decoded"] = _json_or_none(values["decoded"])
         values["verified"] = _bool(values["verified"])
         values["accepted"] = bool(values["accepted"])
@@ -1123,11 +1129,13 @@ class EimStore:
     def session(self, transaction_id: str) -> Session | None:
         """The session ``transaction_id`` (hex), if any."""
         row = self._one("SELECT * FROM sessions WHERE transaction_id = ?", (transaction_id,))
-        return Session(**dict(row)) if row is not None else None
+        return Session(**_columns(row)) if row is not None else None
 
     def sessions(self) -> list[Session]:
         """All sessions, oldest first."""
-        return [Session(**dict(r)) for r in self._all("SELECT * FROM sessions ORDER BY created")]
+        return [
+            Session(**_columns(r)) for r in self._all("SELECT * FROM sessions ORDER BY created")
+        ]
 
     def update_session(self, transaction_id: str, **values: Any) -> Session:
         """Change columns of a session.
