@@ -1,6 +1,7 @@
 """A fixed amount of PSMO cycles, for counting instructions rather than timing.
 
     python benchmarks/pull_rounds.py [--json] [--devices N] [--rounds R]
+        [--eim-state memory|disk] [--backlog K]
 
 ``benchmarks/pull.py`` measures over a time window, so the work it does depends on the
 machine's speed and load. This runs a fixed workload: N in-memory devices (made as for
@@ -14,10 +15,14 @@ N times the difference of R, is the instructions of one cycle, set-up cancelled 
     valgrind --tool=cachegrind --cache-sim=no python benchmarks/pull_rounds.py --rounds 10
     # (I refs of the second - I refs of the first) / (20 * 10)
 
-That figure covers the devices and the eIM core together. Printed (``--json``: one object):
-``devices``, ``rounds``, ``cycles``, and ``cpu_ms_per_cycle`` (this process's CPU per cycle
-in the rounds, the eIM core's left out, as ``pull.py --transport direct`` counts it;
-``eim_cpu_ms_per_cycle`` apart).
+That figure covers the devices and the eIM core together. ``--eim-state disk`` keeps the
+eIM's state in a temporary directory (a real SQLite file in WAL mode, its acknowledging
+commits fsynced) instead of in memory; ``--backlog K`` queues K more orders per device than
+the rounds use, so the database holds as many orders as a long ``pull.py`` run leaves
+(system calls are not instructions: count them with ``strace -c -f`` over two runs alike).
+Printed (``--json``: one object): ``devices``, ``rounds``, ``cycles``, and
+``cpu_ms_per_cycle`` (this process's CPU per cycle in the rounds, the eIM core's left out, as
+``pull.py --transport direct`` counts it; ``eim_cpu_ms_per_cycle`` apart).
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import asyncio
 import json
 import logging
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,15 +67,24 @@ async def _rounds(
         await fleet.stop()
 
 
-def run(devices: int, rounds: int) -> dict[str, object]:
-    """Make the devices, queue a PSMO per device and round, and run the rounds."""
+def run(devices: int, rounds: int, *, disk: bool = False, backlog: int = 0) -> dict[str, object]:
+    """Make the devices, queue a PSMO per device and round (and ``backlog`` more), and run
+    the rounds; ``disk``: the eIM's state in a temporary directory."""
+    with ExitStack() as stack:
+        state_dir = None
+        if disk:
+            state_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="eim-rounds-"))
+        return _run(devices, rounds, state_dir, backlog)
+
+
+def _run(devices: int, rounds: int, state_dir: str | None, backlog: int) -> dict[str, object]:
     package = pull.PACKAGE.read_bytes()
     iccid = saip.read_package(package).iccid
-    eim = build_eim("sgp26", state_dir=None)
+    eim = build_eim("sgp26", state_dir=state_dir)
     eim.core.eim_fqdn = "eim.bench.test"
     direct = pull.DirectEim(eim)
     cards = [pull.make_card(eim, package) for _ in range(devices)]
-    operator = pull.Operator(eim, iccid, depth=rounds + 1, low=0)
+    operator = pull.Operator(eim, iccid, depth=rounds + 1 + backlog, low=0)
     for card in cards:
         operator.fill(card.eid)
     config = FleetConfig(
@@ -80,7 +96,10 @@ def run(devices: int, rounds: int) -> dict[str, object]:
         http=HttpMode.POOL,
     )
     fleet = pull.DirectFleet(cards, config, on_cycle=operator.on_cycle, direct=direct)
-    cpu, eim_cpu = asyncio.run(_rounds(fleet, direct, rounds))
+    try:
+        cpu, eim_cpu = asyncio.run(_rounds(fleet, direct, rounds))
+    finally:
+        eim.core.store.close()
     cycles = devices * rounds
     per = 1000 / max(cycles, 1)
     return {
@@ -97,11 +116,20 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--devices", type=int, default=20, help="emulated devices (N)")
     parser.add_argument("--rounds", type=int, default=10, help="cycles per device (R)")
+    parser.add_argument(
+        "--eim-state",
+        choices=("memory", "disk"),
+        default="memory",
+        help="the eIM's state in memory, or in a temporary directory (SQLite file, WAL)",
+    )
+    parser.add_argument(
+        "--backlog", type=int, default=0, help="orders queued per device beyond the rounds (K)"
+    )
     args = parser.parse_args()
-    if args.devices < 1 or args.rounds < 0:
-        parser.error("--devices must be at least 1 and --rounds at least 0")
+    if args.devices < 1 or args.rounds < 0 or args.backlog < 0:
+        parser.error("--devices must be at least 1, --rounds and --backlog at least 0")
     logging.basicConfig(level=logging.ERROR)
-    results = run(args.devices, args.rounds)
+    results = run(args.devices, args.rounds, disk=args.eim_state == "disk", backlog=args.backlog)
     if args.json:
         print(json.dumps(results))
     else:

@@ -154,7 +154,9 @@ class EimNotifications:
 
     def _outbox(self) -> list[tuple[int, str, bytes]]:
         """PIRs to forward once the current message is stored (per thread)."""
-        local = self.__dict__.setdefault("_outbox_local", threading.local())
+        local = self.__dict__.get("_outbox_local")
+        if local is None:  # not setdefault(): a threading.local() is costly to make each time
+            local = self.__dict__.setdefault("_outbox_local", threading.local())
         items: list[tuple[int, str, bytes]] = local.__dict__.setdefault("items", [])
         return items
 

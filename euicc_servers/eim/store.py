@@ -61,6 +61,8 @@ __all__ = [
 
 DB_FILE = "eim.sqlite3"
 _SCHEMA_VERSION = 2
+#: The connection's page cache, in KiB (an upper bound: pages are allocated as they are read).
+_CACHE_KIB = 65536
 #: Columns added since version 1 (table, column, type), added to an older file at open.
 _ADDED_COLUMNS = (
     ("euiccs", "token_source", "TEXT"),
@@ -114,7 +116,8 @@ CREATE TABLE IF NOT EXISTS orders (
     campaign INTEGER
 );
 CREATE INDEX IF NOT EXISTS orders_by_eid ON orders (eid, state, id);
-CREATE INDEX IF NOT EXISTS orders_by_transaction ON orders (eim_transaction_id);
+CREATE INDEX IF NOT EXISTS orders_by_transaction ON orders (eim_transaction_id)
+    WHERE eim_transaction_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     eid TEXT,
@@ -180,7 +183,7 @@ CREATE TABLE IF NOT EXISTS webhooks (
     created TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS feed (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     type TEXT NOT NULL,
     data TEXT NOT NULL,
     created TEXT NOT NULL
@@ -424,8 +427,79 @@ def _bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
+def _columns(row: sqlite3.Row) -> dict[str, Any]:
+    """The row as {column: value}. ``dict(row)`` looks every name up again among the columns
+    (a scan of string comparisons each); pairing the names with the values in order does not."""
+    return dict(zip(row.keys(), row, strict=True))
+
+
 def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+#: Python types a column's value must have to be held by SQLite as given (a value of another
+#: type may be converted by the column's affinity: such an update reads its row back).
+_TEXT, _INT, _BLOB = (str,), (int,), (bytes,)
+_JSON = (object,)  # any value json.dumps takes (compared by identity below)
+_EUICC_TYPES: dict[str, tuple[type, ...]] = {
+    "euicc_certificate": _BLOB,
+    "eum_certificate": _BLOB,
+    "public_key": _BLOB,
+    "key_source": _TEXT,
+    "association_token": _INT,
+    "token_source": _TEXT,
+    "counter": _INT,
+    "euicc_ci_pkid": _BLOB,
+    "last_seen": _TEXT,
+    "state_change": _JSON,
+    "updated": _TEXT,
+    "sgp32": _TEXT,
+    "sgp32_source": _TEXT,
+    "labels": _JSON,
+    "delivery": _JSON,
+    "profiles": _JSON,
+}
+_ORDER_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": _TEXT,
+    "request": _JSON,
+    "origin": _TEXT,
+    "state": _TEXT,
+    "eim_transaction_id": _BLOB,
+    "counter_value": _INT,
+    "package": _BLOB,
+    "result": _BLOB,
+    "result_json": _JSON,
+    "verified": (bool, int),
+    "error": _TEXT,
+    "report": _TEXT,
+    "updated": _TEXT,
+    "sent": _TEXT,
+    "completed": _TEXT,
+    "campaign": _INT,
+}
+
+
+def _as_stored(types: dict[str, tuple[type, ...]], values: dict[str, Any]) -> bool:
+    """Whether every value of an update is held by SQLite as given (JSON: as its text), so
+    the row after it is known without reading it back."""
+    for name, value in values.items():
+        kinds = types.get(name)
+        if kinds is None:
+            return False  # a column not known here (e.g. the key): read back
+        if value is None or kinds is _JSON:
+            continue
+        if type(value) not in kinds:  # exact types: bool is no INTEGER, bytearray no BLOB
+            return False
+    return True
+
+
+def _read_back(values: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """The values of an update as a read of the row gives them: JSON columns from their text
+    (a JSON value read back is not always the value dumped: tuples become lists)."""
+    return {
+        name: value if stored[name] is value else json.loads(stored[name])
+        for name, value in values.items()
+    }
 
 
 class EimStore:
@@ -443,11 +517,17 @@ class EimStore:
         self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        self._depth = 0
+        self._depth = 0  # nesting of transaction() blocks in the thread holding the lock
+        self._transaction = _Transaction(self)
         # eUICC records read or written in the open transaction, by EID. Only used while a
         # transaction holds the database's write lock, so no other connection (another worker
         # process) can change them meanwhile; emptied when the transaction ends.
         self._records: dict[str, EuiccRecord] = {}
+        # Orders read or written in the open transaction, by id (the same rule as _records).
+        self._orders: dict[int, Order] = {}
+        # Feed rows (type, JSON, created) published in the open transaction: inserted at its
+        # commit, in order, in one statement (see publish).
+        self._feed: list[tuple[str, str, str]] = []
         # seqNumbers to acknowledge that the open transaction added, by EID: written to the
         # acks table at its commit unless a take_acks in the same transaction took them (a
         # result acknowledged in its own response never touches the table).
@@ -459,10 +539,16 @@ class EimStore:
         self.acknowledged = 0
         self.durable = 0
         self._sync_lock = threading.Lock()  # not the store's lock: an fsync blocks no query
+        self._wal_fd: int | None = None  # the WAL, kept open for its fsyncs (see _sync)
         self._deferred = threading.local()
         if directory is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module notes
+        # A page cache that holds the working set of a large fleet (SQLite's default is 2 MiB,
+        # which a few thousand orders outgrow: every transaction then reads pages back from
+        # the file). SQLite checks the cache against the WAL index at every transaction's
+        # start, so another process's commits never leave it stale.
+        self._db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         self._db.executescript(_SCHEMA)  # CREATE ... IF NOT EXISTS: a no-op on a known file
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, 1, _SCHEMA_VERSION):
@@ -472,42 +558,108 @@ class EimStore:
             if column not in present:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file made by an earlier version to the current layout (in one transaction:
+        the workers sharing a file may open it together; the first one does it):
+
+        * ``orders_by_transaction`` indexes only orders that have a transaction id (a queued
+          order's NULL is no entry to write and delete again);
+        * ``feed`` without AUTOINCREMENT: its inserts no longer write ``sqlite_sequence``.
+          Its ids are still never reused (SQLite gives the highest id + 1, and no feed row is
+          ever deleted), unless the sequence ran ahead of the highest id: then it is kept.
+        """
+        with self.transaction():
+            schema = dict(
+                self._db.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE name IN "
+                    "('orders_by_transaction', 'feed')"
+                ).fetchall()
+            )
+            if "WHERE" not in schema["orders_by_transaction"].upper():
+                self._db.execute("DROP INDEX orders_by_transaction")
+                self._db.execute(
+                    "CREATE INDEX orders_by_transaction ON orders (eim_transaction_id)"
+                    " WHERE eim_transaction_id IS NOT NULL"
+                )
+            if "AUTOINCREMENT" in schema["feed"].upper():
+                seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'feed'")
+                ran = seq.fetchone()
+                top = self._db.execute("SELECT MAX(id) FROM feed").fetchone()[0]
+                if ran is None or ran[0] <= (top or 0):
+                    self._db.execute(
+                        "CREATE TABLE feed_rebuilt (id INTEGER PRIMARY KEY, type TEXT NOT NULL,"
+                        " data TEXT NOT NULL, created TEXT NOT NULL)"
+                    )
+                    self._db.execute(
+                        "INSERT INTO feed_rebuilt (id, type, data, created)"
+                        " SELECT id, type, data, created FROM feed ORDER BY id"
+                    )
+                    self._db.execute("DROP TABLE feed")
+                    self._db.execute("ALTER TABLE feed_rebuilt RENAME TO feed")
+                    self._db.execute("DELETE FROM sqlite_sequence WHERE name = 'feed'")
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
+        with self._lock, self._sync_lock:
             self._db.close()
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Run the block in one transaction (nested blocks join the outer one)."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
+    def transaction(self) -> _Transaction:
+        """Run the block in one transaction (nested blocks join the outer one):
+        ``with store.transaction(): ...``."""
+        return self._transaction
+
+    def _begin(self) -> None:
+        """Enter a transaction block (the store's lock held until its exit)."""
+        self._lock.acquire()
+        if self._depth:  # nested: joins the open transaction
+            self._depth += 1
+            return
+        try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._depth = 1
+        except BaseException:
+            self._lock.release()
+            raise
+        self._depth = 1
+
+    def _end(self, ok: bool) -> None:
+        """Leave a transaction block: the outermost commits (``ok``) or rolls back."""
+        try:
+            if self._depth > 1:
+                self._depth -= 1
+                return
             try:
-                yield
-                self._write_new_acks()
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
-                self._db.execute("COMMIT")
-                if self._acknowledges:
-                    self.acknowledged += 1
-                    if not getattr(self._deferred, "on", False):
-                        self.sync_through(self.acknowledged)
+                if ok:
+                    self._commit()
+                else:
+                    self._db.execute("ROLLBACK")
             finally:
                 self._depth = 0
                 self._records.clear()
+                self._orders.clear()
+                self._feed.clear()
                 self._new_acks.clear()
                 self._acknowledges = False
+        finally:
+            self._lock.release()
+
+    def _commit(self) -> None:
+        try:
+            self._write_new_acks()
+            self._write_feed()
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:  # nothing half-written: the whole block undone
+                self._db.execute("ROLLBACK")
+            raise
+        if self._acknowledges:
+            self.acknowledged += 1
+            if not getattr(self._deferred, "on", False):
+                self.sync_through(self.acknowledged)
 
     @contextmanager
     def deferred_sync(self) -> Iterator[None]:
@@ -535,19 +687,36 @@ class EimStore:
         synced the main file itself)."""
         if self._wal is None:
             return  # in memory
-        try:
-            fd = os.open(self._wal, os.O_RDONLY)
-        except FileNotFoundError:
-            fd = os.open(self._wal.with_name(DB_FILE), os.O_RDONLY)
-        try:
-            os.fdatasync(fd)  # as SQLite syncs its WAL: the data and the size
-        finally:
+        fd = self._wal_fd
+        # The WAL is kept open between syncs: SQLite resets it in place and deletes it only
+        # when the last connection closes (ours is open). Should it have been unlinked all the
+        # same (no links left), the name is opened again.
+        if fd is not None and os.fstat(fd).st_nlink == 0:
             os.close(fd)
+            fd = self._wal_fd = None
+        if fd is None:
+            try:
+                fd = self._wal_fd = os.open(self._wal, os.O_RDONLY)
+            except FileNotFoundError:
+                fd = os.open(self._wal.with_name(DB_FILE), os.O_RDONLY)
+                try:
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+                return
+        os.fdatasync(fd)  # as SQLite syncs its WAL: the data and the size
 
     def _write_new_acks(self) -> None:
         rows = [(eid, seq) for eid, seqs in self._new_acks.items() for seq in seqs]
         if rows:
             self._db.executemany("INSERT OR IGNORE INTO acks (eid, seq_number) VALUES (?, ?)", rows)
+
+    def _write_feed(self) -> None:
+        if self._feed:
+            self._db.executemany(
+                "INSERT INTO feed (type, data, created) VALUES (?, ?, ?)", self._feed
+            )
+            self._feed.clear()
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
         with self._lock:
@@ -566,7 +735,7 @@ class EimStore:
 
     @staticmethod
     def _euicc(row: sqlite3.Row) -> EuiccRecord:
-        values = dict(row)
+        values = _columns(row)
         for name in _JSON_COLUMNS:
             values[name] = _json_or_none(values[name])
         return EuiccRecord(**values)
@@ -624,19 +793,34 @@ class EimStore:
         unknown = values.keys() - _EUICC_CHANGEABLE
         if unknown:
             raise ValueError(f"unknown eUICC fields {sorted(unknown)}")
+        values["updated"] = now()
+        stored = dict(values)
         for name in _JSON_COLUMNS:
             if name in values and values[name] is not None:
-                values[name] = json.dumps(values[name])
-        values["updated"] = now()
-        assignments = ", ".join(f"{k} = ?" for k in values)
+                stored[name] = json.dumps(values[name])
+        assignments = ", ".join(f"{k} = ?" for k in stored)
         with self.transaction():
-            rows = self._db.execute(
-                f"UPDATE euiccs SET {assignments} WHERE eid = ? RETURNING *",
-                [*values.values(), eid],
-            ).fetchall()  # all: the statement runs to its end
-            if not rows:
-                raise NotFound(f"EID {eid} is not registered")
-            record = self._records[eid] = self._euicc(rows[0])
+            known = self._records.get(eid)
+            if known is not None and _as_stored(_EUICC_TYPES, values):
+                # The record as it was read in this transaction, with the values written (as
+                # SQLite holds them: JSON read back from its text), instead of RETURNING *.
+                if (
+                    self._db.execute(
+                        f"UPDATE euiccs SET {assignments} WHERE eid = ?", [*stored.values(), eid]
+                    ).rowcount
+                    != 1
+                ):
+                    raise NotFound(f"EID {eid} is not registered")
+                record = EuiccRecord(**{**known.__dict__, **_read_back(values, stored)})
+            else:
+                rows = self._db.execute(
+                    f"UPDATE euiccs SET {assignments} WHERE eid = ? RETURNING *",
+                    [*stored.values(), eid],
+                ).fetchall()  # all: the statement runs to its end
+                if not rows:
+                    raise NotFound(f"EID {eid} is not registered")
+                record = self._euicc(rows[0])
+            self._records[eid] = record
             # Every poll changes lastSeen and every package the counter: not worth an event.
             changed = sorted(set(values) & _PUBLISHED_EUICC_CHANGES)
             if changed:
@@ -651,6 +835,7 @@ class EimStore:
         """
         with self.transaction():
             self._records.pop(eid, None)
+            self._orders.clear()
             self._new_acks.pop(eid, None)
             if self._db.execute("DELETE FROM euiccs WHERE eid = ?", (eid,)).rowcount != 1:
                 raise NotFound(f"EID {eid} is not registered")
@@ -662,7 +847,7 @@ class EimStore:
 
     @staticmethod
     def _order(row: sqlite3.Row) -> Order:
-        values = dict(row)
+        values = _columns(row)
         values["request"] = json.loads(values["request"])
         values["result_json"] = _json_or_none(values["result_json"])
         values["verified"] = _bool(values["verified"])
@@ -688,6 +873,7 @@ class EimStore:
                 (eid, kind, json.dumps(request), origin, OrderState.QUEUED, stamp, stamp, campaign),
             ).fetchall()
             order = self._order(rows[0])
+            self._orders[order.id] = order
             self.publish("order.queued", order.summary())
         return order
 
@@ -769,29 +955,50 @@ class EimStore:
         Raises:
             NotFound: no such order.
         """
-        if "result_json" in values:
-            values["result_json"] = json.dumps(values["result_json"])
-        if "request" in values:
-            values["request"] = json.dumps(values["request"])
         values["updated"] = now()
-        assignments = ", ".join(f"{k} = ?" for k in values)
+        stored = dict(values)
+        for name in ("request", "result_json"):
+            if name in values:
+                stored[name] = json.dumps(values[name])
+        assignments = ", ".join(f"{k} = ?" for k in stored)
         with self.transaction():
-            if known is not None and self._depth > 1 and known.id == order_id:
-                before: tuple[str, str | None] = (known.state, known.report)
-            else:
-                row = self._db.execute(
-                    "SELECT state, report FROM orders WHERE id = ?", (order_id,)
-                ).fetchone()
-                if row is None:
+            base = self._orders.get(order_id)
+            if base is None and known is not None and self._depth > 1 and known.id == order_id:
+                base = known
+            if base is not None and _as_stored(_ORDER_TYPES, values):
+                # The order as read (or written) in this transaction, with the values written
+                # (as SQLite holds them), instead of RETURNING *.
+                if (
+                    self._db.execute(
+                        f"UPDATE orders SET {assignments} WHERE id = ?",
+                        [*stored.values(), order_id],
+                    ).rowcount
+                    != 1
+                ):
                     raise NotFound(f"no order {order_id}")
-                before = (row[0], row[1])
-            rows = self._db.execute(
-                f"UPDATE orders SET {assignments} WHERE id = ? RETURNING *",
-                [*values.values(), order_id],
-            ).fetchall()
-            if not rows:
-                raise NotFound(f"no order {order_id}")
-            order = self._order(rows[0])
+                before: tuple[str, str | None] = (base.state, base.report)
+                changed = _read_back(values, stored)
+                if "verified" in changed:
+                    changed["verified"] = _bool(changed["verified"])
+                order = Order(**{**base.__dict__, **changed})
+            else:
+                if base is not None:
+                    before = (base.state, base.report)
+                else:
+                    row = self._db.execute(
+                        "SELECT state, report FROM orders WHERE id = ?", (order_id,)
+                    ).fetchone()
+                    if row is None:
+                        raise NotFound(f"no order {order_id}")
+                    before = (row[0], row[1])
+                rows = self._db.execute(
+                    f"UPDATE orders SET {assignments} WHERE id = ? RETURNING *",
+                    [*stored.values(), order_id],
+                ).fetchall()
+                if not rows:
+                    raise NotFound(f"no order {order_id}")
+                order = self._order(rows[0])
+            self._orders[order_id] = order
             if order.state != before[0]:
                 self.publish(f"order.{order.state}", order.summary())
             elif order.report != before[1] and order.report is not None:
@@ -863,7 +1070,7 @@ class EimStore:
 
     @staticmethod
     def _event(row: sqlite3.Row) -> Event:
-        values = dict(row)
+        values = _columns(row)
         values["decoded"] = _json_or_none(values["decoded"])
         values["verified"] = _bool(values["verified"])
         values["accepted"] = bool(values["accepted"])
@@ -922,11 +1129,13 @@ class EimStore:
     def session(self, transaction_id: str) -> Session | None:
         """The session ``transaction_id`` (hex), if any."""
         row = self._one("SELECT * FROM sessions WHERE transaction_id = ?", (transaction_id,))
-        return Session(**dict(row)) if row is not None else None
+        return Session(**_columns(row)) if row is not None else None
 
     def sessions(self) -> list[Session]:
         """All sessions, oldest first."""
-        return [Session(**dict(r)) for r in self._all("SELECT * FROM sessions ORDER BY created")]
+        return [
+            Session(**_columns(r)) for r in self._all("SELECT * FROM sessions ORDER BY created")
+        ]
 
     def update_session(self, transaction_id: str, **values: Any) -> Session:
         """Change columns of a session.
@@ -960,31 +1169,55 @@ class EimStore:
         """Run one statement (in the caller's transaction, or its own)."""
         with self._lock:
             self._records.clear()  # it may change an eUICC behind the cached records' back
+            self._orders.clear()
             return self._exec(sql, args)
 
     # -- the northbound feed --------------------------------------------------------------
 
-    def publish(self, kind: str, data: dict[str, Any]) -> int:
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
         """Record an event of ``kind`` for the northbound feed (in the caller's transaction,
-        so an event exists exactly when its change was committed); returns its id."""
-        cursor = self._exec(
-            "INSERT INTO feed (type, data, created) VALUES (?, ?, ?)",
-            (kind, json.dumps(data, sort_keys=True), now()),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        so an event exists exactly when its change was committed). The rows of a transaction
+        are inserted when it commits, in the order published (one statement for all)."""
+        with self.transaction():
+            self._feed.append((kind, json.dumps(data, sort_keys=True), now()))
+
+    def _flush_feed(self) -> None:
+        """Insert the open transaction's feed rows now (a read of the feed inside it sees
+        them)."""
+        if self._depth:
+            self._write_feed()
 
     def feed(self, after: int = 0, limit: int = 500) -> list[FeedEvent]:
         """Published events with an id above ``after``, oldest first (at most ``limit``)."""
-        rows = self._all(
-            "SELECT * FROM feed WHERE id > ? ORDER BY id LIMIT ?", (after, max(1, limit))
-        )
+        with self._lock:
+            self._flush_feed()
+            rows = self._all(
+                "SELECT * FROM feed WHERE id > ? ORDER BY id LIMIT ?", (after, max(1, limit))
+            )
         return [FeedEvent(r["id"], r["type"], json.loads(r["data"]), r["created"]) for r in rows]
 
     def last_feed_id(self) -> int:
         """The id of the newest published event (0: none yet)."""
-        row = self._one("SELECT MAX(id) FROM feed")
+        with self._lock:
+            self._flush_feed()
+            row = self._one("SELECT MAX(id) FROM feed")
         return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+class _Transaction:
+    """The context manager :meth:`EimStore.transaction` returns (one per store, reused: its
+    state is the store's, under the store's lock)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: EimStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        self._store._begin()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._store._end(kind is None)
 
 
 @dataclass(frozen=True)
