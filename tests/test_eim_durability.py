@@ -96,3 +96,51 @@ def test_nothing_waits_when_the_commits_are_durable_already(tmp_path: Path) -> N
     asyncio.run(acks.wait(0))
     assert acks._thread is None  # no thread started for nothing
     store.close()
+
+
+def test_answers_within_the_gather_time_share_one_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EimStore(tmp_path)
+    acks = DurableAcks(store, gather=0.05)
+    calls: list[int] = []
+    real = os.fdatasync
+
+    def sync(fd: int) -> None:
+        calls.append(store.acknowledged)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", sync)
+
+    async def run() -> None:
+        store.acknowledged = 1
+        first = asyncio.ensure_future(acks.wait(1))
+        await asyncio.sleep(0.01)  # inside the gather time: no fsync yet, nothing returned
+        assert calls == [] and not first.done()
+        store.acknowledged = 2
+        second = asyncio.ensure_future(acks.wait(2))
+        await asyncio.gather(first, second)
+
+    asyncio.run(run())
+    assert calls == [2]  # one fsync, started after the second commit, covered both
+    assert store.durable == 2
+    store.close()
+
+
+def test_without_gathering_the_fsync_starts_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EimStore(tmp_path)
+    acks = DurableAcks(store, gather=0)
+    gated = _GatedSync(monkeypatch)
+
+    async def run() -> None:
+        store.acknowledged = 1
+        first = asyncio.ensure_future(acks.wait(1))
+        await _until(gated.inside)  # started without waiting for company
+        gated.gate.set()
+        await first
+
+    asyncio.run(run())
+    assert store.durable == 1 and gated.calls == 1
+    store.close()
