@@ -187,7 +187,9 @@ def test_httpx_pool_and_json_binding(eim: tuple[EimServer, str]) -> None:
     assert all(enabled(card) for card in cards)
 
 
-def test_in_process_asgi_transport() -> None:
+def _asgi_cards() -> tuple[list[Euicc], PullConfig]:
+    """Two provisioned cards with an enable queued each, and a pull configuration that
+    reaches the eIM app in-process (httpx.ASGITransport) at http://eim.fleet.test."""
     server = build_eim("sgp26", tls=False)
     server.core.eim_fqdn = "eim.fleet.test"
     cards = [provisioned_card(server) for _ in range(2)]
@@ -195,6 +197,11 @@ def test_in_process_asgi_transport() -> None:
         server.core.queue(card.eid, ENABLE)
     transport = httpx.ASGITransport(app=create_app(server.core))
     pull = PullConfig(max_packages=1, esipa=EsipaConfig(transport=transport))
+    return cards, pull
+
+
+def test_in_process_asgi_transport() -> None:
+    cards, pull = _asgi_cards()
 
     async def go() -> list[PollOutcome | None]:
         async with Fleet(cards, FleetConfig("http://eim.fleet.test", pull=pull)) as fleet:
@@ -209,13 +216,7 @@ def test_in_process_asgi_transport() -> None:
 
 
 def test_freeze_gc_keeps_the_open_fleet_out_of_collections_until_it_stops() -> None:
-    server = build_eim("sgp26", tls=False)
-    server.core.eim_fqdn = "eim.fleet.test"
-    cards = [provisioned_card(server) for _ in range(2)]
-    for card in cards:
-        server.core.queue(card.eid, ENABLE)
-    transport = httpx.ASGITransport(app=create_app(server.core))
-    pull = PullConfig(max_packages=1, esipa=EsipaConfig(transport=transport))
+    cards, pull = _asgi_cards()
     frozen: list[tuple[int, int]] = []
 
     async def go(freeze: bool) -> list[PollOutcome | None]:
@@ -237,13 +238,7 @@ def test_freeze_gc_keeps_the_open_fleet_out_of_collections_until_it_stops() -> N
 
 
 def test_run_drives_a_fleet_on_uvloop_where_installed() -> None:
-    server = build_eim("sgp26", tls=False)
-    server.core.eim_fqdn = "eim.fleet.test"
-    cards = [provisioned_card(server) for _ in range(2)]
-    for card in cards:
-        server.core.queue(card.eid, ENABLE)
-    transport = httpx.ASGITransport(app=create_app(server.core))
-    pull = PullConfig(max_packages=1, esipa=EsipaConfig(transport=transport))
+    cards, pull = _asgi_cards()
 
     async def go() -> tuple[str, list[PollOutcome | None]]:
         loop = type(asyncio.get_running_loop()).__module__
