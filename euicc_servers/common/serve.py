@@ -244,6 +244,11 @@ def _uvicorn_config(
             lifespan="auto",
             loop="auto",  # uvloop where it is installed
             http=_protocol_for(limits),
+            # Nothing here reads the client's address or the scheme, so uvicorn's rewriting of
+            # them from X-Forwarded-* headers is an ASGI layer on every request for nothing.
+            proxy_headers=False,
+            # The access log is written at info: below that, skip building its arguments.
+            access_log=log_level.lower() in ("trace", "debug", "info"),
             # Idle keep-alive clients must not hold up a stop for uvicorn's default wait.
             timeout_graceful_shutdown=1,
             ssl_certfile=certfile,
