@@ -14,7 +14,6 @@ started as ``python -m ipa`` / ``python -m euicc_sim``, which is what their entr
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import report
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 15.0
@@ -70,8 +71,7 @@ def measure(runs: int) -> dict[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = report.parser(__doc__)
     parser.add_argument("--runs", type=int, default=15, help="processes per command (default 15)")
     args = parser.parse_args()
     results = measure(args.runs)

@@ -18,14 +18,13 @@ the machine may be shared).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import report
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from euicc_protocol import saip, schema
@@ -92,16 +91,10 @@ def run(seconds: float) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = report.parser(__doc__)
     parser.add_argument("--seconds", type=float, default=2.0, help="time per figure")
     args = parser.parse_args()
-    results = run(args.seconds)
-    if args.json:
-        print(json.dumps(results))
-    else:
-        for key, value in results.items():
-            print(f"{key:20} {value}")
+    report.print_figures(run(args.seconds), args.json)
     return 0
 
 

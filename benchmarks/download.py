@@ -15,18 +15,17 @@ crypto_floor_ms     median time of the cryptographic operations of one download,
 ratio               download_median_ms / crypto_floor_ms
 download_cpu_ms     CPU time of this process (IPAd, card and SM-DP+ together) per timed
                     download: steadier than wall clock on a shared machine
-Floor (issue #3): download_median_ms <= 250.
+Floors: download_median_ms <= 25 and ratio <= 10.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
+import report
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from euicc_protocol import crypto, pki, scp03t
@@ -42,6 +41,8 @@ from ipa.es10 import Es10Client
 from ipa.transport import InProcessTransport
 
 PACKAGE = Path(__file__).resolve().parent.parent / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"
+MEDIAN_FLOOR_MS = 25.0
+RATIO_FLOOR = 10.0
 
 
 def crypto_once(upp: bytes) -> float:
@@ -119,20 +120,17 @@ def run(downloads: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = report.parser(__doc__)
     parser.add_argument("--downloads", type=int, default=15, help="downloads to time")
     args = parser.parse_args()
     results = run(args.downloads)
-    if args.json:
-        print(json.dumps(results))
-    else:
-        for key, value in results.items():
-            print(f"{key:20} {value}")
-        print(
-            "floor: download_median_ms <= 250:",
-            "ok" if results["download_median_ms"] <= 250 else "NO",
-        )
+    floors = [
+        f"floor: download_median_ms <= {MEDIAN_FLOOR_MS:g}: "
+        + report.mark(results["download_median_ms"] <= MEDIAN_FLOOR_MS, "ABOVE FLOOR"),
+        f"floor: ratio <= {RATIO_FLOOR:g}: "
+        + report.mark(results["ratio"] <= RATIO_FLOOR, "ABOVE FLOOR"),
+    ]
+    report.print_figures(results, args.json, floors)
     return 0
 
 

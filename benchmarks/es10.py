@@ -11,13 +11,14 @@ Floors (issue #2): 10,000 / 5,000 / 200 per second.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import report
 
 from euicc_sim.card import Euicc
 from ipa.es10 import Es10Client
@@ -64,8 +65,7 @@ def run(seconds: float) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = report.parser(__doc__)
     parser.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     args = parser.parse_args()
     results = run(args.seconds)

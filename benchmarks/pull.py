@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import math
 import multiprocessing
@@ -76,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import report
 
 from euicc_protocol import saip
 from euicc_protocol.crypto import Curve
@@ -387,8 +387,7 @@ class _eim_process:  # noqa: N801 - used as a context manager, like a function
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = report.parser(__doc__)
     parser.add_argument("--devices", type=int, default=1000, help="emulated devices (N)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=3.0, help="cycling before the window")
@@ -434,18 +433,14 @@ def main() -> int:
             print(text, file=sys.stderr)
 
     results = run(args, say)
-    if args.json:
-        print(json.dumps(results))
+    if args.idle:
+        mark = report.mark(results["rss_kb_per_device"] <= IDLE_FLOOR_KB, "ABOVE FLOOR")
+        floor = f"floor: {IDLE_FLOOR_KB:.0f} KiB per idle device at N=10000: {mark}"
     else:
-        for key, value in results.items():
-            print(f"{key:20} {value}")
-        if args.idle:
-            mark = "ok" if results["rss_kb_per_device"] <= IDLE_FLOOR_KB else "ABOVE FLOOR"
-            print(f"floor: {IDLE_FLOOR_KB:.0f} KiB per idle device at N=10000: {mark}")
-        else:
-            floor = PROCESS_FLOOR if args.eim_process else FLOOR
-            mark = "ok" if results["psmo_cycles_per_s"] >= floor else "BELOW FLOOR"
-            print(f"floor: {floor:.0f} cycles/s at N=1000: {mark}")
+        cycles = PROCESS_FLOOR if args.eim_process else FLOOR
+        mark = report.mark(results["psmo_cycles_per_s"] >= cycles)
+        floor = f"floor: {cycles:.0f} cycles/s at N=1000: {mark}"
+    report.print_figures(results, args.json, [floor])
     return 0
 
 

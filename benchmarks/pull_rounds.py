@@ -27,9 +27,7 @@ Printed (``--json``: one object): ``devices``, ``rounds``, ``cycles``, and
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import logging
 import sys
 import tempfile
@@ -40,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pull  # noqa: E402 - the benchmark next to this one
+import report  # noqa: E402
 
 from euicc_protocol import saip  # noqa: E402
 from euicc_servers.eim import build_eim  # noqa: E402
@@ -112,8 +111,7 @@ def _run(devices: int, rounds: int, state_dir: str | None, backlog: int) -> dict
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser = report.parser(__doc__)
     parser.add_argument("--devices", type=int, default=20, help="emulated devices (N)")
     parser.add_argument("--rounds", type=int, default=10, help="cycles per device (R)")
     parser.add_argument(
@@ -130,11 +128,7 @@ def main() -> int:
         parser.error("--devices must be at least 1, --rounds and --backlog at least 0")
     logging.basicConfig(level=logging.ERROR)
     results = run(args.devices, args.rounds, disk=args.eim_state == "disk", backlog=args.backlog)
-    if args.json:
-        print(json.dumps(results))
-    else:
-        for key, value in results.items():
-            print(f"{key:20} {value}")
+    report.print_figures(results, args.json)
     return 0
 
 
