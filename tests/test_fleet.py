@@ -493,21 +493,18 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) == 0.0 and percentile([7.0], 99) == 7.0
 
 
-def test_benchmark_runs_with_a_tiny_fleet() -> None:
-    command = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "pull.py"),
-        "--json",
-        "--devices",
-        "3",
-        "--seconds",
-        "1",
-        "--warmup",
-        "0.5",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+def _benchmark(script: str, *args: str, timeout: float = 120) -> dict[str, Any]:
+    """Run ``benchmarks/<script>`` with ``--json`` and ``args``; its figures (it must exit 0:
+    the pull benchmarks exit non-zero when a result is lost, doubled or unverified)."""
+    command = [sys.executable, str(ROOT / "benchmarks" / script), "--json", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_benchmark_runs_with_a_tiny_fleet() -> None:
+    result = _benchmark("pull.py", "--devices", "3", "--seconds", "1", "--warmup", "0.5")
     assert set(result) == {
         "devices",
         "psmo_cycles_per_s",
@@ -525,11 +522,17 @@ def test_benchmark_runs_with_a_tiny_fleet() -> None:
 def test_benchmark_with_the_eim_in_its_own_process_checks_every_result() -> None:
     # The run exits non-zero when a result the devices saw taken is not exactly one done,
     # verified order in the eIM process's state.
-    command = [sys.executable, str(ROOT / "benchmarks" / "pull.py"), "--json", "--eim-process"]
-    command += ["--devices", "3", "--seconds", "1", "--warmup", "0.5"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = _benchmark(
+        "pull.py",
+        "--eim-process",
+        "--devices",
+        "3",
+        "--seconds",
+        "1",
+        "--warmup",
+        "0.5",
+        timeout=180,
+    )
     assert result["eim"] == "process" and result["psmo_cycles_per_s"] > 0
     assert result["eim_cpu_ms_per_cycle"] > 0
 
@@ -537,38 +540,30 @@ def test_benchmark_with_the_eim_in_its_own_process_checks_every_result() -> None
 def test_benchmark_direct_transport_reports_the_devices_cpu_apart_from_the_eims() -> None:
     # No HTTP: the devices hand each ESipa message to the eIM core; every result is checked
     # on the eIM's state (the run exits non-zero otherwise).
-    command = [sys.executable, str(ROOT / "benchmarks" / "pull.py"), "--json"]
-    command += ["--transport", "direct", "--eim-state", "memory"]
-    command += ["--devices", "3", "--seconds", "1", "--warmup", "0.5"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = _benchmark(
+        "pull.py",
+        "--transport",
+        "direct",
+        "--eim-state",
+        "memory",
+        "--devices",
+        "3",
+        "--seconds",
+        "1",
+        "--warmup",
+        "0.5",
+    )
     assert result["psmo_cycles_per_s"] > 0
     assert result["cpu_ms_per_cycle"] > 0 and result["eim_cpu_ms_per_cycle"] > 0
 
 
 def test_benchmark_idle_reports_memory_per_device() -> None:
-    command = [sys.executable, str(ROOT / "benchmarks" / "pull.py"), "--json", "--idle"]
-    command += ["--devices", "5"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = _benchmark("pull.py", "--idle", "--devices", "5")
     assert set(result) == {"devices", "rss_mb_per_device", "rss_kb_per_device", "eim"}
     assert result["devices"] == 5
 
 
 def test_fixed_rounds_benchmark_runs_every_cycle() -> None:
-    command = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "pull_rounds.py"),
-        "--json",
-        "--devices",
-        "2",
-        "--rounds",
-        "2",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = _benchmark("pull_rounds.py", "--devices", "2", "--rounds", "2")
     assert result["devices"] == 2 and result["rounds"] == 2 and result["cycles"] == 4
     assert result["cpu_ms_per_cycle"] > 0 and result["eim_cpu_ms_per_cycle"] > 0
