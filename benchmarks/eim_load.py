@@ -39,6 +39,7 @@ from euicc_protocol import saip
 from euicc_servers.eim import EimServer, OrderState, build_eim, run_in_thread
 from ipa.esipa import Binding, EsipaConfig
 from ipa.fleet import Device, Fleet, FleetConfig
+from ipa.fleet import run as run_fleet
 from ipa.pull import PollOutcome, PullConfig
 
 PACKAGE = Path(__file__).resolve().parent.parent / "profiles" / "ts48" / "TS48V1-A-UNIQUE.der"
@@ -98,7 +99,7 @@ def run(devices: int, seconds: float, binding: str) -> dict[str, Any]:
                 pace=0.0,
             )
             fleet = Fleet(cards, config, on_cycle=operator.on_cycle)
-            stats, window = asyncio.run(_drive(fleet, operator, seconds))
+            stats, window = run_fleet(_drive(fleet, operator, seconds))
         orders = eim.core.store.orders()
         done = [o for o in orders if o.state == OrderState.DONE]
         unverified = sum(1 for o in done if o.verified is not True)

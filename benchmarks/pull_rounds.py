@@ -27,7 +27,6 @@ Printed (``--json``: one object): ``devices``, ``rounds``, ``cycles``, and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from euicc_protocol import saip  # noqa: E402
 from euicc_servers.eim import build_eim  # noqa: E402
 from ipa.esipa import Binding, EsipaConfig  # noqa: E402
 from ipa.fleet import FleetConfig, HttpMode  # noqa: E402
+from ipa.fleet import run as run_fleet  # noqa: E402
 from ipa.pull import PullConfig  # noqa: E402
 
 
@@ -96,7 +96,7 @@ def _run(devices: int, rounds: int, state_dir: str | None, backlog: int) -> dict
     )
     fleet = pull.DirectFleet(cards, config, on_cycle=operator.on_cycle, direct=direct)
     try:
-        cpu, eim_cpu = asyncio.run(_rounds(fleet, direct, rounds))
+        cpu, eim_cpu = run_fleet(_rounds(fleet, direct, rounds))
     finally:
         eim.core.store.close()
     cycles = devices * rounds

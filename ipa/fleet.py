@@ -590,7 +590,7 @@ class FleetRunner:
         *,
         on_cycle: CycleHook | None = None,
     ) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fleet", daemon=True)
         self._thread.start()
         self.fleet = Fleet(cards, config, on_cycle=on_cycle)
