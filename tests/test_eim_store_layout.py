@@ -99,16 +99,17 @@ def test_updates_not_read_back_return_the_row_a_read_gives(tmp_path: Path) -> No
         record = store.update_euicc(
             EID, counter=7, profiles={"8949": ("enabled", 1)}, last_seen="2026-01-01T00:00:00"
         )
+        assert store.order(queued.id) == queued  # read in the transaction: kept for it
         sent = store.update_order(
-            queued.id, known=queued, state=OrderState.SENT, package=b"\xbf\x51\x00", counter_value=7
+            queued.id, state=OrderState.SENT, package=b"\xbf\x51\x00", counter_value=7
         )
         done = store.update_order(
-            queued.id, known=queued, state=OrderState.DONE, result_json={"k": (1, 2)}, verified=1
+            queued.id, state=OrderState.DONE, result_json={"k": (1, 2)}, verified=1
         )
     assert record == store.euicc(EID)
     assert record.profiles == {"8949": ["enabled", 1]}  # as JSON reads it back
     assert sent.state == OrderState.SENT and sent.package == b"\xbf\x51\x00"
-    # The second update built on the first (not on the stale ``known``).
+    # The second update built on the first (not on the order as first read).
     assert done == store.order(queued.id)
     assert (done.package, done.counter_value, done.verified) == (b"\xbf\x51\x00", 7, True)
     assert done.result_json == {"k": [1, 2]}

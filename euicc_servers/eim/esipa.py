@@ -301,7 +301,6 @@ class EimCore(EimResults, EimOperator, EimVersions):
             package = packages.order_payload(order.kind, order.request, tid)
         self.store.update_order(
             order.id,
-            known=order,
             state=OrderState.SENT,
             eim_transaction_id=tid,
             counter_value=counter,

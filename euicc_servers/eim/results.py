@@ -248,7 +248,6 @@ class EimResults(EimNotifications):
             error = f"euiccPackageErrorCode {_EPR_ERRORS.get(code, 'undefinedError')} ({code})"
         self.store.update_order(
             order.id,
-            known=order,
             state=OrderState.FAILED if error else OrderState.DONE,
             result=info.raw,
             result_json=info.decoded,

@@ -880,7 +880,7 @@ class EimStore:
     def order(self, order_id: int) -> Order | None:
         """The order ``order_id``, if any."""
         row = self._one("SELECT * FROM orders WHERE id = ?", (order_id,))
-        return self._order(row) if row is not None else None
+        return self._read_order(row) if row is not None else None
 
     def require_order(self, order_id: int) -> Order:
         """The order ``order_id``.
@@ -933,7 +933,7 @@ class EimStore:
                 sql += f" AND {column} IN ({', '.join('?' for _ in values)})"
                 args.extend(values)
         row = self._one(sql + " ORDER BY id LIMIT 1", args)
-        return self._order(row) if row is not None else None
+        return self._read_order(row) if row is not None else None
 
     def next_order(self, eid: str) -> Order | None:
         """The order to deliver to ``eid`` next: its oldest *sent* order that holds a package
@@ -946,11 +946,20 @@ class EimStore:
             " SELECT * FROM (SELECT * FROM orders WHERE eid = ? AND state = ? ORDER BY id LIMIT 1)",
             (eid, OrderState.SENT, eid, OrderState.QUEUED),
         )
-        return self._order(row) if row is not None else None
+        return self._read_order(row) if row is not None else None
 
-    def update_order(self, order_id: int, *, known: Order | None = None, **values: Any) -> Order:
-        """Change columns of an order (``result_json`` is stored as JSON). ``known``: the
-        order as the caller read it in its open transaction (its state is not read again).
+    def _read_order(self, row: sqlite3.Row) -> Order:
+        """The order of ``row``; one read inside a transaction is kept for it (an update in
+        the same transaction builds on it instead of reading the row again)."""
+        order = self._order(row)
+        with self._lock:  # _depth is this thread's only while it holds the lock
+            if self._depth:
+                self._orders[order.id] = order
+        return order
+
+    def update_order(self, order_id: int, **values: Any) -> Order:
+        """Change columns of an order (``result_json`` is stored as JSON). An order read or
+        written in the open transaction is not read again.
 
         Raises:
             NotFound: no such order.
@@ -963,8 +972,6 @@ class EimStore:
         assignments = ", ".join(f"{k} = ?" for k in stored)
         with self.transaction():
             base = self._orders.get(order_id)
-            if base is None and known is not None and self._depth > 1 and known.id == order_id:
-                base = known
             if base is not None and _as_stored(_ORDER_TYPES, values):
                 # The order as read (or written) in this transaction, with the values written
                 # (as SQLite holds them), instead of RETURNING *.
