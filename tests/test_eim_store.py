@@ -1,7 +1,8 @@
 """The eIM store's transactions (euicc_servers.eim.store): a result acknowledged to a device is
 fsynced before the answer leaves, acknowledgements taken in their own transaction never touch
-the table, eUICC records kept for a transaction never outlive it, and one ESipa request is
-one transaction. Real SQLite files, the emulated card and real signatures."""
+the table, rows kept between transactions are forgotten when another connection commits or a
+transaction rolls back, and one ESipa request is one transaction. Real SQLite files, the
+emulated card and real signatures."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from euicc_protocol import tlv
 from euicc_protocol.crypto import Curve
 from euicc_servers.eim import EimServer, OrderState, build_eim
+from euicc_servers.eim import store as store_module
 from euicc_servers.eim.packages import PackageError, operations_from_json, stored_operations
 from euicc_servers.eim.store import DB_FILE, EimStore
 from euicc_sim.card import Euicc
@@ -151,6 +153,65 @@ def test_a_record_kept_for_a_transaction_shows_its_writes_and_not_outlive_it(
         assert store.euicc(eid).counter == 9  # type: ignore[union-attr]
         store.delete_euicc(eid)
         assert store.euicc(eid) is None
+
+
+def test_rows_are_kept_between_transactions_until_another_connection_commits(
+    tmp_path: Path,
+) -> None:
+    store = EimStore(tmp_path)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid, counter=4)
+    order = store.add_order(eid, "psmo", {"operations": []})
+    selects: list[str] = []
+    store._db.set_trace_callback(lambda s: selects.append(s) if s.startswith("SELECT") else None)
+    with store.transaction():
+        assert store.euicc(eid).counter == 4  # type: ignore[union-attr]
+        assert store.require_order(order.id).state == OrderState.QUEUED
+    assert store.take_acks(eid) == []
+    with store.transaction():  # nobody else committed: nothing read again
+        assert store.euicc(eid).counter == 4  # type: ignore[union-attr]
+    assert store.take_acks(eid) == []
+    assert [s for s in selects if "euiccs" in s] == []
+
+    with sqlite3.connect(tmp_path / DB_FILE) as other:  # e.g. a second worker process
+        other.execute("UPDATE euiccs SET counter = 9 WHERE eid = ?", (eid,))
+        other.execute("UPDATE orders SET state = 'cancelled' WHERE id = ?", (order.id,))
+        other.execute("INSERT INTO acks (eid, seq_number) VALUES (?, 3)", (eid,))
+    with store.transaction():
+        assert store.euicc(eid).counter == 9  # type: ignore[union-attr]
+        assert store.require_order(order.id).state == "cancelled"
+    assert store.take_acks(eid) == [3]
+
+
+def test_rows_kept_between_transactions_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "_CACHED_ROWS", 2)
+    store = EimStore(tmp_path)
+    eids = [f"8904903212345123451234567890{n:04d}" for n in range(5)]
+    with store.transaction():
+        for n, eid in enumerate(eids):
+            store.add_euicc(eid, counter=n)
+    assert list(store._records) == eids[-2:]  # the newest kept
+    with store.transaction():
+        assert [store.euicc(eid).counter for eid in eids] == [0, 1, 2, 3, 4]  # type: ignore[union-attr]
+    assert len(store._records) == 2
+
+
+def test_a_rolled_back_change_is_not_kept_for_the_next_transaction(tmp_path: Path) -> None:
+    store = EimStore(tmp_path)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid, counter=4)
+    order = store.add_order(eid, "psmo", {"operations": []})
+    with pytest.raises(RuntimeError), store.transaction():
+        store.update_euicc(eid, counter=5)
+        store.update_order(order.id, state=OrderState.SENT)
+        store.add_acks(eid, [8])
+        assert store.take_acks(eid) == [8]
+        raise RuntimeError("the request failed")
+    with store.transaction():
+        assert store.euicc(eid).counter == 4  # type: ignore[union-attr]
+        assert store.require_order(order.id).state == OrderState.QUEUED
 
 
 def test_one_esipa_request_is_one_transaction(tmp_path: Path) -> None:

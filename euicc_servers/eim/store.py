@@ -63,6 +63,8 @@ DB_FILE = "eim.sqlite3"
 _SCHEMA_VERSION = 2
 #: The connection's page cache, in KiB (an upper bound: pages are allocated as they are read).
 _CACHE_KIB = 65536
+#: Rows of each kind (eUICCs, orders) kept in memory from one transaction to the next.
+_CACHED_ROWS = 16384
 #: Columns added since version 1 (table, column, type), added to an older file at open.
 _ADDED_COLUMNS = (
     ("euiccs", "token_source", "TEXT"),
@@ -433,6 +435,12 @@ def _columns(row: sqlite3.Row) -> dict[str, Any]:
     return dict(zip(row.keys(), row, strict=True))
 
 
+def _bound(cache: dict[Any, Any]) -> None:
+    """Drop the oldest entries of ``cache`` beyond :data:`_CACHED_ROWS`."""
+    while len(cache) > _CACHED_ROWS:
+        del cache[next(iter(cache))]
+
+
 def _json_or_none(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
@@ -519,12 +527,17 @@ class EimStore:
         self._lock = threading.RLock()
         self._depth = 0  # nesting of transaction() blocks in the thread holding the lock
         self._transaction = _Transaction(self)
-        # eUICC records read or written in the open transaction, by EID. Only used while a
-        # transaction holds the database's write lock, so no other connection (another worker
-        # process) can change them meanwhile; emptied when the transaction ends.
+        # eUICC records read or written in transactions, by EID; used only inside a
+        # transaction (it holds the database's write lock: no other connection, e.g. another
+        # worker process, can change a row meanwhile). They are kept from one transaction to
+        # the next while no other connection commits in between (SQLite's data_version says
+        # so at each BEGIN); a rollback or any other connection's commit empties them.
         self._records: dict[str, EuiccRecord] = {}
-        # Orders read or written in the open transaction, by id (the same rule as _records).
+        # Orders read or written in transactions, by id (the same rule as _records).
         self._orders: dict[int, Order] = {}
+        # EIDs known to have no row in acks (the same rule): take_acks skips its DELETE.
+        self._no_acks: set[str] = set()
+        self._data_version: int | None = None  # data_version when the caches were valid
         # Feed rows (type, JSON, created) published in the open transaction: inserted at its
         # commit, in order, in one statement (see publish).
         self._feed: list[tuple[str, str, str]] = []
@@ -621,10 +634,22 @@ class EimStore:
             return
         try:
             self._db.execute("BEGIN IMMEDIATE")
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
         except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             self._lock.release()
             raise
+        if version != self._data_version:  # another connection committed: forget it all
+            self._forget()
+            self._data_version = version
         self._depth = 1
+
+    def _forget(self) -> None:
+        """Empty the caches of rows kept across transactions (see ``_records``)."""
+        self._records.clear()
+        self._orders.clear()
+        self._no_acks.clear()
 
     def _end(self, ok: bool) -> None:
         """Leave a transaction block: the outermost commits (``ok``) or rolls back."""
@@ -632,20 +657,31 @@ class EimStore:
             if self._depth > 1:
                 self._depth -= 1
                 return
+            committed = False
             try:
                 if ok:
                     self._commit()
+                    committed = True
                 else:
                     self._db.execute("ROLLBACK")
             finally:
                 self._depth = 0
-                self._records.clear()
-                self._orders.clear()
+                if committed:
+                    self._bound_caches()
+                else:  # what the transaction cached may be what it undid
+                    self._forget()
                 self._feed.clear()
                 self._new_acks.clear()
                 self._acknowledges = False
         finally:
             self._lock.release()
+
+    def _bound_caches(self) -> None:
+        """Keep the caches within :data:`_CACHED_ROWS` rows each (the oldest go first)."""
+        _bound(self._records)
+        _bound(self._orders)
+        if len(self._no_acks) > _CACHED_ROWS:
+            self._no_acks.clear()
 
     def _commit(self) -> None:
         try:
@@ -709,6 +745,7 @@ class EimStore:
     def _write_new_acks(self) -> None:
         rows = [(eid, seq) for eid, seqs in self._new_acks.items() for seq in seqs]
         if rows:
+            self._no_acks.difference_update(self._new_acks)
             self._db.executemany("INSERT OR IGNORE INTO acks (eid, seq_number) VALUES (?, ?)", rows)
 
     def _write_feed(self) -> None:
@@ -837,6 +874,7 @@ class EimStore:
             self._records.pop(eid, None)
             self._orders.clear()
             self._new_acks.pop(eid, None)
+            self._no_acks.discard(eid)
             if self._db.execute("DELETE FROM euiccs WHERE eid = ?", (eid,)).rowcount != 1:
                 raise NotFound(f"EID {eid} is not registered")
             self.publish("euicc.deleted", {"eid": eid})
@@ -949,13 +987,16 @@ class EimStore:
         return self._read_order(row) if row is not None else None
 
     def _read_order(self, row: sqlite3.Row) -> Order:
-        """The order of ``row``; one read inside a transaction is kept for it (an update in
-        the same transaction builds on it instead of reading the row again)."""
-        order = self._order(row)
+        """The order of ``row``. Inside a transaction, a cached order is the row as it is
+        (not decoded again), and a decoded one is cached (an update builds on it instead of
+        reading the row again)."""
         with self._lock:  # _depth is this thread's only while it holds the lock
-            if self._depth:
-                self._orders[order.id] = order
-        return order
+            if not self._depth:
+                return self._order(row)
+            order = self._orders.get(row[0])  # the id: the table's first column
+            if order is None:
+                order = self._orders[row[0]] = self._order(row)
+            return order
 
     def update_order(self, order_id: int, **values: Any) -> Order:
         """Change columns of an order (``result_json`` is stored as JSON). An order read or
@@ -1105,10 +1146,12 @@ class EimStore:
         acknowledged again then."""
         with self.transaction():
             taken = self._new_acks.pop(eid, set())
-            rows = self._db.execute(
-                "DELETE FROM acks WHERE eid = ? RETURNING seq_number", (eid,)
-            ).fetchall()
-            taken.update(r[0] for r in rows)
+            if eid not in self._no_acks:
+                rows = self._db.execute(
+                    "DELETE FROM acks WHERE eid = ? RETURNING seq_number", (eid,)
+                ).fetchall()
+                taken.update(r[0] for r in rows)
+                self._no_acks.add(eid)
             if taken:
                 self._acknowledges = True  # durable before the acknowledgement goes out
         return sorted(taken)
@@ -1175,8 +1218,7 @@ class EimStore:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         """Run one statement (in the caller's transaction, or its own)."""
         with self._lock:
-            self._records.clear()  # it may change an eUICC behind the cached records' back
-            self._orders.clear()
+            self._forget()  # it may change rows behind the caches' back
             return self._exec(sql, args)
 
     # -- the northbound feed --------------------------------------------------------------

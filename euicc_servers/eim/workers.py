@@ -9,8 +9,10 @@ Rules:
    connection to one of them.
 2. Every worker opens the same SQLite state (WAL; each change is one ``BEGIN IMMEDIATE``
    transaction, so two workers serving the same eUICC see each other's writes in order: a
-   package is signed once, a result stored once). Nothing a request acts on is kept in a
-   worker's memory beyond its own transaction, except values keyed by their exact bytes.
+   package is signed once, a result stored once). A worker keeps rows it read or wrote
+   (eUICC records, orders) from one transaction to the next only while no other connection
+   committed in between (SQLite's ``data_version``, checked at every BEGIN); otherwise only
+   values keyed by their exact bytes outlive a transaction.
 3. The background work (campaign waves, pushes, webhooks) runs in worker 0 only.
 4. Each worker serves HTTPS with a certificate of its own, issued at its start under the
    same CI (clients verify the chain, as with one process).
