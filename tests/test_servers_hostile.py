@@ -32,6 +32,7 @@ from euicc_protocol import crypto, schema, tlv
 from euicc_protocol.crypto import Curve
 from euicc_protocol.eid import make_eid
 from euicc_protocol.testpki import TestPki, generate_test_pki, issue_euicc_certificate
+from euicc_servers.common import auth as auth_module
 from euicc_servers.common import serve as serve_module
 from euicc_servers.common.auth import TOKEN_FILE, OperatorAuth
 from euicc_servers.common.limits import JsonError, Limits, parse_json
@@ -217,6 +218,17 @@ def test_an_open_operator_api_is_explicit_and_warned_about(
     eim.client.request("GET", "/api/euiccs").raise_for_status()
     with pytest.raises(ValueError):
         OperatorAuth.resolve("token-token-token", open_api=True)
+
+
+def test_generated_tokens_never_start_with_a_dash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One token in 64 would: a command line's `--token VALUE` then reads it as an option.
+    drawn = iter(["-starts-with-a-dash-0123456789", "fine-token-0123456789", "next-0123456789ab"])
+    monkeypatch.setattr(auth_module.secrets, "token_urlsafe", lambda n: next(drawn))
+    token, _ = auth_module.load_or_create_token(tmp_path)
+    assert token == "fine-token-0123456789"
+    assert OperatorAuth.resolve(None).token == "next-0123456789ab"
 
 
 def test_the_command_lines_offer_a_token_or_an_explicit_no_auth() -> None:

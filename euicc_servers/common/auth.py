@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["TOKEN_FILE", "OperatorAuth", "announce_auth", "load_or_create_token"]
+__all__ = ["TOKEN_FILE", "OperatorAuth", "announce_auth", "load_or_create_token", "new_token"]
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,20 @@ def load_or_create_token(directory: str | os.PathLike[str]) -> tuple[str, Path]:
         if len(token) < 16 or any(c.isspace() for c in token):
             raise ValueError(f"{path}: not a usable operator token") from None
         return token, path
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(token + "\n")
     log.info("operator API token created in %s", path)
     return token, path
+
+
+def new_token() -> str:
+    """A random URL-safe token (256 bits) that does not start with ``-``: it is given on
+    command lines (``--token VALUE``), where a leading dash reads as an option."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ class OperatorAuth:
         if state_dir is not None:
             stored, path = load_or_create_token(state_dir)
             return cls(stored, path)
-        return cls(secrets.token_urlsafe(32))
+        return cls(new_token())
 
     @property
     def header(self) -> dict[str, str]:

@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ..common.auth import new_token
 from .store import EimStore, FeedEvent, NotFound, now
 
 __all__ = [
@@ -173,7 +173,7 @@ class Webhooks:
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise WebhookError("url must be an http:// or https:// URL")
         if secret is None:
-            secret = secrets.token_urlsafe(32)
+            secret = new_token()
         if not isinstance(secret, str) or len(secret) < 16:
             raise WebhookError("secret must be at least 16 characters")
         cursor = self.store.last_feed_id() if after is None else max(0, after)
