@@ -617,6 +617,7 @@ class EimStore:
         """Close the database."""
         with self._lock, self._sync_lock:
             self._db.close()
+            self._forget()
             if self._wal_fd is not None:
                 os.close(self._wal_fd)
                 self._wal_fd = None
