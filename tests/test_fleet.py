@@ -503,8 +503,12 @@ def _benchmark(script: str, *args: str, timeout: float = 120) -> dict[str, Any]:
     return result
 
 
+#: A tiny, short pull benchmark run.
+_TINY = ("--devices", "3", "--seconds", "1", "--warmup", "0.5")
+
+
 def test_benchmark_runs_with_a_tiny_fleet() -> None:
-    result = _benchmark("pull.py", "--devices", "3", "--seconds", "1", "--warmup", "0.5")
+    result = _benchmark("pull.py", *_TINY)
     assert set(result) == {
         "devices",
         "psmo_cycles_per_s",
@@ -525,12 +529,7 @@ def test_benchmark_with_the_eim_in_its_own_process_checks_every_result() -> None
     result = _benchmark(
         "pull.py",
         "--eim-process",
-        "--devices",
-        "3",
-        "--seconds",
-        "1",
-        "--warmup",
-        "0.5",
+        *_TINY,
         timeout=180,
     )
     assert result["eim"] == "process" and result["psmo_cycles_per_s"] > 0
@@ -546,12 +545,7 @@ def test_benchmark_direct_transport_reports_the_devices_cpu_apart_from_the_eims(
         "direct",
         "--eim-state",
         "memory",
-        "--devices",
-        "3",
-        "--seconds",
-        "1",
-        "--warmup",
-        "0.5",
+        *_TINY,
     )
     assert result["psmo_cycles_per_s"] > 0
     assert result["cpu_ms_per_cycle"] > 0 and result["eim_cpu_ms_per_cycle"] > 0

@@ -994,9 +994,9 @@ class EimStore:
         with self._lock:  # _depth is this thread's only while it holds the lock
             if not self._depth:
                 return self._order(row)
-            order = self._orders.get(row[0])  # the id: the table's first column
+            order = self._orders.get(row["id"])
             if order is None:
-                order = self._orders[row[0]] = self._order(row)
+                order = self._orders[row["id"]] = self._order(row)
             return order
 
     def update_order(self, order_id: int, **values: Any) -> Order:
