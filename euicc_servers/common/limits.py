@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 __all__ = [
+    "BODY_COMPLETE",
     "DEFAULT_LIMITS",
     "JsonError",
     "Limits",
@@ -124,6 +125,35 @@ async def _plain(send: Send, status: int, text: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+#: A key the guarded HTTP protocols of :mod:`.serve` set in a request's scope once its body
+#: has arrived completely: :func:`read_body` then takes it without setting a timer.
+BODY_COMPLETE = "euicc_sim.body_complete"
+
+
+class _Body:
+    """The parts of a request body received so far."""
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    async def take(self, receive: Receive, send: Send, limit: int) -> bool | None:
+        """Receive one message: True when the body is complete, None when more is to come,
+        False when there is nothing to act on (the client went away, or 413 was answered)."""
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return False
+        chunk = message.get("body", b"")
+        self.size += len(chunk)
+        if self.size > limit:
+            await _plain(send, 413, f"the body is larger than the limit of {limit} bytes")
+            return False
+        self.chunks.append(chunk)
+        return None if message.get("more_body", False) else True
+
+
 async def read_body(
     scope: Scope, receive: Receive, send: Send, limits: Limits = DEFAULT_LIMITS
 ) -> bytes | None:
@@ -140,25 +170,21 @@ async def read_body(
         if int(length) > limit:
             await _plain(send, 413, f"the body is larger than the limit of {limit} bytes")
             return None
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(limits.body_timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return None
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    await _plain(send, 413, f"the body is larger than the limit of {limit} bytes")
-                    return None
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-    except TimeoutError:
-        await _plain(send, 408, f"the body did not arrive within {limits.body_timeout} s")
+    body = _Body()
+    done = None
+    if scope.get(BODY_COMPLETE):  # nothing to wait for: no timer (most requests, one part)
+        done = await body.take(receive, send, limit)
+    if done is None:
+        try:
+            async with asyncio.timeout(limits.body_timeout):
+                while done is None:
+                    done = await body.take(receive, send, limit)
+        except TimeoutError:
+            await _plain(send, 408, f"the body did not arrive within {limits.body_timeout} s")
+            return None
+    if not done:
         return None
+    chunks = body.chunks
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 

@@ -37,13 +37,14 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 except ImportError:  # httptools is not installed: the h11 protocol serves
     HttpToolsProtocol = None  # type: ignore[assignment, misc]
 
 from euicc_protocol.testpki import Credential
 
-from .limits import DEFAULT_LIMITS, Limits
+from .lean_cycle import LeanCycle
+from .limits import BODY_COMPLETE, DEFAULT_LIMITS, Limits
 
 __all__ = [
     "GuardedH11Protocol",
@@ -182,10 +183,15 @@ if HttpToolsProtocol is not None:
         def on_headers_complete(self) -> None:
             self._stage = _BODY
             super().on_headers_complete()
+            # The cycle uvicorn just made (its task has not run yet) writes responses with
+            # server-made headers the lean way (:mod:`.lean_cycle`).
+            if type(self.cycle) is RequestResponseCycle:
+                self.cycle.__class__ = LeanCycle
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._stage = _COMPLETE
+            self.scope[BODY_COMPLETE] = True  # type: ignore[literal-required]
             self._disarm()  # the request is all here: the keep-alive timer applies next
 
         def _too_slow(self) -> None:

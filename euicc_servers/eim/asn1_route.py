@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from euicc_protocol import schema, tlv
 
 from ..common.functions import ADMIN_PROTOCOL
+from ..common.lean_cycle import CheckedHeaders
 from ..common.limits import Limits, Message, Receive, Scope, Send, read_body
 from .packages import MessageError
 from .relay import Answer
@@ -62,7 +63,8 @@ async def _answer(
     content_type: bytes | None,
 ) -> None:
     # Header order as Starlette's Response writes them: the given ones, then length, type.
-    headers = list(first)
+    # All are constants or a length formatted here: written unchecked (.common.lean_cycle).
+    headers = CheckedHeaders(first)
     if status != 204:
         headers.append((b"content-length", b"%d" % len(body)))
     if content_type is not None:
