@@ -120,6 +120,13 @@ def read_tag(data: _Bytes, offset: int = 0) -> tuple[bytes, int]:
 
 #: The one-octet tags as ``bytes``, indexed by the octet (a lookup instead of an allocation).
 ONE_OCTET_TAGS = tuple(bytes((octet,)) for octet in range(256))
+#: The valid two-octet tags (tag numbers 31 to 127) as ``bytes``, keyed by their big-endian
+#: value (a lookup instead of a slice).
+TWO_OCTET_TAGS = {
+    (first << 8) | second: bytes((first, second))
+    for first in range(0x1F, 0x100, 0x20)
+    for second in range(0x1F, 0x80)
+}
 
 
 def _read_tag(data: _Bytes, offset: int, end: int) -> tuple[bytes, int]:
@@ -187,15 +194,37 @@ def read_header(data: _Bytes, offset: int, end: int) -> tuple[bytes, int, int]:
     that runs past it is ``child-past-parent`` when ``end`` is inside ``data`` (the end of a
     parent's value), ``truncated`` when ``end`` is the end of the data.
     """
-    # Fast path for what nearly every TLV is: a one-octet tag and a short-form length whose
-    # value fits. Anything else (including every error) takes the full reading below.
+    # Fast paths for what nearly every TLV is: a one-octet tag and a short-form length whose
+    # value fits; then a one-octet or complete two-octet tag (the BFxx of ES10 and ESipa)
+    # with a length of up to two octets in its minimal form. Anything else (including every
+    # error) takes the full reading below.
     if offset >= 0 and offset + 1 < end:
         first = data[offset]
-        length = data[offset + 1]
-        if first & 0x1F != 0x1F and length < 0x80:
-            value_end = offset + 2 + length
-            if value_end <= end:
-                return ONE_OCTET_TAGS[first], offset + 2, value_end
+        second = data[offset + 1]
+        if first & 0x1F != 0x1F:
+            if second < 0x80:
+                value_end = offset + 2 + second
+                if value_end <= end:
+                    return ONE_OCTET_TAGS[first], offset + 2, value_end
+            tag, at = ONE_OCTET_TAGS[first], offset + 1
+        elif 0x1F <= second < 0x80:
+            tag, at = TWO_OCTET_TAGS[(first << 8) | second], offset + 2
+        else:
+            at = end
+        if at < end:
+            length = data[at]
+            at += 1
+            if length >= 0x80:
+                if length == 0x81 and at < end and data[at] >= 0x80:
+                    length = data[at]
+                    at += 1
+                elif length == 0x82 and at + 1 < end and data[at]:
+                    length = (data[at] << 8) | data[at + 1]
+                    at += 2
+                else:
+                    at = end + 1  # another form (or an error): the full reading
+            if at + length <= end:
+                return tag, at, at + length
     tag, pos = _read_tag(data, offset, end)
     length, value_start = _read_length(data, pos, end)
     value_end = value_start + length

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from euicc_protocol import tlv as tlv_module
 from euicc_protocol.tlv import (
     Tlv,
     TlvError,
@@ -222,3 +223,58 @@ def test_arbitrary_bytes_never_raise_anything_but_tlv_error(data: bytes, offset:
     except TlvError:
         return
     assert offset < tlv.value_start <= tlv.end <= len(data)
+
+
+def _read_header_in_full(data: bytes, offset: int, end: int) -> tuple[bytes, int, int]:
+    """read_header without its fast paths: the tag, then the length, then the bound."""
+    tag, pos = tlv_module._read_tag(data, offset, end)
+    length, start = tlv_module._read_length(data, pos, end)
+    if start + length > end:
+        rule = "truncated" if end >= len(data) else "child-past-parent"
+        raise TlvError("past the end", start, rule)
+    return tag, start, start + length
+
+
+# Headers as ES10/ESipa messages start: one- and two-octet tags, every length form, some
+# valid and some not (non-minimal, past the end), then a few value octets.
+_header_starts = st.builds(
+    lambda tag, length, rest: tag + length + rest,
+    st.sampled_from(
+        [b"\x5a", b"\x30", b"\xbf\x4f", b"\xbf\x51", b"\x9f\x1f", b"\xbf\x80", b"\x1f"]
+    ),
+    st.sampled_from(
+        [
+            b"\x00",
+            b"\x05",
+            b"\x7f",
+            b"\x80",
+            b"\x81\x7f",
+            b"\x81\x80",
+            b"\x81\xff",
+            b"\x82\x00\xff",
+            b"\x82\x01\x00",
+            b"\x82\x01",
+            b"\x83\x01\x00\x00",
+            b"",
+        ]
+    ),
+    st.binary(max_size=8),
+)
+
+
+@settings(max_examples=400)
+@given(st.one_of(_header_starts, st.binary(max_size=10)), st.data())
+def test_read_header_fast_paths_agree_with_the_full_reading(
+    data: bytes, draw: st.DataObject
+) -> None:
+    end = draw.draw(st.integers(0, len(data)))
+    offset = draw.draw(st.integers(0, max(end, 1)))
+    try:
+        expected: object = _read_header_in_full(data, offset, end)
+    except TlvError as exc:
+        expected = (TlvError, exc.offset, exc.rule)
+    try:
+        got: object = tlv_module.read_header(data, offset, end)
+    except TlvError as exc:
+        got = (TlvError, exc.offset, exc.rule)
+    assert got == expected
