@@ -121,6 +121,11 @@ def value_to_json(value: Any) -> Any:
     """An asn1tools value as JSON: SEQUENCE → object with the ASN.1 field names, CHOICE →
     ``{alternative: value}``, OCTET STRING → uppercase hex, BIT STRING → list of set bit
     positions, NULL → ``true`` (it is present), times → ISO 8601, INTEGER/str unchanged."""
+    kind = type(value)
+    if kind is int or kind is str or kind is bool:  # most of a message: looked at first
+        return value
+    if kind is bytes:
+        return value.hex().upper()
     if isinstance(value, dict):
         return {key: value_to_json(item) for key, item in value.items()}
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):

@@ -162,7 +162,10 @@ async def read_body(
     413 for a body over ``max_body``, 408 for one not complete within ``body_timeout``) or
     the client went away."""
     limit = limits.max_body
-    length = dict(scope.get("headers") or ()).get(b"content-length")
+    length = None
+    for name, value in scope.get("headers") or ():
+        if name == b"content-length":
+            length = value  # the last one, as a dict of the headers would keep
     if length is not None:
         if not length.isdigit() or len(length) > 12:
             await _plain(send, 400, "Content-Length is not a number")
