@@ -335,6 +335,45 @@ def test_a_result_is_matched_to_its_order_by_an_index_on_the_transaction_id() ->
     assert any("orders_by_transaction" in row[3] for row in plan)
 
 
+def test_a_result_finds_the_order_delivered_with_its_transaction_id_without_a_query(
+    tmp_path: Path,
+) -> None:
+    store = EimStore(tmp_path)
+    eid, other_eid = "89049032123451234512345678901235", "89049032123451234512345678901236"
+    for e in (eid, other_eid):
+        store.add_euicc(e)
+    first, second, third = (store.add_order(eid, "psmo", {"operations": []}) for _ in range(3))
+    store.update_order(first.id, state=OrderState.SENT, eim_transaction_id=b"\x01" * 8)
+    store.update_order(second.id, state=OrderState.SENT, eim_transaction_id=b"\x02" * 8)
+    selects: list[str] = []
+    store._db.set_trace_callback(lambda s: selects.append(s) if s.startswith("SELECT") else None)
+
+    def find(e: str, tid: bytes, kinds: tuple[str, ...] = ("psmo", "eco")) -> int | None:
+        with store.transaction():
+            order = store.find_order(e, kinds=kinds, eim_transaction_id=tid)
+        return None if order is None else order.id
+
+    assert find(eid, b"\x02" * 8) == second.id
+    assert find(eid, b"\x01" * 8) == first.id
+    assert selects == []  # both from the orders this process delivered
+    # Another EID, kind or an unknown id: asked of SQLite, with its answer.
+    assert find(other_eid, b"\x02" * 8) is None
+    assert find(eid, b"\x02" * 8, kinds=("download",)) is None
+    assert find(eid, b"\x03" * 8) is None
+    assert len(selects) == 3
+    # An id delivered again with another order (a repeating random source): the query's
+    # answer, the oldest of them.
+    store.update_order(third.id, state=OrderState.SENT, eim_transaction_id=b"\x02" * 8)
+    assert find(eid, b"\x02" * 8) == second.id
+    assert len(selects) == 4
+    # A rollback forgets what was delivered in the transaction it undid.
+    with pytest.raises(RuntimeError), store.transaction():
+        store.update_order(first.id, eim_transaction_id=b"\x04" * 8)
+        raise RuntimeError
+    assert find(eid, b"\x04" * 8) is None
+    assert find(eid, b"\x01" * 8) == first.id
+
+
 @pytest.mark.parametrize(
     ("value", "unknown"),
     [

@@ -437,6 +437,10 @@ def _columns(row: sqlite3.Row) -> dict[str, Any]:
     return dict(zip(row.keys(), row, strict=True))
 
 
+#: In ``EimStore._delivered``: the eimTransactionId was delivered with several orders.
+_AMBIGUOUS = -1
+
+
 def _bound(cache: dict[Any, Any]) -> None:
     """Drop the oldest entries of ``cache`` beyond :data:`_CACHED_ROWS`."""
     while len(cache) > _CACHED_ROWS:
@@ -548,6 +552,9 @@ class EimStore:
         self._records: dict[str, EuiccRecord] = {}
         # Orders read or written in transactions, by id (the same rule as _records).
         self._orders: dict[int, Order] = {}
+        # The order each eimTransactionId was delivered with, by id (the same rule): a result
+        # finds its order without a query (see find_order).
+        self._delivered: dict[bytes, int] = {}
         # EIDs known to have no row in acks (the same rule): take_acks skips its DELETE.
         self._no_acks: set[str] = set()
         self._data_version: int | None = None  # data_version when the caches were valid
@@ -663,6 +670,7 @@ class EimStore:
         """Empty the caches of rows kept across transactions (see ``_records``)."""
         self._records.clear()
         self._orders.clear()
+        self._delivered.clear()
         self._no_acks.clear()
 
     def _end(self, ok: bool) -> None:
@@ -694,6 +702,7 @@ class EimStore:
         """Keep the caches within :data:`_CACHED_ROWS` rows each (the oldest go first)."""
         _bound(self._records)
         _bound(self._orders)
+        _bound(self._delivered)
         if len(self._no_acks) > _CACHED_ROWS:
             self._no_acks.clear()
 
@@ -887,6 +896,7 @@ class EimStore:
         with self.transaction():
             self._records.pop(eid, None)
             self._orders.clear()
+            self._delivered.clear()
             self._new_acks.pop(eid, None)
             self._no_acks.discard(eid)
             if self._db.execute("DELETE FROM euiccs WHERE eid = ?", (eid,)).rowcount != 1:
@@ -971,6 +981,10 @@ class EimStore:
         eim_transaction_id: bytes | None = None,
     ) -> Order | None:
         """The oldest order matching every criterion given."""
+        if eim_transaction_id is not None and counter_value is None and not states:
+            known = self._delivered_order(eid, kinds, eim_transaction_id)
+            if known is not None:
+                return known
         sql, args = "SELECT * FROM orders WHERE 1", list[Any]()
         for column, value in (
             ("eid", eid),
@@ -986,6 +1000,28 @@ class EimStore:
                 args.extend(values)
         row = self._one(sql + " ORDER BY id LIMIT 1", args)
         return self._read_order(row) if row is not None else None
+
+    def _delivered_order(
+        self, eid: str | None, kinds: Sequence[str], eim_transaction_id: bytes
+    ) -> Order | None:
+        """The order this process delivered with ``eim_transaction_id`` (kept as orders are,
+        see ``_delivered``) when it matches ``eid`` and ``kinds``; else None (ask SQLite).
+        It is the oldest order with that id, as the query would answer, because the eIM
+        draws a fresh random id (64 bits) for each order it delivers
+        (``esipa.EimCore._deliver``); an id delivered with two orders is left to the query."""
+        with self._lock:
+            if not self._depth:
+                return None
+            order_id = self._delivered.get(eim_transaction_id)
+            order = self._orders.get(order_id) if order_id is not None else None
+            if (
+                order is None
+                or order.eim_transaction_id != eim_transaction_id
+                or (eid is not None and order.eid != eid)
+                or (kinds and order.kind not in kinds)
+            ):
+                return None
+            return order
 
     def next_order(self, eid: str) -> Order | None:
         """The order to deliver to ``eid`` next: its oldest *sent* order that holds a package
@@ -1061,6 +1097,12 @@ class EimStore:
                     raise NotFound(f"no order {order_id}")
                 order = self._order(rows[0])
             self._orders[order_id] = order
+            tid = order.eim_transaction_id
+            if tid is not None:
+                # An id seen with another order too (only a non-random source repeats one):
+                # left to the query, which answers with the oldest.
+                seen = self._delivered.get(tid, order_id)
+                self._delivered[tid] = order_id if seen == order_id else _AMBIGUOUS
             if order.state != before[0]:
                 self.publish(f"order.{order.state}", order.summary())
             elif order.report != before[1] and order.report is not None:
