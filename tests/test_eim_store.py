@@ -6,6 +6,7 @@ emulated card and real signatures."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -18,7 +19,7 @@ from euicc_protocol.crypto import Curve
 from euicc_servers.eim import EimServer, OrderState, build_eim
 from euicc_servers.eim import store as store_module
 from euicc_servers.eim.packages import PackageError, operations_from_json, stored_operations
-from euicc_servers.eim.store import DB_FILE, EimStore
+from euicc_servers.eim.store import DB_FILE, EimStore, JsonText
 from euicc_sim.card import Euicc
 from ipa import es10_iot, esipa_messages
 from ipa.es10 import Es10Client
@@ -372,6 +373,30 @@ def test_a_result_finds_the_order_delivered_with_its_transaction_id_without_a_qu
         raise RuntimeError
     assert find(eid, b"\x04" * 8) is None
     assert find(eid, b"\x01" * 8) == first.id
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_json_text_dumped_once_is_stored_and_read_back_as_its_value(
+    tmp_path: Path, cached: bool
+) -> None:
+    store = EimStore(tmp_path)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid)
+    order = store.add_order(eid, "psmo", {"operations": []})
+    value = {"euiccPackageResultSigned": {"seq": 7, "results": [("a", 1)]}}
+    text = JsonText(json.dumps(value))
+    read_back = json.loads(text)  # the tuple a list, as SQLite gives it
+    with store.transaction():
+        if cached:
+            store.require_order(order.id)  # the update builds on the kept order
+        event_id = store.record_event("epr", b"\xbf\x51\x00", eid=eid, decoded=text)
+        event = store.add_event("epr", b"\xbf\x51\x00", eid=eid, decoded=text)
+        updated = store.update_order(order.id, result_json=text)
+    assert updated.result_json == read_back
+    assert event.decoded == read_back and event.id == event_id + 1
+    assert [e.decoded for e in store.events(eid)] == [read_back, read_back]
+    assert store.require_order(order.id).result_json == read_back
+    assert store.rows("SELECT result_json FROM orders WHERE id = ?", (order.id,))[0][0] == text
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ Notifications inside results are handled by :class:`~.notifications.EimNotificat
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,7 +29,7 @@ from . import packages
 from .notifications import EimNotifications
 from .packages import MessageError, PackageError, decode_message, message_parts
 from .profile_state import learn_from_psmo
-from .store import Order, OrderState, now
+from .store import JsonText, Order, OrderState, now
 
 __all__ = [
     "EID_NOT_FOUND",
@@ -215,13 +216,14 @@ class EimResults(EimNotifications):
             accepted = True  # the same result again: its acknowledgement was lost
         else:
             accepted = problem is None
-            self.store.add_event(
+            text = JsonText(json.dumps(info.decoded))  # stored twice, dumped once
+            self.store.record_event(
                 "epr",
                 raw,
                 eid=eid,
                 order_id=order.id if order else None,
                 seq_number=info.seq_number,
-                decoded=info.decoded,
+                decoded=text,
                 verified=verified,
                 accepted=accepted,
                 note=problem,
@@ -230,7 +232,7 @@ class EimResults(EimNotifications):
                 log.warning("EPR from %s not accepted: %s", eid, problem)
                 self._report(order, problem)
             if accepted and order is not None and order.state == OrderState.SENT:
-                self._complete_package(order, info, verified)
+                self._complete_package(order, info, verified, text)
         if verified and info.eim_id == self.settings.eim_id:
             if record.token_source != "epr":  # the signature covers the token: confirmed
                 self.store.update_euicc(eid, token_source="epr")
@@ -240,7 +242,7 @@ class EimResults(EimNotifications):
         return eid
 
     def _complete_package(
-        self, order: Order, info: packages.EprInfo, verified: bool | None
+        self, order: Order, info: packages.EprInfo, verified: bool | None, text: JsonText
     ) -> None:
         error = None
         if info.kind == "euiccPackageErrorSigned":
@@ -250,7 +252,7 @@ class EimResults(EimNotifications):
             order.id,
             state=OrderState.FAILED if error else OrderState.DONE,
             result=info.raw,
-            result_json=info.decoded,
+            result_json=text,
             verified=verified,
             error=error,
             completed=now(),

@@ -51,6 +51,7 @@ __all__ = [
     "Event",
     "EuiccRecord",
     "FeedEvent",
+    "JsonText",
     "Order",
     "OrderState",
     "Session",
@@ -193,6 +194,12 @@ CREATE TABLE IF NOT EXISTS feed (
     created TEXT NOT NULL
 );
 """
+
+
+class JsonText(str):
+    """A value's JSON text, dumped once by the caller: a JSON column or an event's decoded
+    value given one stores it as it is instead of dumping the value again (for a value
+    stored twice, as a result is in its event and in its order)."""
 
 
 class StoreError(ValueError):
@@ -1059,7 +1066,9 @@ class EimStore:
         stored = dict(values)
         for name in ("request", "result_json"):
             if name in values:
-                stored[name] = json.dumps(values[name])
+                value = values[name]
+                # JsonText: dumped once by the caller (a plain copy, so it is read back).
+                stored[name] = str(value) if type(value) is JsonText else json.dumps(value)
         assignments = ", ".join(f"{k} = ?" for k in stored)
         with self.transaction():
             base = self._orders.get(order_id)
@@ -1125,31 +1134,16 @@ class EimStore:
         note: str | None = None,
         forwarded: str | None = None,
     ) -> Event:
-        """Record something the IPAd delivered."""
-        text = json.dumps(decoded)
-        received = now()
-        cursor = self._exec(
-            "INSERT INTO events (eid, order_id, kind, seq_number, raw, decoded, verified, "
-            "accepted, note, forwarded, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                eid,
-                order_id,
-                kind,
-                seq_number,
-                raw,
-                text,
-                verified,
-                accepted,
-                note,
-                forwarded,
-                received,
-            ),
+        """Record something the IPAd delivered (``decoded``: a JSON value, or its
+        :class:`JsonText`)."""
+        text = decoded if type(decoded) is JsonText else json.dumps(decoded)
+        event_id, received = self._insert_event(
+            kind, raw, eid, order_id, seq_number, text, verified, accepted, note, forwarded
         )
-        assert cursor.lastrowid is not None
         # The row as SQLite holds it (the decoded value as read back from its JSON text), not
         # read back: it is exactly what was just written.
         return Event(
-            cursor.lastrowid,
+            event_id,
             eid,
             order_id,
             kind,
@@ -1162,6 +1156,39 @@ class EimStore:
             forwarded,
             received,
         )
+
+    def record_event(
+        self,
+        kind: str,
+        raw: bytes,
+        *,
+        eid: str | None = None,
+        order_id: int | None = None,
+        seq_number: int | None = None,
+        decoded: Any = None,
+        verified: bool | None = None,
+        accepted: bool = True,
+        note: str | None = None,
+    ) -> int:
+        """:meth:`add_event` for a caller that needs only the new event's id (its decoded
+        value is not read back from the JSON text)."""
+        text = decoded if type(decoded) is JsonText else json.dumps(decoded)
+        event_id, _ = self._insert_event(
+            kind, raw, eid, order_id, seq_number, text, verified, accepted, note, None
+        )
+        return event_id
+
+    def _insert_event(self, *values: Any) -> tuple[int, str]:
+        """Insert an events row (kind, raw, eid, order_id, seq_number, decoded JSON text,
+        verified, accepted, note, forwarded); its id and received time."""
+        received = now()
+        cursor = self._exec(
+            "INSERT INTO events (kind, raw, eid, order_id, seq_number, decoded, verified, "
+            "accepted, note, forwarded, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*values, received),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid, received
 
     def find_event(self, kind: str, raw: bytes) -> Event | None:
         """The first recorded event of ``kind`` with exactly these bytes (a repeat delivery)."""
