@@ -208,3 +208,30 @@ def test_an_esipa_request_is_answered_alike_in_one_piece_or_with_its_body_late()
         late = _exchange(server.port, [head + message[:5], message[5:]])
     assert whole.startswith(b"HTTP/1.1 200 ")
     assert late == whole
+
+
+@pytest.mark.parametrize("rest", [b"POST /gsma/rsp2/asn1 HTTP/1.1\r\nhost: x\r\n", b""])
+def test_a_kept_alive_connections_next_request_has_its_deadline_too(rest: bytes) -> None:
+    """The deadline of a request after the first is armed by the data that starts it (a
+    request that arrives whole never arms one): one that stops halfway gets 408 and the
+    close; a connection that goes quiet after an answer is left to the keep-alive timeout."""
+    eim = build_eim("sgp26", limits=Limits(header_timeout=0.5, body_timeout=0.5))
+    message = bytes.fromhex("bf4f125a10") + bytes(range(16))
+    head = (
+        b"POST /gsma/rsp2/asn1 HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        b"content-type: application/x-gsma-rsp-asn1\r\ncontent-length: %d\r\n\r\n" % len(message)
+    )
+    with run_in_thread(eim.core) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(head + message + rest)
+            started = time.monotonic()
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+            waited = time.monotonic() - started
+    assert received.startswith(b"HTTP/1.1 200 ")
+    if rest:  # half a request: its deadline, then 408
+        assert b"HTTP/1.1 408 Request Timeout" in received
+        assert waited < 5.0  # the 0.5 s deadline, not uvicorn's 5 s keep-alive timeout
+    else:
+        assert b"408" not in received

@@ -175,10 +175,16 @@ if HttpToolsProtocol is not None:
             self._stage = _WAITING
             super().connection_made(transport)
 
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            # A request begun and not complete in this data (most arrive whole): its deadline
+            # runs from now, the moment its first byte arrived.
+            if self._stage == _HEADERS or self._stage == _BODY:
+                self._arm()
+
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._stage = _HEADERS
-            self._arm()
 
         def on_headers_complete(self) -> None:
             self._stage = _BODY

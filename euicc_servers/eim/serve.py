@@ -129,11 +129,16 @@ def run_in_thread(
     tls: Credential | None = None,
     log_level: str = "warning",
 ) -> RunningServer:
-    """Serve ``core`` with uvicorn in a daemon thread (port 0: a free one); returns once it
-    accepts connections. An eIM without a configured eimFqdn takes ``host:port``. Stopping
-    it also closes the relay's connections to SM-DP+s."""
+    """Serve ``core`` with uvicorn in a daemon thread (port 0: a free one), within the core's
+    limits; returns once it accepts connections. An eIM without a configured eimFqdn takes
+    ``host:port``. Stopping it also closes the relay's connections to SM-DP+s."""
     running = _run_app_in_thread(
-        create_app(core), host=host, port=port, tls=tls, log_level=log_level
+        create_app(core),
+        host=host,
+        port=port,
+        tls=tls,
+        log_level=log_level,
+        limits=core.settings.limits,  # the request deadline too, as the foreground server
     )
     if core.eim_fqdn is None:
         core.eim_fqdn = running.address
