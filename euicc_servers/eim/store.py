@@ -41,7 +41,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from ..common import pem
 
@@ -49,6 +49,7 @@ __all__ = [
     "DB_FILE",
     "EimStore",
     "Event",
+    "EventFields",
     "EuiccRecord",
     "FeedEvent",
     "JsonText",
@@ -194,6 +195,20 @@ CREATE TABLE IF NOT EXISTS feed (
     created TEXT NOT NULL
 );
 """
+
+
+class EventFields(TypedDict, total=False):
+    """The fields of an event besides its kind and raw bytes (:meth:`EimStore.add_event`);
+    all optional, ``accepted`` True unless given."""
+
+    eid: str | None
+    order_id: int | None
+    seq_number: int | None
+    decoded: Any  # a JSON value, or its JsonText
+    verified: bool | None
+    accepted: bool
+    note: str | None
+    forwarded: str | None
 
 
 class JsonText(str):
@@ -1120,75 +1135,56 @@ class EimStore:
 
     # -- events and acknowledgements -----------------------------------------------------
 
-    def add_event(
-        self,
-        kind: str,
-        raw: bytes,
-        *,
-        eid: str | None = None,
-        order_id: int | None = None,
-        seq_number: int | None = None,
-        decoded: Any = None,
-        verified: bool | None = None,
-        accepted: bool = True,
-        note: str | None = None,
-        forwarded: str | None = None,
-    ) -> Event:
-        """Record something the IPAd delivered (``decoded``: a JSON value, or its
-        :class:`JsonText`)."""
-        text = decoded if type(decoded) is JsonText else json.dumps(decoded)
-        event_id, received = self._insert_event(
-            kind, raw, eid, order_id, seq_number, text, verified, accepted, note, forwarded
-        )
+    def add_event(self, kind: str, raw: bytes, **fields: Unpack[EventFields]) -> Event:
+        """Record something the IPAd delivered; the event as stored."""
+        event_id, received, text = self._insert_event(kind, raw, fields)
+        verified = fields.get("verified")
         # The row as SQLite holds it (the decoded value as read back from its JSON text), not
         # read back: it is exactly what was just written.
         return Event(
             event_id,
-            eid,
-            order_id,
+            fields.get("eid"),
+            fields.get("order_id"),
             kind,
-            seq_number,
+            fields.get("seq_number"),
             bytes(raw),
             json.loads(text),
             None if verified is None else bool(verified),
-            bool(accepted),
-            note,
-            forwarded,
+            bool(fields.get("accepted", True)),
+            fields.get("note"),
+            fields.get("forwarded"),
             received,
         )
 
-    def record_event(
-        self,
-        kind: str,
-        raw: bytes,
-        *,
-        eid: str | None = None,
-        order_id: int | None = None,
-        seq_number: int | None = None,
-        decoded: Any = None,
-        verified: bool | None = None,
-        accepted: bool = True,
-        note: str | None = None,
-    ) -> int:
+    def record_event(self, kind: str, raw: bytes, **fields: Unpack[EventFields]) -> int:
         """:meth:`add_event` for a caller that needs only the new event's id (its decoded
         value is not read back from the JSON text)."""
-        text = decoded if type(decoded) is JsonText else json.dumps(decoded)
-        event_id, _ = self._insert_event(
-            kind, raw, eid, order_id, seq_number, text, verified, accepted, note, None
-        )
-        return event_id
+        return self._insert_event(kind, raw, fields)[0]
 
-    def _insert_event(self, *values: Any) -> tuple[int, str]:
-        """Insert an events row (kind, raw, eid, order_id, seq_number, decoded JSON text,
-        verified, accepted, note, forwarded); its id and received time."""
+    def _insert_event(self, kind: str, raw: bytes, fields: EventFields) -> tuple[int, str, str]:
+        """Insert an events row; its id, received time and decoded JSON text."""
+        decoded = fields.get("decoded")
+        text = decoded if type(decoded) is JsonText else json.dumps(decoded)
         received = now()
         cursor = self._exec(
             "INSERT INTO events (kind, raw, eid, order_id, seq_number, decoded, verified, "
             "accepted, note, forwarded, received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*values, received),
+            (
+                kind,
+                raw,
+                fields.get("eid"),
+                fields.get("order_id"),
+                fields.get("seq_number"),
+                text,
+                fields.get("verified"),
+                fields.get("accepted", True),
+                fields.get("note"),
+                fields.get("forwarded"),
+                received,
+            ),
         )
         assert cursor.lastrowid is not None
-        return cursor.lastrowid, received
+        return cursor.lastrowid, received, text
 
     def find_event(self, kind: str, raw: bytes) -> Event | None:
         """The first recorded event of ``kind`` with exactly these bytes (a repeat delivery)."""
