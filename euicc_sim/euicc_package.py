@@ -59,6 +59,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from euicc_protocol import schema, tlv
+from euicc_protocol.records import evolve
 
 from . import eim, es10b, es10c, iot, notifications, profiles
 from .apdu import StatusWordError
@@ -67,7 +68,7 @@ from .ecasd import SigningChain
 from .isdr import IsdrContext, RawHandler
 from .profiles import Actor, Transition
 from .registry import HandlerTable
-from .state import CardState, EimConfig, RollbackInfo, StoredPackageResult, evolve
+from .state import CardState, EimConfig, RollbackInfo, StoredPackageResult
 
 log = logging.getLogger(__name__)
 

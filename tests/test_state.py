@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from euicc_sim.state import CardState, EimConfig, evolve
+from euicc_protocol.records import evolve
+from euicc_sim.state import CardState, EimConfig
 
 
 def test_evolve_equals_replace_and_leaves_the_original() -> None:

@@ -41,7 +41,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, TypedDict, Unpack
+
+from euicc_protocol.records import evolve
 
 from ..common import pem
 
@@ -60,8 +62,6 @@ __all__ = [
     "Conflict",
     "NotFound",
 ]
-
-_Record = TypeVar("_Record")
 
 DB_FILE = "eim.sqlite3"
 _SCHEMA_VERSION = 2
@@ -529,17 +529,6 @@ def _as_stored(types: dict[str, tuple[type, ...]], values: dict[str, Any]) -> bo
     return True
 
 
-def _replaced(record: _Record, changes: dict[str, Any]) -> _Record:
-    """A copy of a frozen record with ``changes`` (known field names, values of the fields'
-    types): its instance dict copied and updated, without running the dataclass's
-    ``__init__`` again (one attribute set at a time, for every field)."""
-    new = object.__new__(type(record))
-    attributes = new.__dict__
-    attributes.update(record.__dict__)
-    attributes.update(changes)
-    return new
-
-
 def _read_back(values: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
     """The values of an update as a read of the row gives them: JSON columns from their text
     (a JSON value read back is not always the value dumped: tuples become lists)."""
@@ -893,7 +882,7 @@ class EimStore:
                     != 1
                 ):
                     raise NotFound(f"EID {eid} is not registered")
-                record = _replaced(known, _read_back(values, stored))
+                record = evolve(known, **_read_back(values, stored))
             else:
                 rows = self._db.execute(
                     f"UPDATE euiccs SET {assignments} WHERE eid = ? RETURNING *",
@@ -1102,7 +1091,7 @@ class EimStore:
                 changed = _read_back(values, stored)
                 if "verified" in changed:
                     changed["verified"] = _bool(changed["verified"])
-                order = _replaced(base, changed)
+                order = evolve(base, **changed)
             else:
                 if base is not None:
                     before = (base.state, base.report)
