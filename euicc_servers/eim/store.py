@@ -531,9 +531,12 @@ def _as_stored(types: dict[str, tuple[type, ...]], values: dict[str, Any]) -> bo
 
 def _read_back(values: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
     """The values of an update as a read of the row gives them: JSON columns from their text
-    (a JSON value read back is not always the value dumped: tuples become lists)."""
+    (a JSON value read back is not always the value dumped: tuples become lists; a
+    :class:`JsonText` is stored as it is and read back as the value it holds)."""
     return {
-        name: value if stored[name] is value else json.loads(stored[name])
+        name: value
+        if stored[name] is value and type(value) is not JsonText
+        else json.loads(stored[name])
         for name, value in values.items()
     }
 
@@ -1071,8 +1074,7 @@ class EimStore:
         for name in ("request", "result_json"):
             if name in values:
                 value = values[name]
-                # JsonText: dumped once by the caller (a plain copy, so it is read back).
-                stored[name] = str(value) if type(value) is JsonText else json.dumps(value)
+                stored[name] = value if type(value) is JsonText else json.dumps(value)
         assignments = ", ".join(f"{k} = ?" for k in stored)
         with self.transaction():
             base = self._orders.get(order_id)
