@@ -66,7 +66,10 @@ __all__ = [
 DB_FILE = "eim.sqlite3"
 _SCHEMA_VERSION = 2
 #: The connection's page cache, in KiB (an upper bound: pages are allocated as they are read).
-_CACHE_KIB = 65536
+#: Not larger: SQLite's page cache walks its whole hash table (about one slot per cached page)
+#: at every commit after a b-tree balance that renumbered pages, which many commits do;
+#: with 64 MiB that walk cost more than the few extra page reads 8 MiB brings.
+_CACHE_KIB = 8192
 #: Rows of each kind (eUICCs, orders) kept in memory from one transaction to the next.
 _CACHED_ROWS = 16384
 #: Columns added since version 1 (table, column, type), added to an older file at open.
@@ -591,10 +594,9 @@ class EimStore:
         if directory is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # see the module notes
-        # A page cache that holds the working set of a large fleet (SQLite's default is 2 MiB,
-        # which a few thousand orders outgrow: every transaction then reads pages back from
-        # the file). SQLite checks the cache against the WAL index at every transaction's
-        # start, so another process's commits never leave it stale.
+        # A page cache that holds the pages a fleet's cycles keep coming back to (see
+        # _CACHE_KIB for why not more). SQLite checks the cache against the WAL index at
+        # every transaction's start, so another process's commits never leave it stale.
         self._db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         self._db.executescript(_SCHEMA)  # CREATE ... IF NOT EXISTS: a no-op on a known file
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
