@@ -415,3 +415,38 @@ def test_has_unknown_alternative_finds_an_unknown_choice_at_any_depth(
     from euicc_servers.common import has_unknown_alternative
 
     assert has_unknown_alternative(value) is unknown
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_an_order_event_takes_the_result_text_as_given_and_reads_as_the_summary(
+    tmp_path: Path, cached: bool
+) -> None:
+    store = EimStore(tmp_path)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid)
+    order = store.add_order(eid, "psmo", {"operations": []})
+    text = JsonText('{"euiccPackageResultSigned": {"seq": 7, "results": [["a", 1]]}}')
+    with store.transaction():
+        if cached:
+            store.require_order(order.id)
+        done = store.update_order(order.id, state="done", result_json=text)
+    event = store.feed(after=store.last_feed_id() - 1)[0]
+    assert event.type == "order.done"
+    assert event.data == done.summary()
+    assert event.data["result"] == json.loads(text)
+
+
+@pytest.mark.parametrize(
+    ("data", "texts"),
+    [
+        ({"a": 1, "r": None}, {"r": JsonText('{"x": [1, "y"]}')}),
+        ({"r": None}, {"r": JsonText("[]")}),
+        ({}, {"r": JsonText('"s"'), "q": JsonText("null")}),
+        ({"a": {"b": "\u00e9"}}, None),
+    ],
+)
+def test_json_object_splices_given_texts(data: dict[str, Any], texts: Any) -> None:
+    from euicc_servers.eim.store import _json_object
+
+    expected = {**data, **{k: json.loads(t) for k, t in (texts or {}).items()}}
+    assert json.loads(_json_object(data, texts)) == expected

@@ -220,6 +220,16 @@ class JsonText(str):
     stored twice, as a result is in its event and in its order)."""
 
 
+def _json_object(data: dict[str, Any], texts: dict[str, JsonText] | None) -> str:
+    """``json.dumps(data)``, with the members named in ``texts`` written as the JSON text
+    given for them (the feed's rows are only ever parsed, so member order is free)."""
+    if not texts:
+        return json.dumps(data)
+    head = json.dumps({name: value for name, value in data.items() if name not in texts})
+    tail = ", ".join(f"{json.dumps(name)}: {text}" for name, text in texts.items())
+    return f"{head[:-1]}, {tail}}}" if len(head) > 2 else f"{{{tail}}}"
+
+
 class StoreError(ValueError):
     """A store operation is not possible."""
 
@@ -1121,7 +1131,9 @@ class EimStore:
                 seen = self._delivered.get(tid, order_id)
                 self._delivered[tid] = order_id if seen == order_id else _AMBIGUOUS
             if order.state != before[0]:
-                self.publish(f"order.{order.state}", order.summary())
+                result = values.get("result_json")
+                texts = {"result": result} if type(result) is JsonText else None
+                self.publish(f"order.{order.state}", order.summary(), texts=texts)
             elif order.report != before[1] and order.report is not None:
                 self.publish("order.unverified", order.summary())
         return order
@@ -1295,12 +1307,16 @@ class EimStore:
 
     # -- the northbound feed --------------------------------------------------------------
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
+    def publish(
+        self, kind: str, data: dict[str, Any], *, texts: dict[str, JsonText] | None = None
+    ) -> None:
         """Record an event of ``kind`` for the northbound feed (in the caller's transaction,
         so an event exists exactly when its change was committed). The rows of a transaction
-        are inserted when it commits, in the order published (one statement for all)."""
+        are inserted when it commits, in the order published (one statement for all).
+        ``texts``: members of ``data`` whose JSON text the caller has already (taken as it
+        is instead of dumping their values again)."""
         with self.transaction():
-            self._feed.append((kind, json.dumps(data, sort_keys=True), now()))
+            self._feed.append((kind, _json_object(data, texts), now()))
 
     def _flush_feed(self) -> None:
         """Insert the open transaction's feed rows now (a read of the feed inside it sees
