@@ -19,7 +19,7 @@ from euicc_protocol.crypto import Curve
 from euicc_servers.eim import EimServer, OrderState, build_eim
 from euicc_servers.eim import store as store_module
 from euicc_servers.eim.packages import PackageError, operations_from_json, stored_operations
-from euicc_servers.eim.store import DB_FILE, EimStore, JsonText
+from euicc_servers.eim.store import DB_FILE, EimStore, JsonText, Order
 from euicc_sim.card import Euicc
 from ipa import es10_iot, esipa_messages
 from ipa.es10 import Es10Client
@@ -375,14 +375,19 @@ def test_a_result_finds_the_order_delivered_with_its_transaction_id_without_a_qu
     assert find(eid, b"\x01" * 8) == first.id
 
 
+def _store_with_order(directory: Path) -> tuple[EimStore, str, Order]:
+    """A store with one eUICC and one queued PSMO order for it."""
+    store = EimStore(directory)
+    eid = "89049032123451234512345678901235"
+    store.add_euicc(eid)
+    return store, eid, store.add_order(eid, "psmo", {"operations": []})
+
+
 @pytest.mark.parametrize("cached", [True, False])
 def test_json_text_dumped_once_is_stored_and_read_back_as_its_value(
     tmp_path: Path, cached: bool
 ) -> None:
-    store = EimStore(tmp_path)
-    eid = "89049032123451234512345678901235"
-    store.add_euicc(eid)
-    order = store.add_order(eid, "psmo", {"operations": []})
+    store, eid, order = _store_with_order(tmp_path)
     value = {"euiccPackageResultSigned": {"seq": 7, "results": [("a", 1)]}}
     text = JsonText(json.dumps(value))
     read_back = json.loads(text)  # the tuple a list, as SQLite gives it
@@ -421,10 +426,7 @@ def test_has_unknown_alternative_finds_an_unknown_choice_at_any_depth(
 def test_an_order_event_takes_the_result_text_as_given_and_reads_as_the_summary(
     tmp_path: Path, cached: bool
 ) -> None:
-    store = EimStore(tmp_path)
-    eid = "89049032123451234512345678901235"
-    store.add_euicc(eid)
-    order = store.add_order(eid, "psmo", {"operations": []})
+    store, _, order = _store_with_order(tmp_path)
     text = JsonText('{"euiccPackageResultSigned": {"seq": 7, "results": [["a", 1]]}}')
     with store.transaction():
         if cached:
