@@ -247,7 +247,13 @@ def test_stored_operations_encode_like_the_operator_api(operations: list[Any]) -
 
 
 def test_stored_operations_refuse_what_the_operator_api_refuses() -> None:
-    for bad in ([{"enable": {"iccid": "12"}}], [], [{"enable": {}, "disable": {}}], ({},)):
+    cases: tuple[Any, ...] = (
+        [{"enable": {"iccid": "12"}}],
+        [],
+        [{"enable": {}, "disable": {}}],
+        ({},),
+    )
+    for bad in cases:
         with pytest.raises(PackageError):
             stored_operations("psmo", bad)
 
