@@ -90,9 +90,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any
 
+from euicc_protocol.records import evolve_slotted
 from ipa.esipa_answers import EimPackageKind
 from ipa.esipa_codes import StateChangeCause
 from ipa.pull.events import (
@@ -203,42 +204,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 # -- immutable updates ----------------------------------------------------------------------------
 
-_T = TypeVar("_T")
-_COPIERS: dict[type, Callable[[Any], Any]] = {}
-_set_field = object.__setattr__
-
-
-def _evolve(obj: _T, **changes: Any) -> _T:
-    """``dataclasses.replace`` for the frozen, slotted records the rules keep (no
-    ``__post_init__``, every field an ``__init__`` argument), at a third of its cost: the rules
-    make several per event. The copy takes every slot of ``obj``, then the changed fields are
-    set on it before anyone else sees it; a name that is no field raises AttributeError."""
-    cls = type(obj)
-    copier = _COPIERS.get(cls)
-    if copier is None:
-        copier = _COPIERS[cls] = _copier_for(cls)
-    new = copier(obj)
-    for name, value in changes.items():
-        _set_field(new, name, value)
-    return new  # type: ignore[no-any-return]
-
-
-def _copier_for(cls: type) -> Callable[[Any], Any]:
-    """A function copying a ``cls`` slot by slot (straight-line code, as dataclasses generates
-    its ``__init__``: a loop over the fields would cost as much as ``replace``)."""
-    names = [f.name for f in fields(cls)]
-    if hasattr(cls, "__post_init__") or "__slots__" not in cls.__dict__ or len(names) < 2:
-        raise TypeError(f"_evolve needs a slotted dataclass of 2+ fields, not {cls.__name__}")
-    if any(not f.init for f in fields(cls)) or not all(n.isidentifier() for n in names):
-        raise TypeError(f"_evolve: {cls.__name__} has fields outside __init__")
-    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    lines = ["def copy(obj):", "    new = _new(_cls)"]
-    for i, name in enumerate(names):
-        scope[f"_set{i}"] = cls.__dict__[name].__set__  # the slot's own setter
-        lines.append(f"    _set{i}(new, obj.{name})")
-    lines.append("    return new")
-    exec("\n".join(lines), scope)  # noqa: S102 - field names only, checked above
-    return scope["copy"]  # type: ignore[no-any-return]
+# The rules' records are slotted: copied by a generated slot-by-slot function.
+_evolve = evolve_slotted
 
 
 # -- memory ---------------------------------------------------------------------------------------
