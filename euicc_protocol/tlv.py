@@ -225,6 +225,12 @@ def read_header(data: _Bytes, offset: int, end: int) -> tuple[bytes, int, int]:
                     at = end + 1  # another form (or an error): the full reading
             if at + length <= end:
                 return tag, at, at + length
+    return _read_header_in_full(data, offset, end)
+
+
+def _read_header_in_full(data: _Bytes, offset: int, end: int) -> tuple[bytes, int, int]:
+    """:func:`read_header` without its fast paths: the tag, the length, then the bound (every
+    form and every error)."""
     tag, pos = _read_tag(data, offset, end)
     length, value_start = _read_length(data, pos, end)
     value_end = value_start + length
