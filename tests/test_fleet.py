@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from benchmark_support import run_benchmark as _benchmark
 from cryptography.hazmat.primitives import serialization
 
 from euicc_protocol import saip
@@ -491,16 +489,6 @@ def test_percentile_is_nearest_rank() -> None:
         100.0,
     )
     assert percentile([], 50) == 0.0 and percentile([7.0], 99) == 7.0
-
-
-def _benchmark(script: str, *args: str, timeout: float = 120) -> dict[str, Any]:
-    """Run ``benchmarks/<script>`` with ``--json`` and ``args``; its figures (it must exit 0:
-    the pull benchmarks exit non-zero when a result is lost, doubled or unverified)."""
-    command = [sys.executable, str(ROOT / "benchmarks" / script), "--json", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
-    return result
 
 
 #: A tiny, short pull benchmark run.
